@@ -1,0 +1,216 @@
+"""The canonical contact: one model, the universal rules, and the paths errors point at.
+
+Field names are snake_case in Python and camelCase (the GraphQL input names) by alias, so an error's `loc` rendered
+by alias is exactly the caller's input path (`details[1].value`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from datetime import date
+from enum import Enum
+from typing import Annotated, Any, Self
+
+import orjson
+import pycountry
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from resolvers.results import ErrorCode, FieldError
+
+#: ISO 3166-1 alpha-2 codes, from pycountry (kept current with the standard, unlike a hand-kept list).
+ISO_3166_ALPHA2 = frozenset(c.alpha_2 for c in pycountry.countries)
+
+# Printable: no control characters (C0, DEL, C1) anywhere in the id.
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]+$")
+# Deliberately simple: one @, something before it, a dot in the domain, no spaces.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class DetailKind(Enum):
+    """What kind of contact detail a value is."""
+
+    PHONE = "PHONE"
+    MOBILE = "MOBILE"
+    EMAIL = "EMAIL"
+    FAX = "FAX"
+    WEB = "WEB"
+    OTHER = "OTHER"
+
+
+def _printable_id(value: str) -> str:
+    if not _PRINTABLE.match(value) or value != value.strip():
+        raise PydanticCustomError(
+            "invalid_format", "must be printable characters without leading or trailing spaces"
+        )
+    return value
+
+
+def _country(value: str) -> str:
+    if value not in ISO_3166_ALPHA2:
+        raise PydanticCustomError("invalid_format", "must be an ISO 3166-1 alpha-2 country code such as GB or AU")
+    return value
+
+
+class CanonicalModel(BaseModel):
+    """Base of every canonical model: camelCase aliases, no unknown fields, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=False
+    )
+
+
+ContactId = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_printable_id)]
+CountryCode = Annotated[str, AfterValidator(_country)]
+
+
+class ContactDetail(CanonicalModel):
+    """A phone number, e-mail address, web address or other way to reach the contact."""
+
+    kind: DetailKind
+    value: str = Field(min_length=1)
+    label: str | None = None
+    preferred: bool = False
+
+    @model_validator(mode="after")
+    def _email_looks_like_email(self) -> Self:
+        if self.kind is DetailKind.EMAIL and not _EMAIL.match(self.value):
+            raise PydanticCustomError("invalid_email", "value: must be an e-mail address such as name@example.com")
+        return self
+
+
+class Address(CanonicalModel):
+    """A postal address; `lines` are the street lines, most specific first."""
+
+    lines: list[str] = Field(default_factory=list)
+    city: str | None = None
+    region: str | None = None
+    post_code: str | None = None
+    country: CountryCode | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+
+class Location(CanonicalModel):
+    """A site the contact is associated with (Oneserve locations)."""
+
+    ref: str = Field(min_length=1)
+    preferred: bool = False
+    start_date: date | None = None
+    end_date: date | None = None
+    usage_type_id: int | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Self:
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise PydanticCustomError("date_order", "endDate: must not be before startDate")
+        return self
+
+
+def _one_preferred(details: list[ContactDetail]) -> list[ContactDetail]:
+    if sum(1 for d in details if d.preferred) > 1:
+        raise PydanticCustomError("too_many_preferred", "at most one detail may be preferred")
+    return details
+
+
+class Contact(CanonicalModel):
+    """The one contact model every vendor mapping starts from."""
+
+    id: ContactId
+    title: str | None = None
+    salutation: str | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    job_title: str | None = None
+    department: str | None = None
+    organisation: str | None = None
+    birth_date: date | None = None
+    notes: str | None = None
+    considerations: str | None = None
+    details: Annotated[list[ContactDetail], AfterValidator(_one_preferred)] = Field(default_factory=list)
+    address: Address | None = None
+    locations: list[Location] = Field(default_factory=list)
+    #: Per-vendor overrides of configured defaults, keyed by vendor name (`oneserve`, `eros`, ...). Each connector
+    #: validates its own entry.
+    vendor_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """A stable hash of the whole contact (used to tell a changed contact from a repeat)."""
+        return payload_hash(self.model_dump(mode="json", by_alias=True))
+
+
+def payload_hash(payload: Any) -> str:
+    """SHA-256 of a JSON-able value with sorted keys: equal payloads, equal hashes."""
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def render_path(loc: Iterable[int | str]) -> str:
+    """`("details", 1, "value")` -> `details[1].value`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+# Pydantic error types -> the documented codes. Anything else is INVALID_FORMAT.
+_PYDANTIC_CODES: dict[str, ErrorCode] = {
+    "missing": ErrorCode.REQUIRED,
+    "string_too_short": ErrorCode.REQUIRED,
+    "too_short": ErrorCode.REQUIRED,
+    "string_too_long": ErrorCode.TOO_LONG,
+    "too_long": ErrorCode.TOO_MANY,
+    "greater_than": ErrorCode.OUT_OF_RANGE,
+    "greater_than_equal": ErrorCode.OUT_OF_RANGE,
+    "less_than": ErrorCode.OUT_OF_RANGE,
+    "less_than_equal": ErrorCode.OUT_OF_RANGE,
+    "date_order": ErrorCode.OUT_OF_RANGE,
+    "literal_error": ErrorCode.UNKNOWN_TYPE,
+    "enum": ErrorCode.UNKNOWN_TYPE,
+    "unknown_type": ErrorCode.UNKNOWN_TYPE,
+    "too_many_preferred": ErrorCode.TOO_MANY,
+    "extra_forbidden": ErrorCode.NOT_SUPPORTED,
+}
+
+
+def error_code(pydantic_type: str) -> ErrorCode:
+    """The documented code for a pydantic error type."""
+    return _PYDANTIC_CODES.get(pydantic_type, ErrorCode.INVALID_FORMAT)
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """Every violation in a canonical-model ValidationError, as FieldErrors naming the input path.
+
+    Model-level validators name the sub-field in their message (`value: ...`); it is moved into the path.
+    """
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        loc: list[int | str] = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        message = err["msg"]
+        head, sep, rest = message.partition(": ")
+        if sep and err["type"] in {"invalid_email", "date_order"}:
+            if head != render_path(loc[-1:]):
+                loc.append(head)
+            message = rest
+        out.append(FieldError(field=render_path(loc), code=error_code(err["type"]), message=message))
+    return out
+
+
+def parse_contact(data: dict[str, Any]) -> Contact | list[FieldError]:
+    """Validate raw input (camelCase keys) into a Contact, or every universal-rule violation."""
+    try:
+        return Contact.model_validate(data)
+    except ValidationError as exc:
+        return field_errors(exc)
+
+
+def unique(seq: Sequence[str]) -> list[str]:
+    """Order-preserving de-duplication."""
+    return list(dict.fromkeys(seq))

@@ -1,0 +1,191 @@
+"""What every vendor simulator shares: fault injection, a record of what it was sent, and an admin endpoint.
+
+Each vendor's `simulator.py` subclasses `Simulator`, adds its routes and its own error shape; this module runs them
+all under one aiohttp server, each at `/<vendor>/` (`contact-gateway simulate`, the demo, and the tests).
+
+Admin endpoint of each simulator (no auth; for tests and demos):
+- `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
+  `throttle_next` + `retry_after`, `drop_next`, `hang_next`: the next N calls fail, throttle with 429 and
+  Retry-After, drop the connection, or never answer.
+- `POST /<vendor>/_admin/reset`: forget faults, records and calls.
+- `GET /<vendor>/_admin/state`: the records it holds, the calls it received and how many of each kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class Faults:
+    """Faults to inject into the next calls (admin paths are never affected)."""
+
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 503
+    throttle_next: int = 0
+    retry_after: float = 1.0
+    drop_next: int = 0
+    hang_next: int = 0
+
+
+@dataclass(slots=True)
+class Call:
+    """One call a simulator received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: str
+    outcome: int = 0
+
+
+@dataclass(slots=True)
+class SimulatorState:
+    """What a simulator holds: records by vendor id, the calls received, and pending faults."""
+
+    faults: Faults = field(default_factory=Faults)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        """Increment and return a named counter (`creates`, `updates`, ...)."""
+        self.counters[name] = self.counters.get(name, 0) + 1
+        return self.counters[name]
+
+
+#: Calls kept per simulator; older ones are forgotten so a long demo does not grow without bound.
+MAX_CALLS = 10_000
+
+
+class Simulator(ABC):
+    """A faithful fake of one vendor: checks auth, enforces its rules, answers in its own shapes."""
+
+    #: The path segment the simulator is served under (the vendor's config name).
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.state = SimulatorState()
+
+    @abstractmethod
+    def add_routes(self, app: web.Application) -> None:
+        """Register the vendor's own endpoints."""
+
+    @abstractmethod
+    def error_response(self, status: int, message: str) -> web.Response:
+        """An error in the vendor's own shape (used for injected faults too)."""
+
+    def reset(self) -> None:
+        """Forget everything; subclasses that hold more state extend this."""
+        self.state = SimulatorState()
+
+    def app(self) -> web.Application:
+        """The simulator as an aiohttp application (mounted at `/<name>/` by `simulator_app`)."""
+        app = web.Application(middlewares=[self._faults_middleware])
+        app.router.add_post("/_admin/faults", self._admin_faults)
+        app.router.add_post("/_admin/reset", self._admin_reset)
+        app.router.add_get("/_admin/state", self._admin_state)
+        self.add_routes(app)
+        return app
+
+    @web.middleware
+    async def _faults_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if "/_admin/" in request.path:
+            return await handler(request)
+        body = await request.text()
+        call = Call(
+            method=request.method,
+            path=request.path_qs,
+            query=dict(request.query),
+            headers={k: v for k, v in request.headers.items()},
+            body=body,
+        )
+        self.state.calls.append(call)
+        del self.state.calls[:-MAX_CALLS]
+        faults = self.state.faults
+        if faults.latency_ms or faults.jitter_ms:
+            await asyncio.sleep((faults.latency_ms + random.uniform(0, faults.jitter_ms)) / 1000)
+        if faults.hang_next > 0:
+            faults.hang_next -= 1
+            await asyncio.sleep(3600)
+        if faults.drop_next > 0:
+            faults.drop_next -= 1
+            call.outcome = -1
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
+        if faults.throttle_next > 0:
+            faults.throttle_next -= 1
+            call.outcome = 429
+            response = self.error_response(429, "Too many requests")
+            response.headers["Retry-After"] = f"{faults.retry_after:g}"
+            return response
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            call.outcome = faults.fail_status
+            return self.error_response(faults.fail_status, "Simulated failure")
+        response = await handler(request)
+        call.outcome = response.status
+        return response
+
+    async def _admin_faults(self, request: web.Request) -> web.Response:
+        changes = await request.json()
+        faults = self.state.faults
+        for key, value in changes.items():
+            if not hasattr(faults, key):
+                return web.json_response({"error": f"unknown fault {key!r}"}, status=400)
+            setattr(faults, key, type(getattr(faults, key))(value))
+        return web.json_response(asdict(faults))
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"reset": True})
+
+    async def _admin_state(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "records": self.state.records,
+                "counters": self.state.counters,
+                "calls": [asdict(c) for c in self.state.calls],
+                "faults": asdict(self.state.faults),
+            }
+        )
+
+
+def simulator_app(simulators: list[Simulator]) -> web.Application:
+    """One aiohttp application serving every simulator under `/<name>/`."""
+    root = web.Application()
+    for simulator in simulators:
+        root.add_subapp(f"/{simulator.name}/", simulator.app())
+
+    async def index(request: web.Request) -> web.Response:
+        return web.json_response({"simulators": [s.name for s in simulators]})
+
+    root.router.add_get("/", index)
+    return root
+
+
+async def start_simulators(
+    simulators: list[Simulator], host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    """Serve the simulators on a real socket; returns the runner (to clean up) and the bound port."""
+    runner = web.AppRunner(simulator_app(simulators), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets  # noqa: S101 - started just above
+    bound = server.sockets[0].getsockname()[1]
+    return runner, int(bound)

@@ -1,0 +1,158 @@
+"""The only aiohttp code: one shared ClientSession, and the translation of foreign errors into the project's own.
+
+Connectors call `Transport.request`; it never raises an aiohttp or asyncio exception, only `VendorError`s
+(`raise ... from exc`), and it never interprets a status code: that is each connector's error parser, helped by
+`status_error`'s table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from resolvers.errors import (
+    AuthFailed,
+    ConnectionDropped,
+    RateLimited,
+    VendorConflict,
+    VendorError,
+    VendorNotFound,
+    VendorProtocolError,
+    VendorRejected,
+    VendorTimeout,
+    VendorUnavailable,
+    VendorUnreachable,
+)
+
+#: The most of a vendor body kept in an error message.
+BODY_EXCERPT = 300
+
+
+@dataclass(frozen=True, slots=True)
+class VendorResponse:
+    """A vendor's answer, fully read."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; a body that is not JSON is a protocol error."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise VendorProtocolError(
+                f"vendor answered HTTP {self.status} with a body that is not JSON: {self.excerpt()}",
+                http_status=self.status,
+            ) from exc
+
+    def json_or_none(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        try:
+            return orjson.loads(self.body) if self.body else None
+        except orjson.JSONDecodeError:
+            return None
+
+    def excerpt(self) -> str:
+        """The start of the body, for messages."""
+        text = self.body[:BODY_EXCERPT].decode("utf-8", "replace")
+        return text + ("…" if len(self.body) > BODY_EXCERPT else "")
+
+    def retry_after(self) -> float | None:
+        """`Retry-After` in seconds (delta-seconds or HTTP date), if the vendor sent one."""
+        return parse_retry_after(self.headers.get("Retry-After"))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header value."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+# HTTP status -> error type, for answers a connector's own parser did not claim (a table, read top to bottom).
+_STATUS_TABLE: tuple[tuple[range, type[VendorError]], ...] = (
+    (range(401, 402), AuthFailed),
+    (range(403, 404), AuthFailed),
+    (range(404, 405), VendorNotFound),
+    (range(409, 410), VendorConflict),
+    (range(412, 413), VendorConflict),
+    (range(429, 430), RateLimited),
+    (range(400, 500), VendorRejected),
+    (range(500, 600), VendorUnavailable),
+)
+
+
+def status_error(
+    response: VendorResponse, message: str | None = None, *, vendor_code: str | None = None
+) -> VendorError:
+    """The error for a non-success status, by the table; the vendor's own message is kept."""
+    for statuses, error_type in _STATUS_TABLE:
+        if response.status in statuses:
+            break
+    else:
+        error_type = VendorProtocolError
+    return error_type(
+        message or f"vendor answered HTTP {response.status}: {response.excerpt()}",
+        http_status=response.status,
+        vendor_code=vendor_code,
+        retry_after=response.retry_after(),
+    )
+
+
+class Transport:
+    """HTTP to vendors over one shared `aiohttp.ClientSession` (opened in the app's lifespan)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> VendorResponse:
+        """Send one request and read the whole answer; every failure is a `VendorError`."""
+        body: Any = data
+        send_headers = dict(headers or {})
+        if json is not None:
+            body = orjson.dumps(json)
+            send_headers.setdefault("Content-Type", content_type)
+        try:
+            async with self.session.request(
+                method, url, data=body, headers=send_headers, params=params, allow_redirects=False
+            ) as response:
+                payload = await response.read()
+                return VendorResponse(status=response.status, headers=dict(response.headers), body=payload)
+        except aiohttp.ClientConnectorError as exc:
+            raise VendorUnreachable(f"cannot connect to {exc.host}:{exc.port}") from exc
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            raise ConnectionDropped(f"connection dropped: {type(exc).__name__}") from exc
+        except TimeoutError as exc:
+            raise VendorTimeout("no answer in time") from exc
+        except aiohttp.ClientResponseError as exc:
+            raise VendorProtocolError(f"unreadable answer: {exc.message}", http_status=exc.status) from exc
+        except aiohttp.ClientError as exc:
+            raise VendorUnavailable(f"HTTP client error: {type(exc).__name__}") from exc
+        except asyncio.CancelledError:
+            raise

@@ -1,0 +1,310 @@
+"""What every vendor connector declares, and what the base runs for all of them.
+
+A connector states its settings, wire model, mapping and how it calls the vendor; the base turns a canonical
+contact into a validated wire payload (pre-flight validation), and the fan-out engine handles deadlines, retries
+and results. Nothing here names any vendor's wire fields.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+
+from resolvers.model import Address, Contact, ContactDetail, DetailKind, Location, error_code, render_path
+from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
+from resolvers.simulation import Simulator
+from resolvers.transport import Transport
+
+
+class VendorSettings(BaseModel):
+    """Settings every vendor table takes (`[vendors.<name>]`), besides its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: HttpUrl
+    #: Deadline for one operation at this vendor, all attempts included.
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    #: Attempts per operation, the first included; only safe calls are repeated.
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    #: Concurrent calls to this vendor from one process.
+    max_concurrency: int = Field(default=16, ge=1, le=1000)
+    #: Calls per second to this vendor (0 = unlimited).
+    rate_per_s: float = Field(default=0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _trailing_slash(cls, value: HttpUrl) -> HttpUrl:
+        # Endpoints are joined as f"{base_url}path": the base must end with a slash.
+        if not str(value).endswith("/"):
+            return HttpUrl(str(value) + "/")
+        return value
+
+    @property
+    def base(self) -> str:
+        """The base URL as a string, always ending in `/`."""
+        return str(self.base_url)
+
+
+SettingsT = TypeVar("SettingsT", bound=VendorSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a vendor's API lets the gateway do."""
+
+    create: bool = True
+    update: bool = True
+    delete: bool = False
+    read: bool = False
+    native_upsert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCoverage:
+    """Where one canonical field goes at a vendor (`vendor_field` None: the vendor cannot hold it)."""
+
+    canonical: str
+    vendor_field: str | None
+    note: str | None = None
+
+
+@dataclass(slots=True)
+class Mapped:
+    """The output of a vendor's `to_wire`: the payload, where each wire field came from, and what did not fit.
+
+    `sources` maps a wire path (`contact2`, `locations[0].startDate`) to the canonical input path it was built from
+    (`details[1].value`), so a wire-model violation can point back at what the caller typed.
+    """
+
+    payload: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def put(self, wire_field: str, value: Any, source: str) -> None:
+        """Set `wire_field` unless value is None (absent, so the wire model reports REQUIRED); remember its source."""
+        self.sources[wire_field] = source
+        if value is not None:
+            self.payload[wire_field] = value
+
+    def source(self, wire_path: str) -> str:
+        """The canonical path behind a wire path, trying its parents (`locations[0]`) before giving up."""
+        path = wire_path
+        while path:
+            if path in self.sources:
+                return self.sources[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return ""
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A contact made ready for one vendor: the validated wire model, or every reason it is not valid."""
+
+    vendor: Vendor
+    payload: dict[str, Any]
+    wire: BaseModel | None
+    errors: list[FieldError]
+    warnings: list[str]
+
+    @property
+    def valid(self) -> bool:
+        """True when the vendor may be called."""
+        return self.wire is not None and not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class CrossReference:
+    """What the gateway knows of one contact at one vendor: its remote id and what the vendor last accepted."""
+
+    contact_id: str
+    vendor: Vendor
+    remote_id: str | None
+    hash: str | None
+    last_status: VendorStatus | None
+    synced_at: datetime | None
+    deleted: bool = False
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A successful vendor call: what it did and the vendor's id for the record."""
+
+    status: VendorStatus
+    remote_id: str | None
+    http_status: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
+#: A contact with every canonical field filled in: running a mapping on it shows which fields the vendor takes.
+PROBE_CONTACT = Contact(
+    id="probe",
+    title="Dr",
+    salutation="Dear Dr Probe",
+    first_name="Pat",
+    middle_name="Q",
+    last_name="Probe",
+    display_name="Pat Probe",
+    job_title="Engineer",
+    department="Research",
+    organisation="Probe Ltd",
+    birth_date=date(1980, 1, 2),
+    notes="notes",
+    considerations="considerations",
+    details=[ContactDetail(kind=kind, value=f"{kind.value.lower()}@probe.example") for kind in DetailKind],
+    address=Address(
+        lines=["1 Probe St", "Probe Park"],
+        city="Probeton",
+        region="PR",
+        post_code="PR1 1PR",
+        country="GB",
+        latitude=51.5,
+        longitude=-0.1,
+    ),
+    locations=[Location(ref="L1", preferred=True, start_date=date(2020, 1, 1), end_date=date(2021, 1, 1),
+                        usage_type_id=1)],
+)
+
+def wire_errors(exc: ValidationError, mapped: Mapped) -> list[FieldError]:
+    """Every wire-model violation, pointing at the canonical input path and naming the vendor field."""
+    out: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        wire_path = render_path(err["loc"])
+        code = error_code(err["type"])
+        out.append(
+            FieldError(
+                field=mapped.source(wire_path),
+                code=code,
+                message=_message(code, err),
+                vendor_field=wire_path or None,
+            )
+        )
+    return out
+
+
+def _message(code: ErrorCode, err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    if code is ErrorCode.TOO_LONG and "max_length" in ctx:
+        return f"at most {ctx['max_length']} characters"
+    if code is ErrorCode.REQUIRED:
+        return "required"
+    return str(err["msg"])
+
+
+def _generic(path: str) -> str:
+    """`details[2].value` -> `details[].value`: one row per field, not per list item."""
+    return re.sub(r"\[\d+\]", "[]", path)
+
+
+def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
+    """Warnings for every field the caller filled in that this vendor's mapping did not use."""
+    used = {_generic(source) for source in mapped.sources.values()}
+    data = contact.model_dump(mode="json", by_alias=True, exclude={"vendor_options"}, exclude_defaults=True)
+    out: list[str] = []
+    for path in _leaf_paths(data):
+        generic = _generic(path)
+        if not any(generic == u or generic.startswith(u + ".") or generic.startswith(u + "[") for u in used):
+            out.append(f"{path}: not supported by {vendor.name}, not sent")
+    return out
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _leaf_paths(v, f"{prefix}.{k}" if prefix else k)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _leaf_paths(v, f"{prefix}[{i}]")]
+    return [prefix]
+
+
+def canonical_fields() -> list[str]:
+    """Every canonical field, in the generic form coverage tables use (`details[].value`)."""
+    data = PROBE_CONTACT.model_dump(mode="json", by_alias=True, exclude={"vendor_options"})
+    return list(dict.fromkeys(_generic(p) for p in _leaf_paths(data)))
+
+
+class Connector(ABC, Generic[SettingsT]):
+    """One vendor's connector: declares endpoints, auth and upsert semantics; the engine runs it.
+
+    Subclasses set the class attributes and implement `map`, `upsert` (and `delete` when supported). They raise
+    `resolvers.errors.VendorError` subclasses for every failure; the engine turns those into `VendorResult`s.
+    """
+
+    vendor: ClassVar[Vendor]
+    settings_type: ClassVar[type[VendorSettings]]
+    wire_model: ClassVar[type[BaseModel]]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: SettingsT, transport: Transport) -> None:
+        self.settings = settings
+        self.transport = transport
+
+    @abstractmethod
+    def map(self, contact: Contact) -> Mapped:
+        """Build this vendor's wire payload from a canonical contact (pure: no I/O)."""
+
+    @abstractmethod
+    async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
+        """Send a prepared contact; `link` is what the cross-reference knows of it at this vendor, if anything."""
+
+    async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
+        """Delete the contact at the vendor. Vendors without deletes report NOT_SUPPORTED."""
+        raise NotImplementedError
+
+    def coverage(self) -> list[FieldCoverage]:
+        """Canonical field -> vendor field, generated by running this connector's mapping on a full contact."""
+        mapped = self.map(PROBE_CONTACT)
+        by_canonical: dict[str, list[str]] = {}
+        for wire_path, source in mapped.sources.items():
+            by_canonical.setdefault(_generic(source), []).append(_generic(wire_path))
+        out: list[FieldCoverage] = []
+        for canonical in canonical_fields():
+            wire = sorted(set(by_canonical.get(canonical, [])))
+            out.append(FieldCoverage(canonical=canonical, vendor_field=", ".join(wire) if wire else None))
+        return out
+
+    async def aclose(self) -> None:
+        """Release what the connector holds at the vendor (sessions, licences). Default: nothing."""
+
+    def prepare(self, contact: Contact) -> Prepared:
+        """Pre-flight: map, then build the wire model, collecting every violated rule (not just the first)."""
+        mapped = self.map(contact)
+        errors = list(mapped.errors)
+        wire: BaseModel | None = None
+        try:
+            wire = self.wire_model.model_validate(mapped.payload)
+        except ValidationError as exc:
+            errors.extend(wire_errors(exc, mapped))
+        warnings = list(mapped.warnings) + _unsent(contact, mapped, self.vendor)
+        return Prepared(vendor=self.vendor, payload=mapped.payload, wire=wire, errors=errors, warnings=warnings)
+
+    def options(self, contact: Contact) -> dict[str, Any]:
+        """This vendor's entry of the contact's `vendorOptions` (empty when none was given)."""
+        return contact.vendor_options.get(self.vendor.value, {})
+
+
+@dataclass(frozen=True, slots=True)
+class VendorPlugin:
+    """Everything the gateway needs to know of one vendor: one of these per folder, one line in the registry.
+
+    `demo_config(base_url)` is the `[vendors.<name>]` table that points at this vendor's simulator served at
+    `base_url` (used by `contact-gateway demo` and the tests). `bad_credentials` overrides that table so the
+    simulator refuses the gateway's credentials; `rejecting_options` is a `vendorOptions` entry that passes
+    pre-flight validation but that the simulator rejects (an unknown client ref, type id, ...): both feed the
+    contract suite.
+    """
+
+    vendor: Vendor
+    connector: type[Connector[Any]]
+    simulator: Callable[[], Simulator]
+    demo_config: Callable[[str], dict[str, Any]]
+    bad_credentials: dict[str, Any]
+    rejecting_options: dict[str, Any]
