@@ -43,9 +43,7 @@ class DetailKind(Enum):
 
 def _printable_id(value: str) -> str:
     if not _PRINTABLE.match(value) or value != value.strip():
-        raise PydanticCustomError(
-            "invalid_format", "must be printable characters without leading or trailing spaces"
-        )
+        raise PydanticCustomError("invalid_format", "must be printable characters without leading or trailing spaces")
     return value
 
 
@@ -59,7 +57,11 @@ class CanonicalModel(BaseModel):
     """Base of every canonical model: camelCase aliases, no unknown fields, immutable."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
     )
 
 

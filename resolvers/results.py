@@ -33,7 +33,13 @@ class VendorStatus(Enum):
 
 #: Statuses that mean the vendor holds (or validly would hold) what was sent.
 SUCCESS_STATUSES = frozenset(
-    {VendorStatus.CREATED, VendorStatus.UPDATED, VendorStatus.UNCHANGED, VendorStatus.DELETED, VendorStatus.VALID}
+    {
+        VendorStatus.CREATED,
+        VendorStatus.UPDATED,
+        VendorStatus.UNCHANGED,
+        VendorStatus.DELETED,
+        VendorStatus.VALID,
+    }
 )
 
 

@@ -129,9 +129,9 @@ class Simulator(ABC):
         if faults.throttle_next > 0:
             faults.throttle_next -= 1
             call.outcome = 429
-            response = self.error_response(429, "Too many requests")
-            response.headers["Retry-After"] = f"{faults.retry_after:g}"
-            return response
+            throttled = self.error_response(429, "Too many requests")
+            throttled.headers["Retry-After"] = f"{faults.retry_after:g}"
+            return throttled
         if faults.fail_next > 0:
             faults.fail_next -= 1
             call.outcome = faults.fail_status
@@ -181,11 +181,14 @@ async def start_simulators(
     simulators: list[Simulator], host: str = "127.0.0.1", port: int = 0
 ) -> tuple[web.AppRunner, int]:
     """Serve the simulators on a real socket; returns the runner (to clean up) and the bound port."""
-    runner = web.AppRunner(simulator_app(simulators), access_log=None, handle_signals=False)
+    # handler_cancellation: a hung call ends when its client gives up; a short shutdown_timeout: stopping the
+    # simulators never waits for calls told to hang.
+    runner = web.AppRunner(
+        simulator_app(simulators), access_log=None, handle_signals=False, handler_cancellation=True, shutdown_timeout=1
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None and server.sockets  # noqa: S101 - started just above
-    bound = server.sockets[0].getsockname()[1]
+    # The bound port (port=0 asks the OS for a free one).
+    bound = runner.addresses[0][1]
     return runner, int(bound)

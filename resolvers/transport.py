@@ -7,11 +7,10 @@ Connectors call `Transport.request`; it never raises an aiohttp or asyncio excep
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -102,11 +101,9 @@ def status_error(
     response: VendorResponse, message: str | None = None, *, vendor_code: str | None = None
 ) -> VendorError:
     """The error for a non-success status, by the table; the vendor's own message is kept."""
-    for statuses, error_type in _STATUS_TABLE:
-        if response.status in statuses:
-            break
-    else:
-        error_type = VendorProtocolError
+    error_type: type[VendorError] = next(
+        (kind for statuses, kind in _STATUS_TABLE if response.status in statuses), VendorProtocolError
+    )
     return error_type(
         message or f"vendor answered HTTP {response.status}: {response.excerpt()}",
         http_status=response.status,
@@ -154,5 +151,3 @@ class Transport:
             raise VendorProtocolError(f"unreadable answer: {exc.message}", http_status=exc.status) from exc
         except aiohttp.ClientError as exc:
             raise VendorUnavailable(f"HTTP client error: {type(exc).__name__}") from exc
-        except asyncio.CancelledError:
-            raise

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from resolvers.results import Vendor
 from resolvers.vendors.base import VendorPlugin
-# from resolvers.vendors.eros import PLUGIN as EROS
-# from resolvers.vendors.oneserve import PLUGIN as ONESERVE
+from resolvers.vendors.eros import PLUGIN as EROS
+from resolvers.vendors.oneserve import PLUGIN as ONESERVE
 
 #: Every vendor the gateway can talk to, in the order results are reported.
-REGISTRY: dict[Vendor, VendorPlugin] = {plugin.vendor: plugin for plugin in ()}
+REGISTRY: dict[Vendor, VendorPlugin] = {plugin.vendor: plugin for plugin in (ONESERVE, EROS)}

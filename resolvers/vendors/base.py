@@ -7,12 +7,11 @@ and results. Nothing here names any vendor's wire fields.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-import re
 from dataclasses import dataclass, field
-from datetime import date
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
@@ -170,9 +169,11 @@ PROBE_CONTACT = Contact(
         latitude=51.5,
         longitude=-0.1,
     ),
-    locations=[Location(ref="L1", preferred=True, start_date=date(2020, 1, 1), end_date=date(2021, 1, 1),
-                        usage_type_id=1)],
+    locations=[
+        Location(ref="L1", preferred=True, start_date=date(2020, 1, 1), end_date=date(2021, 1, 1), usage_type_id=1)
+    ],
 )
+
 
 def wire_errors(exc: ValidationError, mapped: Mapped) -> list[FieldError]:
     """Every wire-model violation, pointing at the canonical input path and naming the vendor field."""
@@ -282,7 +283,9 @@ class Connector(ABC, Generic[SettingsT]):
         try:
             wire = self.wire_model.model_validate(mapped.payload)
         except ValidationError as exc:
-            errors.extend(wire_errors(exc, mapped))
+            # A field the mapping already reported (say UNKNOWN_TYPE) is not reported again by the wire model.
+            reported = {(e.field, e.vendor_field) for e in errors}
+            errors.extend(e for e in wire_errors(exc, mapped) if (e.field, e.vendor_field) not in reported)
         warnings = list(mapped.warnings) + _unsent(contact, mapped, self.vendor)
         return Prepared(vendor=self.vendor, payload=mapped.payload, wire=wire, errors=errors, warnings=warnings)
 

@@ -1,0 +1,185 @@
+"""The command line: `contact-gateway demo | serve | simulate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from resolvers.config import build_config, load_config
+from resolvers.errors import ConfigError
+from resolvers.simulation import start_simulators
+from resolvers.vendors import REGISTRY
+
+EXAMPLE_MUTATION = """mutation Upsert($input: ContactInput!) {
+  upsertContact(input: $input) {
+    status
+    contact { id firstName lastName vendorLinks { vendor remoteId status } }
+    results { vendor status remoteId attempts durationMs warnings
+              errors { field vendorField code message vendorCode } }
+  }
+}"""
+
+EXAMPLE_VARIABLES: dict[str, Any] = {
+    "input": {
+        "id": "C-1001",
+        "title": "Ms",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "jobTitle": "Analyst",
+        "details": [
+            {"kind": "EMAIL", "value": "ada@example.com", "preferred": True},
+            {"kind": "MOBILE", "value": "07700900123"},
+        ],
+        "address": {
+            "lines": ["12 St James's Square", "St James's"],
+            "city": "London",
+            "postCode": "SW1Y 4JH",
+            "country": "GB",
+            "latitude": 51.5074,
+            "longitude": -0.1347,
+        },
+        "locations": [{"ref": "LOC-1", "preferred": True, "startDate": "2024-01-01"}],
+    }
+}
+
+
+def demo_config(simulator_base: str, token: str, store_url: str) -> dict[str, Any]:
+    """A full configuration: every registered vendor pointed at its simulator, one read/write token."""
+    return {
+        "server": {"graphiql": True},
+        "auth": {"tokens": [{"name": "demo", "token": token, "scopes": ["contacts:read", "contacts:write"]}]},
+        "store": {"url": store_url},
+        "vendors": {
+            plugin.vendor.value: plugin.demo_config(f"{simulator_base}{plugin.vendor.value}/")
+            for plugin in REGISTRY.values()
+        },
+    }
+
+
+def _uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
+    # uvloop and httptools: the fastest event loop and HTTP parser uvicorn offers.
+    return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="info", **kwargs)
+
+
+async def _demo(host: str, port: int, sim_port: int, token: str, store_url: str) -> None:
+    from graph.app import create_app
+
+    simulators = [plugin.simulator() for plugin in REGISTRY.values()]
+    runner, bound = await start_simulators(simulators, host="127.0.0.1", port=sim_port)
+    config = build_config(demo_config(f"http://127.0.0.1:{bound}/", token, store_url))
+    server = uvicorn.Server(_uvicorn_config(create_app(config), host, port))
+    curl_body = json.dumps({"query": EXAMPLE_MUTATION, "variables": EXAMPLE_VARIABLES}).replace("'", "'\\''")
+    print(
+        f"""
+contact-gateway demo
+  GraphiQL     http://{host}:{port}/graphql
+  Simulators   http://127.0.0.1:{bound}/  ({", ".join(s.name for s in simulators)})
+  Store        {store_url}
+  Demo token   {token}
+
+In GraphiQL, open Headers and paste:
+  {{"Authorization": "Bearer {token}"}}
+
+Example operation:
+{EXAMPLE_MUTATION}
+
+Variables:
+{json.dumps(EXAMPLE_VARIABLES, indent=2)}
+
+Or from a shell:
+  curl -s http://{host}:{port}/graphql -H 'Authorization: Bearer {token}' \\
+       -H 'Content-Type: application/json' -d '{curl_body}'
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )
+    try:
+        await server.serve()
+    finally:
+        await runner.cleanup()
+
+
+async def _simulate(host: str, port: int) -> None:
+    simulators = [plugin.simulator() for plugin in REGISTRY.values()]
+    runner, bound = await start_simulators(simulators, host=host, port=port)
+    print(f"Simulators at http://{host}:{bound}/:", flush=True)
+    for plugin in REGISTRY.values():
+        table = plugin.demo_config(f"http://{host}:{bound}/{plugin.vendor.value}/")
+        print(f"\n[vendors.{plugin.vendor.value}]")
+        for key, value in table.items():
+            print(f"{key} = {json.dumps(value)}")
+    print("\nCtrl-C stops them.", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `contact-gateway` console script."""
+    parser = argparse.ArgumentParser(prog="contact-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="the five simulators and the gateway in one process")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--simulator-port", type=int, default=8100)
+    demo.add_argument("--token", default=None, help="demo bearer token (default: a new random one)")
+    demo.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
+
+    serve = commands.add_parser("serve", help="run the gateway with a configuration file")
+    serve.add_argument("--config", default=os.environ.get("CONTACT_GATEWAY_CONFIG"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    simulate = commands.add_parser("simulate", help="run the vendor simulators alone")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8100)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            token = args.token or "demo-" + secrets.token_urlsafe(24)
+            with tempfile.TemporaryDirectory(prefix="contact-gateway-demo-") as tmp:
+                store = args.store or f"sqlite:///{Path(tmp) / 'demo.db'}"
+                with contextlib.suppress(KeyboardInterrupt):
+                    asyncio.run(_demo(args.host, args.port, args.simulator_port, token, store))
+        elif args.command == "serve":
+            if not args.config:
+                raise ConfigError("serve needs --config FILE (or CONTACT_GATEWAY_CONFIG)")
+            config_path = str(Path(args.config).resolve())
+            load_config(config_path)  # fail fast, with one clear message, before any worker starts
+            os.environ["CONTACT_GATEWAY_CONFIG"] = config_path
+            uvicorn.run(
+                "graph.app:app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                loop="uvloop",
+                http="httptools",
+            )
+        else:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_simulate(args.host, args.port))
+    except ConfigError as exc:
+        print(f"contact-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

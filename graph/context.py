@@ -1,0 +1,52 @@
+"""The typed context every resolver receives, and the shared things the lifespan opens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
+
+from graph import convert, types
+from graph.auth import Authenticator, Principal
+from resolvers.config import GatewayConfig
+from resolvers.fanout import FanOut
+from resolvers.results import Vendor
+from resolvers.store import Store
+from resolvers.vendors.base import Connector
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the Starlette lifespan opens once per process and closes on shutdown."""
+
+    config: GatewayConfig
+    session: aiohttp.ClientSession
+    store: Store
+    connectors: dict[Vendor, Connector[Any]]
+    fanout: FanOut
+    authenticator: Authenticator
+
+
+@dataclass(slots=True)
+class Context:
+    """Per-request context: the caller, the runtime, and request-scoped loaders."""
+
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    runtime: Runtime
+    principal: Principal | None
+    contact_loader: DataLoader[str, types.Contact | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        store = self.runtime.store
+
+        async def load(ids: list[str]) -> list[types.Contact | None]:
+            found = await store.get_contacts(ids)
+            return [convert.contact(found[i]) if i in found else None for i in ids]
+
+        self.contact_loader = DataLoader(load_fn=load)

@@ -1,0 +1,241 @@
+"""The GraphQL face of the contract (DESIGN.md names): output types, inputs and enums. No vendor wire formats here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from resolvers import results
+from resolvers.model import DetailKind
+
+if TYPE_CHECKING:
+    from graph.context import Context
+
+# The engine's enums are the GraphQL enums: registered with strawberry once, used under the same names.
+strawberry.enum(results.Vendor, description="A vendor backend the gateway writes to.")
+strawberry.enum(results.VendorStatus, description="What happened to one contact at one vendor.")
+strawberry.enum(results.UpsertStatus, description="The overall outcome across every targeted vendor.")
+strawberry.enum(DetailKind, name="ContactDetailKind", description="What kind of contact detail.")
+strawberry.enum(results.ErrorCode, description="The documented error codes.")
+Vendor = results.Vendor
+VendorStatus = results.VendorStatus
+UpsertStatus = results.UpsertStatus
+ContactDetailKind = DetailKind
+ErrorCode = results.ErrorCode
+
+
+@strawberry.type(description="A phone number, e-mail address, web address or other way to reach the contact.")
+class ContactDetail:
+    kind: ContactDetailKind
+    value: str
+    label: str | None
+    preferred: bool
+
+
+@strawberry.type(description="A postal address.")
+class Address:
+    lines: list[str]
+    city: str | None
+    region: str | None
+    post_code: str | None
+    country: str | None = strawberry.field(description="ISO 3166-1 alpha-2 code.")
+    latitude: float | None
+    longitude: float | None
+
+
+@strawberry.type(description="A site the contact is associated with.")
+class Location:
+    ref: str
+    preferred: bool
+    start_date: date | None
+    end_date: date | None
+    usage_type_id: int | None
+
+
+@strawberry.type(description="What the gateway knows of the contact at one vendor (the cross-reference).")
+class VendorLink:
+    vendor: Vendor
+    remote_id: str | None = strawberry.field(description="The vendor's own id for the contact.")
+    status: VendorStatus | None = strawberry.field(description="The outcome of the last operation at this vendor.")
+    last_error: str | None = strawberry.field(description="Error codes of the last operation, when it failed.")
+    synced_at: datetime | None = strawberry.field(description="When the last operation at this vendor ended.")
+    deleted: bool = strawberry.field(description="The contact was deleted at this vendor.")
+
+
+@strawberry.federation.type(keys=["id"], description="A contact, as last accepted by the gateway.")
+class Contact:
+    id: strawberry.ID = strawberry.field(description="The caller's own stable reference.")
+    title: str | None
+    salutation: str | None
+    first_name: str | None
+    middle_name: str | None
+    last_name: str | None
+    display_name: str | None
+    job_title: str | None
+    department: str | None
+    organisation: str | None
+    birth_date: date | None
+    notes: str | None
+    considerations: str | None
+    details: list[ContactDetail]
+    address: Address | None
+    locations: list[Location]
+    vendor_links: list[VendorLink] = strawberry.field(description="Per vendor: remote id, last status, last sync.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    async def resolve_reference(cls, info: Info[Context, None], id: strawberry.ID) -> Contact | None:
+        """Federation entity resolution, batched per request through a DataLoader."""
+        return await info.context.contact_loader.load(str(id))
+
+
+@strawberry.type(description="One violated rule or vendor error.")
+class FieldError:
+    field: str = strawberry.field(
+        description="The canonical input path, such as `details[1].value`; empty: the whole contact."
+    )
+    vendor_field: str | None = strawberry.field(description="The vendor's own name for the field, such as `contact2`.")
+    code: ErrorCode
+    message: str
+    vendor_code: str | None = strawberry.field(description="The vendor's own error code or message key.")
+
+
+@strawberry.type(description="The outcome of one operation at one vendor.")
+class VendorResult:
+    vendor: Vendor
+    status: VendorStatus
+    remote_id: str | None
+    errors: list[FieldError]
+    warnings: list[str] = strawberry.field(description="What the vendor cannot hold and was not sent.")
+    http_status: int | None
+    attempts: int
+    duration_ms: float
+
+
+@strawberry.type(description="The answer to a write: overall status, the stored contact, one result per vendor.")
+class UpsertContactPayload:
+    status: UpsertStatus
+    contact: Contact | None
+    results: list[VendorResult]
+
+
+@strawberry.type(description="What a vendor's API lets the gateway do.")
+class VendorCapabilities:
+    create: bool
+    update: bool
+    delete: bool
+    read: bool
+    native_upsert: bool
+
+
+@strawberry.type(description="Where one canonical field goes at a vendor.")
+class FieldCoverage:
+    field: str = strawberry.field(description="Canonical field, such as `details[].value`.")
+    vendor_field: str | None = strawberry.field(description="The vendor's field(s); null: not supported.")
+
+
+@strawberry.type(description="A configured vendor, what it can do and which fields it holds.")
+class VendorInfo:
+    vendor: Vendor
+    capabilities: VendorCapabilities
+    coverage: list[FieldCoverage]
+
+
+@strawberry.type(description="Relay page information.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="A contact in a page of contacts.")
+class ContactEdge:
+    cursor: str
+    node: Contact
+
+
+@strawberry.type(description="A page of contacts, ordered by id (Relay cursor connection).")
+class ContactConnection:
+    edges: list[ContactEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+# -- inputs ---------------------------------------------------------------------------------------------------------
+
+
+@strawberry.input(description="A contact detail.")
+class ContactDetailInput:
+    kind: ContactDetailKind
+    value: str
+    label: str | None = None
+    preferred: bool = False
+
+
+@strawberry.input(description="A postal address.")
+class AddressInput:
+    lines: list[str] = strawberry.field(default_factory=list)
+    city: str | None = None
+    region: str | None = None
+    post_code: str | None = None
+    country: str | None = strawberry.field(default=None, description="ISO 3166-1 alpha-2 code, such as GB.")
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@strawberry.input(description="A site the contact is associated with.")
+class LocationInput:
+    ref: str
+    preferred: bool = False
+    start_date: date | None = None
+    end_date: date | None = None
+    usage_type_id: int | None = None
+
+
+@strawberry.input(description="Oneserve overrides.")
+class OneserveOptionsInput:
+    client_ref: str | None = strawberry.field(default=None, description="Overrides the configured client_ref.")
+
+
+@strawberry.input(description="Eros overrides.")
+class ErosOptionsInput:
+    contact_type_id: str | None = strawberry.field(default=None, description="ContactType GUID.")
+    role_ids: list[str] | None = strawberry.field(default=None, description="ContactRoles RoleId GUIDs.")
+
+
+@strawberry.input(description="Per-vendor overrides of configured defaults.")
+class VendorOptionsInput:
+    oneserve: OneserveOptionsInput | None = None
+    eros: ErosOptionsInput | None = None
+
+
+@strawberry.input(description="A contact to write. `id` is the caller's own stable reference (1-50 characters).")
+class ContactInput:
+    id: strawberry.ID
+    title: str | None = None
+    salutation: str | None = None
+    first_name: str | None = None
+    middle_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    job_title: str | None = None
+    department: str | None = None
+    organisation: str | None = None
+    birth_date: date | None = None
+    notes: str | None = None
+    considerations: str | None = None
+    details: list[ContactDetailInput] = strawberry.field(default_factory=list)
+    address: AddressInput | None = None
+    locations: list[LocationInput] = strawberry.field(default_factory=list)
+    vendor_options: VendorOptionsInput | None = None
+
+
+VendorList = Annotated[
+    list[Vendor] | None,
+    strawberry.argument(description="The vendors to address; omitted: every configured vendor."),
+]

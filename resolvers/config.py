@@ -1,0 +1,139 @@
+"""The gateway's configuration: one TOML file, `${NAME}` replaced from the environment, checked once at start-up.
+
+Every error stops start-up with one message naming the key (`vendors.oneserve.timeout_s: ...`); a bad setting never
+surfaces later as a vendor failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from resolvers.errors import ConfigError
+from resolvers.model import render_path
+from resolvers.results import Vendor
+from resolvers.vendors.base import VendorSettings
+
+Scope = Literal["contacts:read", "contacts:write"]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Strict(BaseModel):
+    """Base of every config table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(Strict):
+    """`[server]`: how the HTTP server behaves."""
+
+    cors_origins: list[str] = Field(default_factory=list)
+    #: GraphiQL at GET /graphql.
+    graphiql: bool = True
+    #: Operations over the WebSocket endpoint must come from these origins (empty: same-origin only).
+    allowed_origins: list[str] = Field(default_factory=list)
+
+
+class TokenConfig(Strict):
+    """One `[[auth.tokens]]` entry: a bearer token the API accepts, and what it may do."""
+
+    name: str = Field(min_length=1)
+    token: SecretStr = Field(min_length=16)
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class AuthConfig(Strict):
+    """`[auth]`: who may call the API."""
+
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class StoreConfig(Strict):
+    """`[store]`: where contacts and cross-references live."""
+
+    url: str = "sqlite:///./contact-gateway.db"
+
+
+class GatewayConfig(Strict):
+    """The whole configuration file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    #: One settings object per enabled vendor, validated by that vendor's own settings model.
+    vendors: dict[Vendor, VendorSettings] = Field(default_factory=dict)
+
+
+def substitute_env(value: Any, environ: dict[str, str], path: str = "") -> Any:
+    """Replace `${NAME}` in every string with the environment variable; a missing one is an error naming the key."""
+    if isinstance(value, dict):
+        return {k: substitute_env(v, environ, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, environ, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return environ[name]
+
+        return _ENV.sub(repl, value)
+    return value
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        key = render_path([prefix, *err["loc"]] if prefix else err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def build_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> GatewayConfig:
+    """Validate a parsed configuration (after `${ENV}` substitution) into a `GatewayConfig`."""
+    from resolvers.vendors import REGISTRY  # the registry imports every vendor; only needed here
+
+    data = substitute_env(data, dict(os.environ) if environ is None else environ)
+    raw_vendors = data.pop("vendors", {}) or {}
+    if not isinstance(raw_vendors, dict):
+        raise ConfigError("vendors: must be a table of vendor tables")
+    vendors: dict[Vendor, VendorSettings] = {}
+    known = {plugin.vendor.value: plugin for plugin in REGISTRY.values()}
+    for name, table in raw_vendors.items():
+        plugin = known.get(name)
+        if plugin is None:
+            raise ConfigError(f"vendors.{name}: unknown vendor (known: {', '.join(sorted(known))})")
+        try:
+            vendors[plugin.vendor] = plugin.connector.settings_type.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc, f"vendors.{name}")) from None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "")) from None
+    names = [t.name for t in config.auth.tokens]
+    if len(set(names)) != len(names):
+        raise ConfigError("auth.tokens: token names must be unique")
+    return config.model_copy(update={"vendors": vendors})
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> GatewayConfig:
+    """Read and validate a TOML configuration file."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {file} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return build_config(data, environ)

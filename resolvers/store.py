@@ -1,0 +1,307 @@
+"""The gateway's own memory: the last accepted canonical contact and, per vendor, the cross-reference.
+
+SQLAlchemy Core over an async engine (aiosqlite here; the same tables serve PostgreSQL). Every write goes through one
+writer task that commits whatever is queued in one transaction (group commit): SQLite allows one writer at a time,
+one aiosqlite connection shared by concurrent requests interleaves their transactions, and one commit per batch is
+what makes many small writes fast. Reads use their own pooled connections (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from resolvers.errors import ConfigError
+from resolvers.model import Contact
+from resolvers.results import Vendor, VendorStatus
+from resolvers.vendors.base import CrossReference
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+metadata = sa.MetaData()
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("id", sa.String(50), primary_key=True),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+vendor_links = sa.Table(
+    "vendor_links",
+    metadata,
+    sa.Column("contact_id", sa.String(50), primary_key=True),
+    sa.Column("vendor", sa.String(20), primary_key=True),
+    sa.Column("remote_id", sa.String(255)),
+    sa.Column("hash", sa.String(64)),
+    sa.Column("last_status", sa.String(20)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("synced_at", sa.DateTime(timezone=True)),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContact:
+    """A contact as the store holds it, with its cross-references."""
+
+    contact: Contact
+    links: tuple[CrossReference, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUpdate:
+    """What one operation learnt about one vendor's copy of a contact.
+
+    `remote_id` and `hash` replace the stored ones only when given (a failure keeps what the vendor last accepted).
+    """
+
+    vendor: Vendor
+    status: VendorStatus
+    remote_id: str | None = None
+    hash: str | None = None
+    error: str | None = None
+    deleted: bool | None = None
+
+
+def engine_url(url: str) -> str:
+    """The SQLAlchemy async URL for a configured store URL."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith("sqlite+aiosqlite:///"):
+        return url
+    raise ConfigError(f"store.url: unsupported store {url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _link(row: Any) -> CrossReference:
+    return CrossReference(
+        contact_id=row.contact_id,
+        vendor=Vendor(row.vendor),
+        remote_id=row.remote_id,
+        hash=row.hash,
+        last_status=VendorStatus(row.last_status) if row.last_status else None,
+        synced_at=_utc(row.synced_at),
+        deleted=bool(row.deleted),
+        last_error=row.last_error,
+    )
+
+
+class Store:
+    """Contacts and cross-references, with a single group-committing writer."""
+
+    #: Most operations committed in one transaction.
+    max_batch = 256
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(engine_url(url))
+        self._queue: asyncio.Queue[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        """Create the tables if needed and start the writer."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the writer and release connections."""
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return True
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    async def _write(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(
+        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                results = [await op(conn) for op, _ in batch]
+        except Exception:
+            if len(batch) == 1:
+                _, future = batch[0]
+                if not future.done():
+                    future.set_exception(_current_exception())
+                return
+            # One bad operation must not fail its neighbours: commit each alone.
+            for item in batch:
+                await self._commit([item])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _insert(self, table: sa.Table) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    async def record(self, contact: Contact | None, updates: Sequence[LinkUpdate], contact_id: str) -> None:
+        """Save the accepted contact (if given) and what each vendor did with it, in one transaction."""
+        now = datetime.now(UTC)
+
+        async def op(conn: AsyncConnection) -> None:
+            if contact is not None:
+                data = orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
+                stmt = self._insert(contacts).values(
+                    id=contact.id, data=data, hash=contact.content_hash(), created_at=now, updated_at=now
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[contacts.c.id],
+                    set_={"data": stmt.excluded.data, "hash": stmt.excluded.hash, "updated_at": now},
+                )
+                await conn.execute(stmt)
+            for update in updates:
+                values: dict[str, Any] = {
+                    "last_status": update.status.value,
+                    "last_error": update.error,
+                    "synced_at": now,
+                }
+                if update.remote_id is not None:
+                    values["remote_id"] = update.remote_id
+                if update.hash is not None:
+                    values["hash"] = update.hash
+                if update.deleted is not None:
+                    values["deleted"] = update.deleted
+                stmt = self._insert(vendor_links).values(
+                    contact_id=contact_id,
+                    vendor=update.vendor.value,
+                    deleted=bool(update.deleted),
+                    **{k: v for k, v in values.items() if k != "deleted"},
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=values
+                )
+                await conn.execute(stmt)
+
+        await self._write(op)
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+
+    async def links(self, contact_id: str) -> dict[Vendor, CrossReference]:
+        """The cross-references of one contact, by vendor."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id == contact_id))
+            return {link.vendor: link for link in map(_link, rows)}
+
+    async def get_contacts(self, ids: Iterable[str]) -> dict[str, StoredContact]:
+        """Several contacts by id (missing ones are absent from the answer), in two queries."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(contacts).where(contacts.c.id.in_(wanted)))).all()
+            link_rows = (await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id.in_(wanted)))).all()
+        return self._assemble(rows, link_rows)
+
+    async def get_contact(self, contact_id: str) -> StoredContact | None:
+        """One contact by id."""
+        return (await self.get_contacts([contact_id])).get(contact_id)
+
+    async def list_contacts(self, first: int, after: str | None) -> tuple[list[StoredContact], bool]:
+        """Up to `first` contacts ordered by id, strictly after `after`; and whether more follow."""
+        query = sa.select(contacts).order_by(contacts.c.id).limit(first + 1)
+        if after is not None:
+            query = query.where(contacts.c.id > after)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            page = rows[:first]
+            ids = [r.id for r in page]
+            link_rows = (
+                (await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id.in_(ids)))).all()
+                if ids
+                else []
+            )
+        found = self._assemble(page, link_rows)
+        return [found[i] for i in ids], len(rows) > first
+
+    async def count_contacts(self) -> int:
+        """How many contacts the store holds."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(contacts))).scalar_one())
+
+    @staticmethod
+    def _assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
+        links: dict[str, list[CrossReference]] = {}
+        for row in link_rows:
+            links.setdefault(row.contact_id, []).append(_link(row))
+        out: dict[str, StoredContact] = {}
+        for row in rows:
+            out[row.id] = StoredContact(
+                contact=Contact.model_validate(orjson.loads(row.data)),
+                links=tuple(sorted(links.get(row.id, []), key=lambda link: list(Vendor).index(link.vendor))),
+                created_at=_utc(row.created_at) or datetime.now(UTC),
+                updated_at=_utc(row.updated_at) or datetime.now(UTC),
+            )
+        return out
+
+
+def _current_exception() -> BaseException:
+    import sys
+
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    return exc
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers never wait for the writer. NORMAL is durable across process crashes in WAL mode.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,361 @@
+"""Eros (Perspective Platform subscription API, ServiceStack): credentials login, then SaveContact.
+
+KNOWN (seed 001, VENDORS.md):
+- `SaveContact` inserts or updates a contact keyed on (SuiteDataSourceInstanceId, AlternateKey); ObjectId may
+  replace AlternateKey; `MarkAsDeleted=true` deletes; `IgnoreHash=false` lets Eros skip an unchanged contact.
+- Contact needs ContactType, ContactRoles (RoleId each) and ContactDetails; an address needs Latitude and Longitude.
+- Business-rule failures come as `ValidationErrors [{RuleCode, Message, Key, Tag, ErrorCode}]`; ServiceStack
+  request failures as `ResponseStatus {ErrorCode, Message, StackTrace, Errors [{ErrorCode, FieldName, Message}]}`.
+- Login is ServiceStack `POST auth/credentials` with UserName/Password, answering BearerToken, RefreshToken,
+  SessionId.
+
+ASSUMED (each one a setting, or tolerated both ways):
+- `route_prefix`: SaveContact at `json/reply/SaveContact`, with or without a leading `api/`.
+- `auth_path`: `auth/credentials` (ServiceStack's default route).
+- Calls send `Authorization: Bearer <BearerToken>`; a 401 means the token expired: log in again once, retry once.
+- `method_names` / `address_method_name`: the tenant's contact method names per detail kind.
+- Success is any 2xx with an empty ValidationErrors; ValidationErrors mean rejection whatever the HTTP status.
+- An ObjectId (or ContactId) in the reply is used as the remote id when present, else the AlternateKey.
+- `Key` / `FieldName` name the Eros field, either bare (`FirstName`) or as a path
+  (`Contact.ContactDetails[2].ContactAddress.Address.Latitude`); both are mapped back to canonical paths.
+- Replies may be PascalCase (ServiceStack's default) or camelCase; both are read.
+- Delete sends a minimal valid Contact (configured type and roles, no details) because the DTO requires one.
+- Every Eros rejection is VENDOR_REJECTED (Eros' rule codes are not documented, so an unknown list item cannot be
+  told apart reliably); `vendorCode` carries Eros' own RuleCode / ErrorCode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+
+from resolvers.errors import AuthFailed, VendorError, VendorProtocolError, VendorRejected
+from resolvers.model import Contact
+from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
+from resolvers.transport import Transport, VendorResponse, status_error
+from resolvers.vendors.base import (
+    Capabilities,
+    Connector,
+    CrossReference,
+    Delivered,
+    Mapped,
+    Prepared,
+    VendorSettings,
+)
+from resolvers.vendors.eros.mapping import (
+    CONTACT_TYPE_SOURCE,
+    DEFAULT_ADDRESS_METHOD_NAME,
+    DEFAULT_METHOD_NAMES,
+    ROLE_IDS_SOURCE,
+    to_wire,
+)
+from resolvers.vendors.eros.wire import (
+    Authenticate,
+    AuthenticateResponse,
+    ResponseStatusModel,
+    SaveContact,
+    SaveContactResponse,
+    pascal_keys,
+)
+
+
+class ErosSettings(VendorSettings):
+    """`[vendors.eros]`: where Eros is, who the gateway logs in as, and the tenant's ids."""
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+    data_source_instance_id: UUID
+    #: Default ContactType list item; `vendorOptions.eros.contactTypeId` overrides per contact.
+    contact_type_id: UUID
+    #: Default roles; `vendorOptions.eros.roleIds` overrides per contact.
+    role_ids: list[UUID] = Field(min_length=1)
+    #: ASSUMED: "" for `{base}json/reply/SaveContact`, "api/" for `{base}api/json/reply/SaveContact`.
+    route_prefix: str = ""
+    #: ASSUMED: the credentials login route, relative to base_url.
+    auth_path: str = "auth/credentials"
+    #: ASSUMED: ContactMethodName per detail kind (lower-case kind -> the tenant's method name).
+    method_names: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METHOD_NAMES))
+    #: ASSUMED: ContactMethodName of the address detail.
+    address_method_name: str = Field(default=DEFAULT_ADDRESS_METHOD_NAME, min_length=1)
+
+    @field_validator("route_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # Joined as f"{base}{route_prefix}json/...": empty, or one trailing slash and no leading one.
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @field_validator("auth_path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        value = value.lstrip("/")
+        if not value:
+            raise ValueError("must name the login route, e.g. auth/credentials")
+        return value
+
+    @field_validator("method_names")
+    @classmethod
+    def _kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DEFAULT_METHOD_NAMES))
+        if unknown:
+            raise ValueError(f"unknown detail kinds {unknown}; expected some of {sorted(DEFAULT_METHOD_NAMES)}")
+        # A partial table overrides the defaults kind by kind.
+        return {**DEFAULT_METHOD_NAMES, **value}
+
+
+#: Eros field name -> canonical path, for errors that name a field outside ContactDetails / ContactRoles.
+_CONTACT_FIELDS: dict[str, str] = {
+    "AlternateKey": "id",
+    "ContactType": CONTACT_TYPE_SOURCE,
+    "ContactRoles": ROLE_IDS_SOURCE,
+    "RoleId": ROLE_IDS_SOURCE,
+    "Title": "title",
+    "Salutation": "salutation",
+    "FirstName": "firstName",
+    "MiddleName": "middleName",
+    "Surname": "lastName",
+    "FullName": "displayName",
+    "BirthDate": "birthDate",
+    "Notes": "notes",
+    "EmploymentRole": "jobTitle",
+    "ContactDetails": "details",
+    "PrimaryEmail": "details",
+    "PrimaryMobile": "details",
+}
+#: Fields of a non-address ContactDetails entry -> field of canonical `details[i]`.
+_DETAIL_FIELDS: dict[str, str] = {
+    "ContactMethodName": "kind",
+    "ContactDetails": "value",
+    "Notes": "label",
+    "IsPrimaryContactMethod": "preferred",
+}
+#: Fields of the address (wherever they appear) -> field of canonical `address`.
+_ADDRESS_FIELDS: dict[str, str] = {
+    "AddressLineOne": "lines[0]",
+    "AddressLineTwo": "lines[1]",
+    "SuburbName": "city",
+    "StateShortName": "region",
+    "PostCode": "postCode",
+    "ISOCountryCode": "country",
+    "Latitude": "latitude",
+    "Longitude": "longitude",
+}
+_PATH_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def canonical_path(key: str | None, payload: Mapping[str, Any]) -> str:
+    """The canonical input path behind an Eros error `Key` / `FieldName` ("" when it names no canonical field)."""
+    tokens: list[str | int] = [int(index) if index else name for name, index in _PATH_TOKEN.findall(key or "")]
+    names = [t for t in tokens if isinstance(t, str)]
+    if not names:
+        return ""
+    for i, token in enumerate(tokens[:-1]):
+        following = tokens[i + 1]
+        if token == "ContactRoles" and isinstance(following, int):
+            return f"{ROLE_IDS_SOURCE}[{following}]"
+        if token == "ContactDetails" and isinstance(following, int):
+            return _detail_path(following, [t for t in tokens[i + 2 :] if isinstance(t, str)], payload)
+    last = names[-1]
+    if last in _ADDRESS_FIELDS:
+        return f"address.{_ADDRESS_FIELDS[last]}"
+    return _CONTACT_FIELDS.get(last, "")
+
+
+def _detail_path(index: int, rest: list[str], payload: Mapping[str, Any]) -> str:
+    details = (payload.get("Contact") or {}).get("ContactDetails") or []
+    detail = details[index] if index < len(details) and isinstance(details[index], dict) else {}
+    last = rest[-1] if rest else ""
+    if detail.get("IsAddress"):
+        return f"address.{_ADDRESS_FIELDS[last]}" if last in _ADDRESS_FIELDS else "address"
+    # Canonical details come first, in order, so wire index i is canonical details[i].
+    return f"details[{index}].{_DETAIL_FIELDS[last]}" if last in _DETAIL_FIELDS else f"details[{index}]"
+
+
+class ErosConnector(Connector[ErosSettings]):
+    """Eros: native upsert (SaveContact), deletes via MarkAsDeleted, no single-contact read."""
+
+    vendor: ClassVar[Vendor] = Vendor.EROS
+    settings_type: ClassVar[type[VendorSettings]] = ErosSettings
+    wire_model: ClassVar[type[BaseModel]] = SaveContact
+    capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=False, native_upsert=True)
+
+    def __init__(self, settings: ErosSettings, transport: Transport) -> None:
+        super().__init__(settings, transport)
+        self._token: str | None = None
+        # One login for many concurrent calls: whoever holds the lock logs in, the others reuse its token.
+        self._login_lock = asyncio.Lock()
+
+    @property
+    def save_url(self) -> str:
+        """The SaveContact endpoint."""
+        return f"{self.settings.base}{self.settings.route_prefix}json/reply/SaveContact"
+
+    @property
+    def auth_url(self) -> str:
+        """The credentials login endpoint."""
+        return f"{self.settings.base}{self.settings.auth_path}"
+
+    def map(self, contact: Contact) -> Mapped:
+        """SaveContact for `contact` (see `mapping.to_wire`)."""
+        return to_wire(contact, self.settings, self.options(contact))
+
+    async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
+        """Insert or update: Eros keys the contact on (data source, AlternateKey), so a repeat is safe."""
+        response, reply = await self._save(prepared.payload)
+        created = link is None or link.remote_id is None
+        return Delivered(
+            status=VendorStatus.CREATED if created else VendorStatus.UPDATED,
+            remote_id=reply.ObjectId or reply.ContactId or str(prepared.payload["AlternateKey"]),
+            http_status=response.status,
+        )
+
+    async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
+        """SaveContact with MarkAsDeleted for that AlternateKey, carrying the minimal Contact the DTO requires."""
+        payload: dict[str, Any] = {
+            "SuiteDataSourceInstanceId": str(self.settings.data_source_instance_id),
+            "AlternateKey": contact_id,
+            "MarkAsDeleted": True,
+            "Contact": {
+                "ContactType": str(self.settings.contact_type_id),
+                "ContactRoles": [{"RoleId": str(role)} for role in self.settings.role_ids],
+                "ContactDetails": [],
+            },
+        }
+        response, reply = await self._save(payload)
+        return Delivered(
+            status=VendorStatus.DELETED,
+            remote_id=reply.ObjectId or reply.ContactId or (link.remote_id if link else None) or contact_id,
+            http_status=response.status,
+        )
+
+    async def aclose(self) -> None:
+        """Forget the bearer token (ServiceStack tokens expire on their own)."""
+        self._token = None
+
+    async def _save(self, payload: Mapping[str, Any]) -> tuple[VendorResponse, SaveContactResponse]:
+        # Docs: https://production-eros-platform-apisubscription.azurewebsites.net/json/metadata?op=SaveContact
+        # (shared/seeds/001)
+        token = await self._bearer()
+        response = await self._post(payload, token)
+        if response.status == 401:
+            # The token expired or was revoked: Eros did not act, so one fresh login and one repeat are safe.
+            token = await self._bearer(stale=token)
+            response = await self._post(payload, token)
+            if response.status == 401:
+                raise self._auth_failed(response, "Eros refused a freshly issued bearer token")
+        return response, self._reply(response, payload)
+
+    async def _post(self, payload: Mapping[str, Any], token: str) -> VendorResponse:
+        return await self.transport.request(
+            "POST",
+            self.save_url,
+            json=payload,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+
+    async def _bearer(self, stale: str | None = None) -> str:
+        """The cached bearer token, logging in when there is none or when `stale` is the one that just failed."""
+        async with self._login_lock:
+            if self._token is None or self._token == stale:
+                self._token = await self._login()
+            return self._token
+
+    async def _login(self) -> str:
+        # Docs: https://docs.servicestack.net/auth/authentication-and-authorization (credentials provider)
+        # and https://docs.servicestack.net/auth/jwt-authprovider (BearerToken in the answer).
+        body = Authenticate(UserName=self.settings.username, Password=self.settings.password.get_secret_value())
+        response = await self.transport.request(
+            "POST", self.auth_url, json=body.model_dump(), headers={"Accept": "application/json"}
+        )
+        if response.status in (400, 401, 403):
+            raise self._auth_failed(response, "Eros refused the configured username or password")
+        if not 200 <= response.status < 300:
+            raise status_error(response, f"Eros login failed with HTTP {response.status}: {response.excerpt()}")
+        try:
+            answer = AuthenticateResponse.model_validate(pascal_keys(response.json()))
+        except ValidationError as exc:
+            raise VendorProtocolError(
+                f"Eros login answered an unexpected shape: {response.excerpt()}", http_status=response.status
+            ) from exc
+        if not answer.BearerToken:
+            # Credentials were accepted but no JWT came back: the tenant has no JWT provider, a setup problem.
+            raise AuthFailed("Eros login answered without a BearerToken", http_status=response.status)
+        return answer.BearerToken
+
+    def _auth_failed(self, response: VendorResponse, fallback: str) -> AuthFailed:
+        status = _response_status(response)
+        return AuthFailed(
+            (status.Message if status and status.Message else fallback),
+            http_status=response.status,
+            vendor_code=status.ErrorCode if status else None,
+        )
+
+    def _reply(self, response: VendorResponse, payload: Mapping[str, Any]) -> SaveContactResponse:
+        """Read SaveContact's answer; every way it can say no becomes a `VendorError`."""
+        data = response.json_or_none()
+        reply: SaveContactResponse | None = None
+        if isinstance(data, dict):
+            try:
+                reply = SaveContactResponse.model_validate(pascal_keys(data))
+            except ValidationError:
+                reply = None
+        ok = 200 <= response.status < 300
+        if reply is not None and reply.ValidationErrors:
+            errors = [
+                FieldError(
+                    field=canonical_path(v.Key, payload),
+                    code=ErrorCode.VENDOR_REJECTED,
+                    message=v.Message or "rejected by Eros",
+                    vendor_field=v.Key,
+                    vendor_code=v.RuleCode or v.ErrorCode,
+                )
+                for v in reply.ValidationErrors
+            ]
+            raise VendorRejected(
+                "Eros rejected the contact: " + "; ".join(e.message for e in errors),
+                http_status=response.status,
+                vendor_code=errors[0].vendor_code,
+                errors=errors,
+            )
+        status = reply.ResponseStatus if reply is not None else None
+        failed = status is not None and bool(status.ErrorCode)
+        if ok and not failed:
+            if reply is None and response.body.strip():
+                raise VendorProtocolError(
+                    f"Eros answered HTTP {response.status} with an unreadable body: {response.excerpt()}",
+                    http_status=response.status,
+                )
+            return reply or SaveContactResponse()
+        message = (status.Message if status else None) or f"Eros answered HTTP {response.status}"
+        error: VendorError = (
+            VendorRejected(message, http_status=response.status) if ok else status_error(response, message)
+        )
+        if status is not None:
+            error.vendor_code = status.ErrorCode
+            error.field_errors = [
+                FieldError(
+                    field=canonical_path(e.FieldName, payload),
+                    code=error.code,
+                    message=e.Message or message,
+                    vendor_field=e.FieldName,
+                    vendor_code=e.ErrorCode,
+                )
+                for e in status.Errors
+            ]
+        raise error
+
+
+def _response_status(response: VendorResponse) -> ResponseStatusModel | None:
+    data = response.json_or_none()
+    if not isinstance(data, dict):
+        return None
+    raw = pascal_keys(data).get("ResponseStatus")
+    try:
+        return ResponseStatusModel.model_validate(raw) if isinstance(raw, dict) else None
+    except ValidationError:
+        return None

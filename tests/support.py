@@ -1,0 +1,73 @@
+"""Operations and sample contacts shared by the test modules."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+RESULT_FIELDS = """
+    vendor status remoteId attempts durationMs httpStatus warnings
+    errors { field vendorField code message vendorCode }
+"""
+
+UPSERT = f"""
+mutation Upsert($input: ContactInput!, $vendors: [Vendor!], $force: Boolean! = false) {{
+  upsertContact(input: $input, vendors: $vendors, force: $force) {{
+    status
+    contact {{ id firstName lastName vendorLinks {{ vendor remoteId status lastError deleted }} }}
+    results {{ {RESULT_FIELDS} }}
+  }}
+}}
+"""
+
+VALIDATE = f"""
+query Validate($input: ContactInput!, $vendors: [Vendor!]) {{
+  validateContact(input: $input, vendors: $vendors) {{ {RESULT_FIELDS} }}
+}}
+"""
+
+DELETE = f"""
+mutation Delete($id: ID!, $vendors: [Vendor!]) {{
+  deleteContact(id: $id, vendors: $vendors) {{ status results {{ {RESULT_FIELDS} }} }}
+}}
+"""
+
+FULL_CONTACT: dict[str, Any] = {
+    "id": "C-1001",
+    "title": "Ms",
+    "firstName": "Ada",
+    "middleName": "King",
+    "lastName": "Lovelace",
+    "jobTitle": "Analyst",
+    "department": "Engines",
+    "birthDate": "1815-12-10",
+    "notes": "Prefers mornings",
+    "considerations": "Dog on site",
+    "details": [
+        {"kind": "EMAIL", "value": "ada@example.com", "preferred": True},
+        {"kind": "MOBILE", "value": "07700900123"},
+        {"kind": "PHONE", "value": "02079460000", "label": "office"},
+    ],
+    "address": {
+        "lines": ["12 St James's Square", "St James's"],
+        "city": "London",
+        "region": "LDN",
+        "postCode": "SW1Y 4JH",
+        "country": "GB",
+        "latitude": 51.5074,
+        "longitude": -0.1347,
+    },
+    "locations": [{"ref": "LOC-1", "preferred": True, "startDate": "2024-01-01", "endDate": "2024-12-31"}],
+}
+
+
+def contact(**changes: Any) -> dict[str, Any]:
+    """A deep copy of FULL_CONTACT with top-level fields replaced."""
+    data = copy.deepcopy(FULL_CONTACT)
+    data.update(changes)
+    return data
+
+
+def by_vendor(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Results keyed by vendor name."""
+    return {r["vendor"]: r for r in results}

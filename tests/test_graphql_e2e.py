@@ -1,0 +1,229 @@
+"""End to end through the HTTP app: GraphQL over a real socket, vendors simulated over real sockets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from resolvers.results import Vendor
+from tests.conftest import READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
+from tests.support import DELETE, UPSERT, VALIDATE, by_vendor, contact
+
+
+async def test_full_contact_to_both_vendors(gateway: Gateway, simulators: Simulators) -> None:
+    answer = await gateway.graphql(UPSERT, {"input": contact()})
+    payload = answer["data"]["upsertContact"]
+    assert payload["status"] == "SUCCEEDED"
+    results = by_vendor(payload["results"])
+    assert set(results) == {"ONESERVE", "EROS"}
+    for result in results.values():
+        assert result["status"] == "CREATED"
+        assert result["remoteId"]
+        assert result["errors"] == []
+    links = {link["vendor"]: link for link in payload["contact"]["vendorLinks"]}
+    assert {v: links[v]["remoteId"] for v in links} == {v: results[v]["remoteId"] for v in results}
+    assert payload["contact"]["firstName"] == "Ada"
+    for vendor in (Vendor.ONESERVE, Vendor.EROS):
+        assert len((await simulators.state(vendor))["records"]) == 1
+
+
+async def test_eros_warns_about_what_it_cannot_hold(gateway: Gateway) -> None:
+    payload = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    eros = by_vendor(payload["results"])["EROS"]
+    assert any(w.startswith("locations[0].ref") for w in eros["warnings"]), eros["warnings"]
+
+
+async def test_one_vendor_down_is_partial(gateway: Gateway, simulators: Simulators) -> None:
+    await simulators.faults(Vendor.EROS, fail_next=50, fail_status=503)
+    payload = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    assert payload["status"] == "PARTIAL"
+    results = by_vendor(payload["results"])
+    assert results["ONESERVE"]["status"] == "CREATED"
+    assert results["EROS"]["status"] == "UNAVAILABLE"
+    links = {link["vendor"]: link for link in payload["contact"]["vendorLinks"]}
+    assert links["EROS"]["status"] == "UNAVAILABLE"
+    assert links["EROS"]["lastError"] == "VENDOR_ERROR"
+    assert links["ONESERVE"]["status"] == "CREATED"
+
+
+async def test_oneserve_limit_is_invalid_for_oneserve_only(gateway: Gateway, simulators: Simulators) -> None:
+    data = contact()
+    data["details"][1]["value"] = "0" * 60  # contact2 holds 50 at Oneserve; Eros has no such limit
+    payload = (await gateway.graphql(UPSERT, {"input": data}))["data"]["upsertContact"]
+    results = by_vendor(payload["results"])
+    assert payload["status"] == "PARTIAL"
+    assert results["EROS"]["status"] == "CREATED"
+    oneserve = results["ONESERVE"]
+    assert oneserve["status"] == "INVALID"
+    assert oneserve["attempts"] == 0
+    assert {(e["field"], e["vendorField"], e["code"]) for e in oneserve["errors"]} == {
+        ("details[1].value", "contact2", "TOO_LONG")
+    }
+    assert await simulators.calls(Vendor.ONESERVE) == [], "an invalid payload must never be sent"
+
+
+async def test_every_violated_rule_is_reported(gateway: Gateway) -> None:
+    data = contact(firstName=None, details=[{"kind": "PHONE", "value": str(i)} for i in range(5)])
+    data["address"]["lines"] = ["only one line"]
+    result = (await gateway.graphql(VALIDATE, {"input": data, "vendors": ["ONESERVE"]}))["data"]["validateContact"]
+    codes = {(e["field"], e["code"]) for e in result[0]["errors"]}
+    assert ("firstName", "REQUIRED") in codes
+    assert ("details", "TOO_MANY") in codes
+    assert ("address.lines[1]", "REQUIRED") in codes
+
+
+async def test_universal_rules_make_every_vendor_invalid(gateway: Gateway, simulators: Simulators) -> None:
+    data = contact(id="x" * 51)
+    data["address"]["country"] = "UK"
+    data["details"][0]["value"] = "not-an-email"
+    payload = (await gateway.graphql(UPSERT, {"input": data}))["data"]["upsertContact"]
+    assert payload["status"] == "FAILED"
+    assert payload["contact"] is None
+    for result in payload["results"]:
+        assert result["status"] == "INVALID"
+        fields = {(e["field"], e["code"]) for e in result["errors"]}
+        assert fields == {
+            ("id", "TOO_LONG"),
+            ("address.country", "INVALID_FORMAT"),
+            ("details[0].value", "INVALID_FORMAT"),
+        }
+    for vendor in (Vendor.ONESERVE, Vendor.EROS):
+        assert await simulators.calls(vendor) == []
+
+
+async def test_validate_contact_calls_no_vendor(gateway: Gateway, simulators: Simulators) -> None:
+    result = (await gateway.graphql(VALIDATE, {"input": contact()}, token=READ_TOKEN))["data"]["validateContact"]
+    assert {r["vendor"]: r["status"] for r in result} == {"ONESERVE": "VALID", "EROS": "VALID"}
+    for vendor in (Vendor.ONESERVE, Vendor.EROS):
+        assert await simulators.calls(vendor) == []
+    contacts = await gateway.graphql("{ contacts { totalCount } }", token=READ_TOKEN)
+    assert contacts["data"]["contacts"]["totalCount"] == 0
+
+
+async def test_only_named_vendors_are_called(gateway: Gateway, simulators: Simulators) -> None:
+    payload = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": ["EROS"]}))["data"]["upsertContact"]
+    assert [r["vendor"] for r in payload["results"]] == ["EROS"]
+    assert await simulators.calls(Vendor.ONESERVE) == []
+
+
+async def test_empty_vendor_list_is_a_clear_error(gateway: Gateway) -> None:
+    answer = await gateway.graphql(UPSERT, {"input": contact(), "vendors": []})
+    assert answer["data"] is None
+    assert answer["errors"][0]["message"].startswith("vendors:")
+    assert answer["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_read_back_and_paging(gateway: Gateway) -> None:
+    for i in range(5):
+        await gateway.graphql(UPSERT, {"input": contact(id=f"P-{i}")})
+    one = await gateway.graphql(
+        'query { contact(id: "P-3") { id lastName details { kind value preferred } '
+        "address { lines country } locations { ref startDate } vendorLinks { vendor remoteId } } }",
+        token=READ_TOKEN,
+    )
+    node = one["data"]["contact"]
+    assert node["id"] == "P-3"
+    assert node["details"][0] == {"kind": "EMAIL", "value": "ada@example.com", "preferred": True}
+    assert node["locations"] == [{"ref": "LOC-1", "startDate": "2024-01-01"}]
+    assert len(node["vendorLinks"]) == 2
+    assert (await gateway.graphql('{ contact(id: "nope") { id } }', token=READ_TOKEN))["data"]["contact"] is None
+
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await gateway.graphql(
+            "query($after: String) { contacts(first: 2, after: $after) { totalCount "
+            "edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }",
+            {"after": after},
+            token=READ_TOKEN,
+        )
+        conn = page["data"]["contacts"]
+        assert conn["totalCount"] == 5
+        seen += [e["node"]["id"] for e in conn["edges"]]
+        if not conn["pageInfo"]["hasNextPage"]:
+            break
+        after = conn["pageInfo"]["endCursor"]
+    assert seen == [f"P-{i}" for i in range(5)]
+
+    bad = await gateway.graphql('{ contacts(after: "bogus") { totalCount } }', token=READ_TOKEN)
+    assert bad["errors"][0]["message"].startswith("after:")
+    too_many = await gateway.graphql("{ contacts(first: 1000) { totalCount } }", token=READ_TOKEN)
+    assert too_many["errors"][0]["message"].startswith("first:")
+
+
+async def test_batch_upsert_answers_in_input_order(gateway: Gateway) -> None:
+    query = "mutation($inputs: [ContactInput!]!) { upsertContacts(inputs: $inputs) { status contact { id } } }"
+    inputs = [contact(id=f"B-{i}") for i in range(10)] + [contact(id="")]
+    answer = (await gateway.graphql(query, {"inputs": inputs}))["data"]["upsertContacts"]
+    assert [p["contact"]["id"] if p["contact"] else None for p in answer] == [f"B-{i}" for i in range(10)] + [None]
+    assert [p["status"] for p in answer] == ["SUCCEEDED"] * 10 + ["FAILED"]
+
+
+async def test_delete_where_supported(gateway: Gateway, simulators: Simulators) -> None:
+    await gateway.graphql(UPSERT, {"input": contact()})
+    payload = (await gateway.graphql(DELETE, {"id": "C-1001"}))["data"]["deleteContact"]
+    results = by_vendor(payload["results"])
+    assert results["ONESERVE"]["status"] == "SKIPPED"
+    assert results["ONESERVE"]["errors"][0]["code"] == "NOT_SUPPORTED"
+    assert results["EROS"]["status"] == "DELETED"
+    again = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    assert by_vendor(again["results"])["EROS"]["status"] == "CREATED"
+
+
+async def test_vendors_query_lists_capabilities_and_coverage(gateway: Gateway) -> None:
+    answer = await gateway.graphql(
+        "{ vendors { vendor capabilities { create delete nativeUpsert } coverage { field vendorField } } }",
+        token=READ_TOKEN,
+    )
+    vendors = {v["vendor"]: v for v in answer["data"]["vendors"]}
+    assert vendors["ONESERVE"]["capabilities"] == {"create": True, "delete": False, "nativeUpsert": True}
+    coverage = {row["field"]: row["vendorField"] for row in vendors["ONESERVE"]["coverage"]}
+    assert coverage["firstName"] == "forename"
+    assert coverage["organisation"] is None
+
+
+# -- auth -----------------------------------------------------------------------------------------------------------
+
+
+async def _post(gateway: Gateway, body: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+    return await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)
+
+
+async def test_missing_or_wrong_token_is_401(gateway: Gateway, simulators: Simulators) -> None:
+    body = {"query": UPSERT, "variables": {"input": contact()}}
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": f"Basic {WRITE_TOKEN}"},
+    ):
+        response = await _post(gateway, body, headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert await simulators.calls(Vendor.ONESERVE) == []
+
+
+async def test_scopes(gateway: Gateway, simulators: Simulators) -> None:
+    denied = await gateway.graphql(UPSERT, {"input": contact()}, token=READ_TOKEN)
+    assert denied["data"] is None
+    assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert await simulators.calls(Vendor.EROS) == []
+
+    query_denied = await gateway.graphql("{ contacts { totalCount } }", token=WRITE_ONLY_TOKEN)
+    assert query_denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    allowed = await gateway.graphql(UPSERT, {"input": contact()}, token=WRITE_ONLY_TOKEN)
+    assert allowed["data"]["upsertContact"]["status"] == "SUCCEEDED"
+    assert (await gateway.graphql("{ contacts { totalCount } }", token=READ_TOKEN))["data"]["contacts"][
+        "totalCount"
+    ] == 1
+    assert (await gateway.graphql("{ contacts { totalCount } }", token=WRITE_TOKEN))["data"]
+
+
+async def test_graphiql_page_loads_without_token(gateway: Gateway) -> None:
+    response = await gateway.client.get(f"{gateway.url}/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert "graphiql" in response.text.lower()
+    get_query = await gateway.client.get(f"{gateway.url}/graphql", params={"query": "{ vendors { vendor } }"})
+    assert get_query.status_code == 401
