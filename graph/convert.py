@@ -119,6 +119,7 @@ def vendor_result(result: results.VendorResult) -> types.VendorResult:
         http_status=result.http_status,
         attempts=result.attempts,
         duration_ms=result.duration_ms,
+        matched_by=result.matched_by,
     )
 
 

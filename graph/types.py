@@ -114,6 +114,9 @@ class VendorResult:
     http_status: int | None
     attempts: int
     duration_ms: float
+    matched_by: str | None = strawberry.field(
+        description="How an existing vendor record was adopted when the gateway had no cross-reference for it."
+    )
 
 
 @strawberry.type(description="The answer to a write: overall status, the stored contact, one result per vendor.")

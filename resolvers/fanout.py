@@ -172,7 +172,11 @@ class FanOut:
         ordered = [results[v] for v in prepared]
         stored = any(isinstance(p, Prepared) and p.valid for p in prepared.values())
         if stored:
-            updates = [_link_update(r, hashes.get(r.vendor)) for r in ordered if r.vendor in calls]
+            updates = [
+                _link_update(r, hashes.get(r.vendor), _payload_of(prepared.get(r.vendor)))
+                for r in ordered
+                if r.vendor in calls
+            ]
             await self.store.record(contact, updates, contact.id)
         return Outcome(status=overall_status(ordered), contact_id=contact.id, results=ordered, stored=stored)
 
@@ -249,6 +253,7 @@ class FanOut:
                     result.remote_id = delivered.remote_id
                     result.http_status = delivered.http_status
                     result.warnings.extend(delivered.warnings)
+                    result.matched_by = delivered.matched_by
                     break
         except TimeoutError:
             _fail(result, VendorTimeout(f"no answer within {settings.timeout_s:g} s"))
@@ -280,7 +285,11 @@ def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
     )
 
 
-def _link_update(result: VendorResult, new_hash: str | None) -> LinkUpdate:
+def _payload_of(item: Prepared | VendorResult | None) -> dict[str, Any] | None:
+    return item.payload if isinstance(item, Prepared) else None
+
+
+def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, Any] | None = None) -> LinkUpdate:
     ok = result.status in SUCCESS_STATUSES
     error = None if ok else ", ".join(sorted({e.code.value for e in result.errors})) or result.status.value
     return LinkUpdate(
@@ -288,6 +297,7 @@ def _link_update(result: VendorResult, new_hash: str | None) -> LinkUpdate:
         status=result.status,
         remote_id=result.remote_id if ok else None,
         hash=new_hash if ok else None,
+        payload=payload if ok else None,
         error=error,
         deleted=True if result.status is VendorStatus.DELETED else (False if ok else None),
     )

@@ -93,6 +93,8 @@ class VendorResult:
     http_status: int | None = None
     attempts: int = 0
     duration_ms: float = 0.0
+    #: How an existing record at the vendor was adopted when the gateway had no cross-reference for it.
+    matched_by: str | None = None
 
 
 def overall_status(results: list[VendorResult]) -> UpsertStatus:

@@ -5,8 +5,9 @@ all under one aiohttp server, each at `/<vendor>/` (`contact-gateway simulate`, 
 
 Admin endpoint of each simulator (no auth; for tests and demos):
 - `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
-  `throttle_next` + `retry_after`, `drop_next`, `hang_next`: the next N calls fail, throttle with 429 and
-  Retry-After, drop the connection, or never answer.
+  `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `hang_next`: the next N calls fail, throttle
+  with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost answer), or never
+  answer.
 - `POST /<vendor>/_admin/reset`: forget faults, records and calls.
 - `GET /<vendor>/_admin/state`: the records it holds, the calls it received and how many of each kind.
 """
@@ -36,6 +37,8 @@ class Faults:
     throttle_next: int = 0
     retry_after: float = 1.0
     drop_next: int = 0
+    #: Handle the call (the vendor acts on it), then drop the connection instead of answering: a lost answer.
+    drop_after_next: int = 0
     hang_next: int = 0
 
 
@@ -138,6 +141,12 @@ class Simulator(ABC):
             return self.error_response(faults.fail_status, "Simulated failure")
         response = await handler(request)
         call.outcome = response.status
+        if faults.drop_after_next > 0:
+            faults.drop_after_next -= 1
+            call.outcome = -2
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError
         return response
 
     async def _admin_faults(self, request: web.Request) -> web.Response:

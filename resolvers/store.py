@@ -47,6 +47,7 @@ vendor_links = sa.Table(
     sa.Column("vendor", sa.String(20), primary_key=True),
     sa.Column("remote_id", sa.String(255)),
     sa.Column("hash", sa.String(64)),
+    sa.Column("payload", sa.Text),
     sa.Column("last_status", sa.String(20)),
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
@@ -77,6 +78,8 @@ class LinkUpdate:
     hash: str | None = None
     error: str | None = None
     deleted: bool | None = None
+    #: The wire payload the vendor accepted (kept for partial updates).
+    payload: dict[str, Any] | None = None
 
 
 def engine_url(url: str) -> str:
@@ -105,6 +108,7 @@ def _link(row: Any) -> CrossReference:
         synced_at=_utc(row.synced_at),
         deleted=bool(row.deleted),
         last_error=row.last_error,
+        payload=orjson.loads(row.payload) if row.payload else None,
     )
 
 
@@ -214,6 +218,8 @@ class Store:
                     values["remote_id"] = update.remote_id
                 if update.hash is not None:
                     values["hash"] = update.hash
+                if update.payload is not None:
+                    values["payload"] = orjson.dumps(update.payload).decode()
                 if update.deleted is not None:
                     values["deleted"] = update.deleted
                 stmt = self._insert(vendor_links).values(

@@ -35,6 +35,15 @@ BODY_EXCERPT = 300
 
 
 @dataclass(frozen=True, slots=True)
+class FilePart:
+    """A file sent in a multipart/form-data body."""
+
+    filename: str
+    content: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class VendorResponse:
     """A vendor's answer, fully read."""
 
@@ -128,13 +137,28 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        form: Mapping[str, str] | None = None,
+        files: Mapping[str, FilePart] | None = None,
     ) -> VendorResponse:
-        """Send one request and read the whole answer; every failure is a `VendorError`."""
+        """Send one request and read the whole answer; every failure is a `VendorError`.
+
+        The body is `json` (serialised with orjson, sent as `content_type`), `form` (urlencoded), `form` plus
+        `files` (multipart/form-data), or raw `data`.
+        """
         body: Any = data
         send_headers = dict(headers or {})
         if json is not None:
             body = orjson.dumps(json)
             send_headers.setdefault("Content-Type", content_type)
+        elif files:
+            multipart = aiohttp.FormData()
+            for name, value in (form or {}).items():
+                multipart.add_field(name, value)
+            for name, part in files.items():
+                multipart.add_field(name, part.content, filename=part.filename, content_type=part.content_type)
+            body = multipart
+        elif form is not None:
+            body = aiohttp.FormData(dict(form))
         try:
             async with self.session.request(
                 method, url, data=body, headers=send_headers, params=params, allow_redirects=False

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import pairwise
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
@@ -104,6 +105,43 @@ class Mapped:
         return ""
 
 
+_PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"Contact.ContactRoles[0].RoleId": x}` -> `{"Contact": {"ContactRoles": [{"RoleId": x}]}}`.
+
+    `Mapped.put` keeps wire paths flat (so sources and payload share keys); a vendor whose body is nested
+    builds its payload with this after the puts.
+    """
+    root: dict[str, Any] = {}
+    for path, value in flat.items():
+        keys: list[str | int] = [int(index) if index else name for name, index in _PATH_TOKEN.findall(path)]
+        node: Any = root
+        for key, following in pairwise(keys):
+            node = _child(node, key, {} if isinstance(following, str) else [])
+        _set(node, keys[-1], value)
+    return root
+
+
+def _child(node: Any, key: str | int, empty: Any) -> Any:
+    if isinstance(key, int):
+        node.extend([None] * (key + 1 - len(node)))
+        if node[key] is None:
+            node[key] = empty
+        return node[key]
+    return node.setdefault(key, empty)
+
+
+def _set(node: Any, key: str | int, value: Any) -> None:
+    if isinstance(key, int):
+        node.extend([None] * (key + 1 - len(node)))
+        node[key] = value
+    elif not (isinstance(value, list | dict) and not value and key in node):
+        # An empty container put before its items must not wipe them out.
+        node[key] = value
+
+
 @dataclass(slots=True)
 class Prepared:
     """A contact made ready for one vendor: the validated wire model, or every reason it is not valid."""
@@ -132,6 +170,8 @@ class CrossReference:
     synced_at: datetime | None
     deleted: bool = False
     last_error: str | None = None
+    #: The wire payload the vendor last accepted (for partial updates that send only what changed).
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +182,8 @@ class Delivered:
     remote_id: str | None
     http_status: int | None = None
     warnings: tuple[str, ...] = ()
+    #: How an existing vendor record was found when the cross-reference had none (`email`, `DbiKey`, ...).
+    matched_by: str | None = None
 
 
 #: A contact with every canonical field filled in: running a mapping on it shows which fields the vendor takes.
@@ -207,14 +249,34 @@ def _generic(path: str) -> str:
 
 
 def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
-    """Warnings for every field the caller filled in that this vendor's mapping did not use."""
+    """Warnings for every field the caller filled in that this vendor's mapping did not use.
+
+    Named at the widest level the vendor ignores entirely: `locations` once, not each location's every field.
+    """
     used = {_generic(source) for source in mapped.sources.values()}
+
+    def covered(generic: str) -> bool:
+        return any(u == generic or u.startswith((generic + ".", generic + "[")) for u in used) or any(
+            generic.startswith((u + ".", u + "[")) for u in used
+        )
+
     data = contact.model_dump(mode="json", by_alias=True, exclude={"vendor_options"}, exclude_defaults=True)
     out: list[str] = []
     for path in _leaf_paths(data):
-        generic = _generic(path)
-        if not any(generic == u or generic.startswith(u + ".") or generic.startswith(u + "[") for u in used):
-            out.append(f"{path}: not supported by {vendor.name}, not sent")
+        if covered(_generic(path)):
+            continue
+        # Climb to the widest prefix that nothing under it was sent from.
+        parts = re.split(r"(?=[.\[])", path)
+        for end in range(1, len(parts) + 1):
+            prefix = "".join(parts[:end]).rstrip(".")
+            if not covered(re.sub(r"\[\d+\]$", "", _generic(prefix))):
+                widest = re.sub(r"\[\d+\]$", "", prefix)
+                break
+        else:
+            widest = path
+        message = f"{widest}: not supported by {vendor.name}, not sent"
+        if message not in out:
+            out.append(message)
     return out
 
 

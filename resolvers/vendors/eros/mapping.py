@@ -12,15 +12,13 @@ Decisions (documented because Eros' docs leave them open):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from resolvers.model import Contact, ContactDetail, DetailKind
 from resolvers.results import ErrorCode, FieldError
-from resolvers.vendors.base import Mapped
+from resolvers.vendors.base import Mapped, nest
 
 if TYPE_CHECKING:
     from resolvers.vendors.eros.connector import ErosSettings
@@ -41,8 +39,6 @@ DEFAULT_ADDRESS_METHOD_NAME = "Address"
 OPTION_KEYS = ("contactTypeId", "roleIds")
 CONTACT_TYPE_SOURCE = "vendorOptions.eros.contactTypeId"
 ROLE_IDS_SOURCE = "vendorOptions.eros.roleIds"
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
 def to_wire(contact: Contact, settings: ErosSettings, options: Mapping[str, Any]) -> Mapped:
@@ -196,36 +192,3 @@ def _primary(details: list[ContactDetail], kind: DetailKind) -> int | None:
 def _guid(value: Any) -> Any:
     # Settings hold UUIDs, vendorOptions hold whatever the caller typed: the wire model judges the latter.
     return str(value) if isinstance(value, UUID) else value
-
-
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"Contact.ContactRoles[0].RoleId": x}` -> `{"Contact": {"ContactRoles": [{"RoleId": x}]}}`.
-
-    `Mapped.put` keeps wire paths flat (so sources and payload share keys); Eros' body is nested.
-    """
-    root: dict[str, Any] = {}
-    for path, value in flat.items():
-        keys: list[str | int] = [int(index) if index else name for name, index in _TOKEN.findall(path)]
-        node: Any = root
-        for key, following in pairwise(keys):
-            node = _child(node, key, {} if isinstance(following, str) else [])
-        _set(node, keys[-1], value)
-    return root
-
-
-def _child(node: Any, key: str | int, empty: Any) -> Any:
-    if isinstance(key, int):
-        node.extend([None] * (key + 1 - len(node)))
-        if node[key] is None:
-            node[key] = empty
-        return node[key]
-    return node.setdefault(key, empty)
-
-
-def _set(node: Any, key: str | int, value: Any) -> None:
-    if isinstance(key, int):
-        node.extend([None] * (key + 1 - len(node)))
-        node[key] = value
-    elif not (isinstance(value, list | dict) and not value and key in node):
-        # An empty container put before its items must not wipe them out.
-        node[key] = value
