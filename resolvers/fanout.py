@@ -212,8 +212,13 @@ class FanOut:
 
     def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> Awaitable[VendorResult]:
         connector = self.connectors[vendor]
-        # Repeating a native upsert or an update by remote id cannot create a second record.
-        safe = connector.capabilities.native_upsert or bool(link and link.remote_id and not link.deleted)
+        # Repeating a native upsert, an update by remote id, or a create that first looks for the record it may
+        # already have made cannot create a second record.
+        safe = (
+            connector.capabilities.native_upsert
+            or bool(link and link.remote_id and not link.deleted)
+            or connector.reconciles(prepared)
+        )
         live_link = link if link is not None and not link.deleted else None
         return self._run(vendor, lambda: connector.upsert(prepared, live_link), safe=safe, warnings=prepared.warnings)
 

@@ -95,14 +95,34 @@ class Mapped:
             self.payload[wire_field] = value
 
     def source(self, wire_path: str) -> str:
-        """The canonical path behind a wire path, trying its parents (`locations[0]`) before giving up."""
+        """The canonical path behind a wire path.
+
+        Tries the path, then its parents (`locations[0]`); a container (`Phones`, a list too long) maps to what its
+        items' sources share (`details`).
+        """
         path = wire_path
         while path:
             if path in self.sources:
                 return self.sources[path]
             cut = max(path.rfind("."), path.rfind("["))
             path = path[:cut] if cut > 0 else ""
+        children = [src for wire, src in self.sources.items() if wire.startswith((wire_path + "[", wire_path + "."))]
+        return _common_parent(children) if wire_path else ""
+
+
+def _common_parent(paths: list[str]) -> str:
+    """The longest path every one of `paths` lies under, ending before a list index (`details`)."""
+    if not paths:
         return ""
+    split = [re.split(r"(?=[.\[])", p) for p in paths]
+    common: list[str] = []
+    for parts in zip(*split, strict=False):
+        if any(part != parts[0] for part in parts):
+            break
+        common.append(parts[0])
+    while common and common[-1].startswith("["):
+        common.pop()
+    return "".join(common).lstrip(".")
 
 
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -333,6 +353,11 @@ class Connector(ABC, Generic[SettingsT]):
             wire = sorted(set(by_canonical.get(canonical, [])))
             out.append(FieldCoverage(canonical=canonical, vendor_field=", ".join(wire) if wire else None))
         return out
+
+    def reconciles(self, prepared: Prepared) -> bool:
+        """True when `upsert` without a remote id first looks for an existing record it can adopt (by e-mail,
+        DbiKey, ...), so repeating a create whose answer was lost cannot make a duplicate. Default: no."""
+        return False
 
     async def aclose(self) -> None:
         """Release what the connector holds at the vendor (sessions, licences). Default: nothing."""

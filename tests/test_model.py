@@ -1,0 +1,135 @@
+"""The canonical model's universal rules, and the paths its errors name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from resolvers.model import Contact, parse_contact, render_path
+from resolvers.results import ErrorCode, FieldError, UpsertStatus, Vendor, VendorResult, VendorStatus, overall_status
+
+
+def errors(data: dict[str, Any]) -> set[tuple[str, ErrorCode]]:
+    parsed = parse_contact(data)
+    assert isinstance(parsed, list), "expected field errors"
+    return {(e.field, e.code) for e in parsed}
+
+
+def test_minimal_contact_is_valid() -> None:
+    parsed = parse_contact({"id": "C-1"})
+    assert isinstance(parsed, Contact)
+    assert parsed.details == []
+
+
+@pytest.mark.parametrize(
+    ("contact_id", "code"),
+    [
+        ("", ErrorCode.REQUIRED),
+        ("x" * 51, ErrorCode.TOO_LONG),
+        ("tab\there", ErrorCode.INVALID_FORMAT),
+        ("new\nline", ErrorCode.INVALID_FORMAT),
+        ("nul\x00", ErrorCode.INVALID_FORMAT),
+        (" padded", ErrorCode.INVALID_FORMAT),
+        ("c1\x85", ErrorCode.INVALID_FORMAT),
+    ],
+)
+def test_id_must_be_1_to_50_printable_characters(contact_id: str, code: ErrorCode) -> None:
+    assert errors({"id": contact_id}) == {("id", code)}
+
+
+def test_id_of_50_characters_and_unicode_is_fine() -> None:
+    assert isinstance(parse_contact({"id": "é" * 50}), Contact)
+
+
+def test_country_must_be_iso_alpha2() -> None:
+    assert isinstance(parse_contact({"id": "c", "address": {"country": "AU"}}), Contact)
+    for bad in ("UK", "gb", "GBR", "XX"):
+        assert errors({"id": "c", "address": {"country": bad}}) == {("address.country", ErrorCode.INVALID_FORMAT)}
+
+
+def test_dates_in_order_and_valid() -> None:
+    location = {"ref": "L", "startDate": "2024-02-01", "endDate": "2024-01-31"}
+    assert errors({"id": "c", "locations": [{"ref": "K"}, location]}) == {
+        ("locations[1].endDate", ErrorCode.OUT_OF_RANGE)
+    }
+    assert errors({"id": "c", "birthDate": "2023-02-29"}) == {("birthDate", ErrorCode.INVALID_FORMAT)}
+    same_day = {"ref": "L", "startDate": "2024-02-01", "endDate": "2024-02-01"}
+    assert isinstance(parse_contact({"id": "c", "locations": [same_day]}), Contact)
+
+
+def test_at_most_one_preferred_detail() -> None:
+    details = [
+        {"kind": "PHONE", "value": "1", "preferred": True},
+        {"kind": "MOBILE", "value": "2", "preferred": True},
+    ]
+    assert errors({"id": "c", "details": details}) == {("details", ErrorCode.TOO_MANY)}
+
+
+@pytest.mark.parametrize("value", ["plain", "a@b", "a b@c.de", "@c.de", "a@@c.de"])
+def test_emails_must_look_like_emails(value: str) -> None:
+    assert errors({"id": "c", "details": [{"kind": "EMAIL", "value": value}]}) == {
+        ("details[0].value", ErrorCode.INVALID_FORMAT)
+    }
+
+
+def test_a_phone_is_not_checked_as_an_email() -> None:
+    assert isinstance(parse_contact({"id": "c", "details": [{"kind": "PHONE", "value": "plain"}]}), Contact)
+
+
+def test_coordinates_in_range() -> None:
+    assert errors({"id": "c", "address": {"latitude": 91, "longitude": -181}}) == {
+        ("address.latitude", ErrorCode.OUT_OF_RANGE),
+        ("address.longitude", ErrorCode.OUT_OF_RANGE),
+    }
+
+
+def test_all_violations_at_once_with_input_paths() -> None:
+    found = errors(
+        {
+            "id": "",
+            "address": {"country": "ZZ"},
+            "details": [{"kind": "EMAIL", "value": "x"}, {"kind": "PHONE", "value": ""}],
+        }
+    )
+    assert found == {
+        ("id", ErrorCode.REQUIRED),
+        ("address.country", ErrorCode.INVALID_FORMAT),
+        ("details[0].value", ErrorCode.INVALID_FORMAT),
+        ("details[1].value", ErrorCode.REQUIRED),
+    }
+
+
+def test_content_hash_is_stable_and_sensitive() -> None:
+    a = Contact.model_validate({"id": "c", "firstName": "A"})
+    assert a.content_hash() == Contact.model_validate({"firstName": "A", "id": "c"}).content_hash()
+    assert a.content_hash() != Contact.model_validate({"id": "c", "firstName": "B"}).content_hash()
+
+
+def test_render_path() -> None:
+    assert render_path(("details", 1, "value")) == "details[1].value"
+    assert render_path(()) == ""
+
+
+def _result(status: VendorStatus) -> VendorResult:
+    return VendorResult(vendor=Vendor.EROS, status=status)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "overall"),
+    [
+        ([VendorStatus.CREATED, VendorStatus.UNCHANGED], UpsertStatus.SUCCEEDED),
+        ([VendorStatus.CREATED, VendorStatus.SKIPPED], UpsertStatus.SUCCEEDED),
+        ([VendorStatus.CREATED, VendorStatus.INVALID], UpsertStatus.PARTIAL),
+        ([VendorStatus.UPDATED, VendorStatus.UNAVAILABLE], UpsertStatus.PARTIAL),
+        ([VendorStatus.REJECTED, VendorStatus.UNAVAILABLE], UpsertStatus.FAILED),
+        ([VendorStatus.SKIPPED], UpsertStatus.FAILED),
+    ],
+)
+def test_overall_status(statuses: list[VendorStatus], overall: UpsertStatus) -> None:
+    assert overall_status([_result(s) for s in statuses]) is overall
+
+
+def test_field_error_is_plain_data() -> None:
+    error = FieldError(field="a", code=ErrorCode.REQUIRED, message="required")
+    assert error.vendor_field is None

@@ -1,0 +1,125 @@
+"""The vendor base: pre-flight validation, error paths, 'not sent' warnings, coverage and nesting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from resolvers.model import Contact
+from resolvers.results import ErrorCode, Vendor
+from resolvers.vendors.base import (
+    Capabilities,
+    Connector,
+    CrossReference,
+    Delivered,
+    Mapped,
+    Prepared,
+    VendorSettings,
+    nest,
+)
+
+
+class ToyWire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    Name: str = Field(min_length=1, max_length=5)
+    Phones: list[str] = Field(default_factory=list, max_length=1)
+    Site: dict[str, str] | None = None
+
+
+class ToyConnector(Connector[VendorSettings]):
+    """A vendor holding a short name, one phone and a town: enough to exercise the base."""
+
+    vendor = Vendor.EROS
+    settings_type = VendorSettings
+    wire_model = ToyWire
+    capabilities = Capabilities()
+
+    def map(self, contact: Contact) -> Mapped:
+        m = Mapped()
+        m.put("Name", contact.last_name, "lastName")
+        phones = [d for d in contact.details if d.kind.value == "PHONE"]
+        for i, detail in enumerate(phones):
+            m.put(f"Phones[{i}]", detail.value, f"details[{contact.details.index(detail)}].value")
+        if contact.address is not None:
+            m.put("Site.Town", contact.address.city, "address.city")
+        m.payload = nest(m.payload)
+        return m
+
+    async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
+        raise NotImplementedError
+
+
+def toy() -> ToyConnector:
+    return ToyConnector(VendorSettings.model_validate({"base_url": "http://127.0.0.1:9/x"}), transport=None)  # type: ignore[arg-type]
+
+
+def contact(**data: Any) -> Contact:
+    return Contact.model_validate({"id": "c", **data})
+
+
+def test_every_wire_violation_points_at_the_input() -> None:
+    prepared = toy().prepare(
+        contact(
+            lastName="Lovelace",
+            details=[
+                {"kind": "EMAIL", "value": "a@b.co"},
+                {"kind": "PHONE", "value": "1"},
+                {"kind": "PHONE", "value": "2"},
+            ],
+        )
+    )
+    assert not prepared.valid
+    found = {(e.field, e.vendor_field, e.code) for e in prepared.errors}
+    assert found == {("lastName", "Name", ErrorCode.TOO_LONG), ("details", "Phones", ErrorCode.TOO_MANY)}
+    assert next(e for e in prepared.errors if e.code is ErrorCode.TOO_LONG).message == "at most 5 characters"
+
+
+def test_missing_required_is_required_at_its_source() -> None:
+    prepared = toy().prepare(contact())
+    assert [(e.field, e.vendor_field, e.code) for e in prepared.errors] == [("lastName", "Name", ErrorCode.REQUIRED)]
+
+
+def test_warnings_name_what_was_not_sent_at_the_widest_level() -> None:
+    prepared = toy().prepare(
+        contact(
+            lastName="Ada",
+            firstName="A",
+            address={"city": "Town", "country": "GB"},
+            locations=[{"ref": "L1"}, {"ref": "L2", "preferred": True}],
+            details=[{"kind": "PHONE", "value": "1", "label": "desk"}],
+        )
+    )
+    assert prepared.valid
+    assert prepared.payload == {"Name": "Ada", "Phones": ["1"], "Site": {"Town": "Town"}}
+    assert prepared.warnings == [
+        "id: not supported by EROS, not sent",
+        "firstName: not supported by EROS, not sent",
+        "details[0].kind: not supported by EROS, not sent",
+        "details[0].label: not supported by EROS, not sent",
+        "address.country: not supported by EROS, not sent",
+        "locations: not supported by EROS, not sent",
+    ]
+
+
+def test_coverage_is_generated_from_the_mapping() -> None:
+    rows = {row.canonical: row.vendor_field for row in toy().coverage()}
+    assert rows["lastName"] == "Name"
+    assert rows["details[].value"] == "Phones[]"
+    assert rows["address.city"] == "Site.Town"
+    assert rows["firstName"] is None
+    assert rows["locations[].ref"] is None
+
+
+def test_nest_builds_objects_and_lists() -> None:
+    assert nest({"A.B": 1, "A.C[1].D": 2, "A.C[0].D": 3, "E": []}) == {
+        "A": {"B": 1, "C": [{"D": 3}, {"D": 2}]},
+        "E": [],
+    }
+
+
+def test_mapped_source_falls_back_to_parents() -> None:
+    m = Mapped()
+    m.put("locations[0]", None, "locations[0]")
+    assert m.source("locations[0].startDate") == "locations[0]"
+    assert m.source("unknown") == ""
