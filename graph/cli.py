@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 import uvicorn
 
 from resolvers.config import build_config, load_config
@@ -114,13 +115,13 @@ Ctrl-C stops everything.
 async def _simulate(host: str, port: int) -> None:
     simulators = [plugin.simulator() for plugin in REGISTRY.values()]
     runner, bound = await start_simulators(simulators, host=host, port=port)
-    print(f"Simulators at http://{host}:{bound}/:", flush=True)
-    for plugin in REGISTRY.values():
-        table = plugin.demo_config(f"http://{host}:{bound}/{plugin.vendor.value}/")
-        print(f"\n[vendors.{plugin.vendor.value}]")
-        for key, value in table.items():
-            print(f"{key} = {json.dumps(value)}")
-    print("\nCtrl-C stops them.", flush=True)
+    tables = {
+        plugin.vendor.value: plugin.demo_config(f"http://{host}:{bound}/{plugin.vendor.value}/")
+        for plugin in REGISTRY.values()
+    }
+    print(f"# Simulators at http://{host}:{bound}/ -- vendor tables for a gateway config:\n", flush=True)
+    print(tomli_w.dumps({"vendors": tables}), flush=True)
+    print("# Ctrl-C stops them.", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

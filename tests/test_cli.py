@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -63,3 +65,72 @@ async def test_demo_serves_the_example_and_stops_cleanly_on_ctrl_c() -> None:
     assert token in text, "the demo prints its token"
     assert f"http://127.0.0.1:{port}/graphql" in text
     assert "Traceback" not in text
+
+
+async def _read_until(stream: asyncio.StreamReader, marker: str) -> str:
+    text = ""
+    while marker not in text:
+        line = await asyncio.wait_for(stream.readline(), timeout=30)
+        if not line:
+            raise AssertionError(f"stream ended before {marker!r}: {text}")
+        text += line.decode()
+    return text
+
+
+async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> None:
+    """`simulate` prints vendor tables; `serve --workers 2` started on them writes to every simulator."""
+    sim_port, port = free_port(), free_port()
+    simulate = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "graph.cli",
+        "simulate",
+        "--port",
+        str(sim_port),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    serve: asyncio.subprocess.Process | None = None
+    try:
+        assert simulate.stdout is not None
+        tables = await _read_until(simulate.stdout, "Ctrl-C")
+        token = "serve-token-0123456789abcdef"
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[store]\nurl = "sqlite:///{tmp_path / "serve.db"}"\n\n'
+            '[[auth.tokens]]\nname = "svc"\ntoken = "${SVC_TOKEN}"\nscopes = ["contacts:read", "contacts:write"]\n\n'
+            + tables
+        )
+        serve = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "graph.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            env={**os.environ, "SVC_TOKEN": token},
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with httpx.AsyncClient(timeout=30) as client:
+            await _wait_until_up(client, f"http://127.0.0.1:{port}/healthz", serve)
+            answer = await client.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": EXAMPLE_MUTATION, "variables": EXAMPLE_VARIABLES},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            payload = answer.json()["data"]["upsertContact"]
+            assert payload["status"] == "SUCCEEDED", payload
+            for vendor in {r["vendor"].lower() for r in payload["results"]}:
+                state = (await client.get(f"http://127.0.0.1:{sim_port}/{vendor}/_admin/state")).json()
+                assert len(state["records"]) == 1, vendor
+    finally:
+        for process in (serve, simulate):
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGINT)
+                await asyncio.wait_for(process.wait(), timeout=30)
+    assert simulate.returncode == 0
+    assert serve is not None and serve.returncode == 0
