@@ -211,10 +211,16 @@ class ErosOptionsInput:
     role_ids: list[str] | None = strawberry.field(default=None, description="ContactRoles RoleId GUIDs.")
 
 
+@strawberry.input(description="Jim2 overrides.")
+class Jim2OptionsInput:
+    card_no: str | None = strawberry.field(default=None, description="The card file to write to (digits).")
+
+
 @strawberry.input(description="Per-vendor overrides of configured defaults.")
 class VendorOptionsInput:
     oneserve: OneserveOptionsInput | None = None
     eros: ErosOptionsInput | None = None
+    jim2: Jim2OptionsInput | None = None
 
 
 @strawberry.input(description="A contact to write. `id` is the caller's own stable reference (1-50 characters).")

@@ -5,9 +5,9 @@ all under one aiohttp server, each at `/<vendor>/` (`contact-gateway simulate`, 
 
 Admin endpoint of each simulator (no auth; for tests and demos):
 - `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
-  `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `hang_next`: the next N calls fail, throttle
-  with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost answer), or never
-  answer.
+  `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`, `hang_next`: the next N
+  calls fail, throttle with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost
+  answer; `_write` counts only record writes, not logins or lookups), or never answer.
 - `POST /<vendor>/_admin/reset`: forget faults, records and calls.
 - `GET /<vendor>/_admin/state`: the records it holds, the calls it received and how many of each kind.
 """
@@ -39,6 +39,8 @@ class Faults:
     drop_next: int = 0
     #: Handle the call (the vendor acts on it), then drop the connection instead of answering: a lost answer.
     drop_after_next: int = 0
+    #: The same, counting only writes (`Simulator.is_write`): logins and lookups before the write go through.
+    drop_after_next_write: int = 0
     hang_next: int = 0
 
 
@@ -81,6 +83,13 @@ class Simulator(ABC):
 
     def __init__(self) -> None:
         self.state = SimulatorState()
+
+    #: Path endings of the vendor's authentication endpoints (POSTs that are not writes of records).
+    auth_paths: ClassVar[tuple[str, ...]] = ()
+
+    def is_write(self, request: web.Request) -> bool:
+        """True for a call that changes a record (what `drop_after_next_write` loses the answer of)."""
+        return request.method in {"POST", "PUT", "PATCH", "DELETE"} and not request.path.endswith(self.auth_paths)
 
     @abstractmethod
     def add_routes(self, app: web.Application) -> None:
@@ -141,8 +150,12 @@ class Simulator(ABC):
             return self.error_response(faults.fail_status, "Simulated failure")
         response = await handler(request)
         call.outcome = response.status
-        if faults.drop_after_next > 0:
-            faults.drop_after_next -= 1
+        lose_write = faults.drop_after_next_write > 0 and self.is_write(request)
+        if faults.drop_after_next > 0 or lose_write:
+            if lose_write:
+                faults.drop_after_next_write -= 1
+            else:
+                faults.drop_after_next -= 1
             call.outcome = -2
             if request.transport is not None:
                 request.transport.abort()

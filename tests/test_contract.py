@@ -197,7 +197,7 @@ async def test_transient_failure_then_recovery(vendor: Vendor, gateway: Gateway,
 
 async def test_lost_answer_does_not_duplicate(vendor: Vendor, gateway: Gateway, simulators: Simulators) -> None:
     """The vendor acts on the first write but its answer is lost: the retry must not make a second record."""
-    await simulators.faults(vendor, drop_after_next=1)
+    await simulators.faults(vendor, drop_after_next_write=1)
     result = by_vendor((await upsert(gateway, contact()))["results"])[vendor.name]
     if not retries_create(vendor, simulators):
         assert result["status"] == "UNAVAILABLE"

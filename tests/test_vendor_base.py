@@ -93,7 +93,6 @@ def test_warnings_name_what_was_not_sent_at_the_widest_level() -> None:
     assert prepared.valid
     assert prepared.payload == {"Name": "Ada", "Phones": ["1"], "Site": {"Town": "Town"}}
     assert prepared.warnings == [
-        "id: not supported by EROS, not sent",
         "firstName: not supported by EROS, not sent",
         "details[0].kind: not supported by EROS, not sent",
         "details[0].label: not supported by EROS, not sent",

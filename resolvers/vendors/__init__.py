@@ -5,7 +5,8 @@ from __future__ import annotations
 from resolvers.results import Vendor
 from resolvers.vendors.base import VendorPlugin
 from resolvers.vendors.eros import PLUGIN as EROS
+from resolvers.vendors.jim2 import PLUGIN as JIM2
 from resolvers.vendors.oneserve import PLUGIN as ONESERVE
 
 #: Every vendor the gateway can talk to, in the order results are reported.
-REGISTRY: dict[Vendor, VendorPlugin] = {plugin.vendor: plugin for plugin in (ONESERVE, EROS)}
+REGISTRY: dict[Vendor, VendorPlugin] = {plugin.vendor: plugin for plugin in (ONESERVE, EROS, JIM2)}

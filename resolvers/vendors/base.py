@@ -280,7 +280,8 @@ def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
             generic.startswith((u + ".", u + "[")) for u in used
         )
 
-    data = contact.model_dump(mode="json", by_alias=True, exclude={"vendor_options"}, exclude_defaults=True)
+    # The id is the gateway's own key (its cross-reference holds the link), never "lost" at a vendor without one.
+    data = contact.model_dump(mode="json", by_alias=True, exclude={"vendor_options", "id"}, exclude_defaults=True)
     out: list[str] = []
     for path in _leaf_paths(data):
         if covered(_generic(path)):

@@ -153,6 +153,7 @@ class ErosSimulator(Simulator):
     """Eros' subscription API as the connector sees it (see the module docstring for what is assumed)."""
 
     name: ClassVar[str] = "eros"
+    auth_paths: ClassVar[tuple[str, ...]] = ("/auth/credentials", "/api/auth")
 
     def __init__(
         self,
