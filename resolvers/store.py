@@ -36,6 +36,8 @@ contacts = sa.Table(
     sa.Column("id", sa.String(50), primary_key=True),
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    #: Incremented by every accepted write: deliveries name the version they carry.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -52,6 +54,46 @@ vendor_links = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+#: The durable outbox: one row per (accepted write, vendor) until the vendor has it, it fails, or a newer write
+#: supersedes it. A row being worked on carries a lease (owner, until) so no two workers send it at once.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("contact_id", sa.String(50), nullable=False),
+    sa.Column("vendor", sa.String(20), nullable=False),
+    sa.Column("operation", sa.String(10), nullable=False),  # upsert | delete
+    sa.Column("contact_version", sa.Integer, nullable=False),
+    sa.Column("force", sa.Boolean, nullable=False, default=False),
+    sa.Column("status", sa.String(12), nullable=False),  # PENDING DELIVERED FAILED SUPERSEDED CANCELLED
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("result_status", sa.String(20)),  # the VendorStatus of the last attempt
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_http_status", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_contact_vendor", "contact_id", "vendor"),
+)
+
+#: Idempotency keys: the first answer to a keyed write, replayed to repeats with the same input.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("principal", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("response", sa.Text),  # null while the first call is still running
+    sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_idempotency_expires", "expires_at"),
 )
 
 
