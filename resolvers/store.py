@@ -193,7 +193,8 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
-    async def _write(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def write(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `op` in the writer's next transaction (committed with whatever else is queued); its result."""
         if self._writer is None:
             raise RuntimeError("store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -275,7 +276,7 @@ class Store:
                 )
                 await conn.execute(stmt)
 
-        await self._write(op)
+        await self.write(op)
 
     # -- reads ----------------------------------------------------------------------------------------------------
 

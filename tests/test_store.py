@@ -89,7 +89,7 @@ async def test_one_bad_write_does_not_fail_its_batch(store: Store) -> None:
         raise RuntimeError("boom")
 
     good = [store.record(Contact(id=f"g{i}"), [], f"g{i}") for i in range(20)]
-    results = await asyncio.gather(store._write(bad), *good, return_exceptions=True)  # type: ignore[arg-type]
+    results = await asyncio.gather(store.write(bad), *good, return_exceptions=True)  # type: ignore[arg-type]
     assert isinstance(results[0], RuntimeError)
     assert results[1:] == [None] * 20
     assert await store.count_contacts() == 20
