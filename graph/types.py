@@ -216,11 +216,23 @@ class Jim2OptionsInput:
     card_no: str | None = strawberry.field(default=None, description="The card file to write to (digits).")
 
 
+@strawberry.input(description="Valomnia overrides.")
+class ValomniaOptionsInput:
+    customer_id: str | None = strawberry.field(default=None, description="Overrides the configured customer_id.")
+    image_file_name: str | None = strawberry.field(
+        default=None, description="The photo's file name (jpg, jpeg, gif, png or bmp); goes with imageBase64."
+    )
+    image_base64: str | None = strawberry.field(
+        default=None, description="The photo, base64-encoded, at most 2,000,000 bytes decoded; sent as multipart."
+    )
+
+
 @strawberry.input(description="Per-vendor overrides of configured defaults.")
 class VendorOptionsInput:
     oneserve: OneserveOptionsInput | None = None
     eros: ErosOptionsInput | None = None
     jim2: Jim2OptionsInput | None = None
+    valomnia: ValomniaOptionsInput | None = None
 
 
 @strawberry.input(description="A contact to write. `id` is the caller's own stable reference (1-50 characters).")

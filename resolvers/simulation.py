@@ -71,6 +71,9 @@ class SimulatorState:
         return self.counters[name]
 
 
+#: Largest request body a simulator reads (a vendor's 2 MB photo limit is checked by the vendor, not by aiohttp).
+MAX_BODY = 16 * 1024 * 1024
+
 #: Calls kept per simulator; older ones are forgotten so a long demo does not grow without bound.
 MAX_CALLS = 10_000
 
@@ -105,7 +108,7 @@ class Simulator(ABC):
 
     def app(self) -> web.Application:
         """The simulator as an aiohttp application (mounted at `/<name>/` by `simulator_app`)."""
-        app = web.Application(middlewares=[self._faults_middleware])
+        app = web.Application(middlewares=[self._faults_middleware], client_max_size=MAX_BODY)
         app.router.add_post("/_admin/faults", self._admin_faults)
         app.router.add_post("/_admin/reset", self._admin_reset)
         app.router.add_get("/_admin/state", self._admin_state)
@@ -116,7 +119,8 @@ class Simulator(ABC):
     async def _faults_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if "/_admin/" in request.path:
             return await handler(request)
-        body = await request.text()
+        # Bodies may be binary (multipart photos): recorded as text with undecodable bytes replaced.
+        body = (await request.read()).decode("utf-8", "replace")
         call = Call(
             method=request.method,
             path=request.path_qs,
@@ -188,7 +192,7 @@ class Simulator(ABC):
 
 def simulator_app(simulators: list[Simulator]) -> web.Application:
     """One aiohttp application serving every simulator under `/<name>/`."""
-    root = web.Application()
+    root = web.Application(client_max_size=MAX_BODY)
     for simulator in simulators:
         root.add_subapp(f"/{simulator.name}/", simulator.app())
 

@@ -7,6 +7,7 @@ Connectors call `Transport.request`; it never raises an aiohttp or asyncio excep
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 
 from resolvers.errors import (
     AuthFailed,
@@ -48,8 +50,13 @@ class VendorResponse:
     """A vendor's answer, fully read."""
 
     status: int
-    headers: Mapping[str, str]
+    #: Case-insensitive, and repeated headers (Set-Cookie) are all kept: see `header_values`.
+    headers: CIMultiDict[str]
     body: bytes
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header that may repeat (`Set-Cookie`)."""
+        return self.headers.getall(name, [])
 
     def json(self) -> Any:
         """The body as JSON; a body that is not JSON is a protocol error."""
@@ -155,7 +162,10 @@ class Transport:
             for name, value in (form or {}).items():
                 multipart.add_field(name, value)
             for name, part in files.items():
-                multipart.add_field(name, part.content, filename=part.filename, content_type=part.content_type)
+                # A file object, not bytes: aiohttp warns (ResourceWarning) about in-memory bytes over 1 MiB.
+                multipart.add_field(
+                    name, io.BytesIO(part.content), filename=part.filename, content_type=part.content_type
+                )
             body = multipart
         elif form is not None:
             body = aiohttp.FormData(dict(form))
@@ -164,7 +174,7 @@ class Transport:
                 method, url, data=body, headers=send_headers, params=params, allow_redirects=False
             ) as response:
                 payload = await response.read()
-                return VendorResponse(status=response.status, headers=dict(response.headers), body=payload)
+                return VendorResponse(status=response.status, headers=CIMultiDict(response.headers), body=payload)
         except aiohttp.ClientConnectorError as exc:
             raise VendorUnreachable(f"cannot connect to {exc.host}:{exc.port}") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
