@@ -1,0 +1,137 @@
+"""SuperOffice WebAPI payloads, field names exactly as its REST reference (ContactEntity and its carriers).
+
+Docs: shared/seeds/003 (POST api/v1/Contact) and https://docs.superoffice.com/en/api/reference/restful/rest/Contact/.
+Limits are the database column lengths VENDORS.md lists as known: contact name and department 219, orgNr / number1 /
+number2 49, person names 99, e-mail 239, DbiKey 255. No other limit is invented here. What the gateway sends forbids
+unknown fields; what SuperOffice answers ignores them (its carriers grow TableRight, FieldProperties, _Links, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Text49 = Annotated[str, Field(max_length=49)]
+Text99 = Annotated[str, Field(max_length=99)]
+Text219 = Annotated[str, Field(max_length=219)]
+
+
+class _Sent(BaseModel):
+    """Base of the request models: the gateway must not send a field the carrier does not define."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Received(BaseModel):
+    """Base of the response models: unknown fields are tolerated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class EntityElement(_Sent):
+    """`EntityElement`: one phone number, fax number or internet address of a contact."""
+
+    Value: str = Field(min_length=1)
+    StrippedValue: str | None = None
+    Description: str | None = None
+
+
+class EmailElement(EntityElement):
+    """An e-mail `EntityElement`: the `email.email_address` column holds 239 characters."""
+
+    Value: str = Field(min_length=1, max_length=239)
+
+
+class StructuredAddress(_Sent):
+    """`StructuredAddress`: the postal or street address of a contact, three lines plus the place."""
+
+    AtypeIdx: str | None = None
+    Address1: str | None = None
+    Address2: str | None = None
+    Address3: str | None = None
+    City: str | None = None
+    County: str | None = None
+    State: str | None = None
+    Zipcode: str | None = None
+    Formatted: str | None = None
+
+
+class AddressCarrier(_Sent):
+    """`Address`: street and postal address plus the WGS84 position of the contact."""
+
+    Wgs84Latitude: float | None = Field(default=None, ge=-90, le=90)
+    Wgs84Longitude: float | None = Field(default=None, ge=-180, le=180)
+    Street: StructuredAddress | None = None
+    Postal: StructuredAddress | None = None
+    Formatted: str | None = None
+
+
+class CountryCarrier(_Sent):
+    """`Country`: a country list item, found by CountryId (the ISO code travels along for readers)."""
+
+    CountryId: int = Field(ge=1)
+    TwoLetterISOCountry: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
+
+class ListItem(_Sent):
+    """`Category` / `Business`: an MDO list item, chosen by its id."""
+
+    Id: int = Field(ge=1)
+
+
+class PersonCarrier(_Sent):
+    """`Person` as the ContactEntity's `Persons` array carries it (the fields the gateway fills)."""
+
+    PersonId: int | None = None
+    Firstname: Text99 | None = None
+    MiddleName: Text99 | None = None
+    Lastname: Text99 | None = None
+    Mrmrs: str | None = None
+    Title: str | None = None
+    Position: str | None = None
+    MobilePhone: str | None = None
+
+
+class ContactEntity(_Sent):
+    """The body of `POST api/v1/Contact`: the company card (ContactEntity) and its persons."""
+
+    ContactId: int | None = Field(default=None, ge=0)
+    Name: Text219 = Field(min_length=1)
+    Department: Text219 | None = None
+    OrgNr: Text49 | None = None
+    Number1: Text49 | None = None
+    Number2: Text49 | None = None
+    Emails: list[EmailElement] = Field(default_factory=list)
+    Phones: list[EntityElement] = Field(default_factory=list)
+    Faxes: list[EntityElement] = Field(default_factory=list)
+    Urls: list[EntityElement] = Field(default_factory=list)
+    Description: str | None = None
+    Category: ListItem | None = None
+    Business: ListItem | None = None
+    Country: CountryCarrier | None = None
+    Persons: list[PersonCarrier] = Field(default_factory=list)
+    Address: AddressCarrier | None = None
+    DbiKey: str = Field(min_length=1, max_length=255)
+
+
+class SoError(_Received):
+    """SuperOffice's error body: `{"Error": true, "ErrorType": ..., "ErrorMessage": ..., "ErrorSource": ...}`."""
+
+    Error: bool = True
+    ErrorType: str | None = None
+    ErrorMessage: str | None = None
+    ErrorSource: str | None = None
+
+
+class ContactEntityReply(_Received):
+    """`ContactEntityWithLinks`, as far as the connector reads it: the id and when it last changed."""
+
+    ContactId: int
+    UpdatedDate: str | None = None
+
+
+class ODataSlimResponse(_Received):
+    """The OData answer of `GET api/v1/Contact?$filter=...`: one row per hit, `PrimaryKey` its ContactId."""
+
+    value: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,892 @@
+"""SuperOffice quirks: a company card with a person, details split by kind, DbiKey reconciliation, read-modify-write
+PUT with If-Unmodified-Since and 412, three auth schemes, SuperOffice's `{"Error", "ErrorType", ...}` bodies.
+
+The generic contract (round trips, 5xx, 429, timeouts for every vendor) lives in the contract suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from multidict import CIMultiDict
+from pydantic import ValidationError
+
+from resolvers.errors import (
+    AuthFailed,
+    ConnectionDropped,
+    RateLimited,
+    VendorConflict,
+    VendorError,
+    VendorNotFound,
+    VendorRejected,
+    VendorUnavailable,
+)
+from resolvers.model import Contact
+from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
+from resolvers.simulation import Call, start_simulators
+from resolvers.transport import Transport, VendorResponse
+from resolvers.vendors.base import CrossReference, Delivered, Prepared
+from resolvers.vendors.superoffice import (
+    PLUGIN,
+    SuperOfficeConnector,
+    SuperOfficeSettings,
+    SuperOfficeSimulator,
+    demo_config,
+)
+from resolvers.vendors.superoffice.connector import SourcedPrepared, auth_headers, canonical_path, if_unmodified_since
+from resolvers.vendors.superoffice.mapping import from_wire, put_body, to_wire
+from resolvers.vendors.superoffice.simulator import DEMO_PASSWORD, DEMO_TOKEN, DEMO_USERNAME
+from resolvers.vendors.superoffice.wire import ContactEntity
+
+BASE = "http://127.0.0.1:9/superoffice/"
+
+
+def make_contact(**overrides: Any) -> Contact:
+    """A person with an e-mail, a mobile, an office phone and a postal address; overrides replace top-level fields."""
+    data: dict[str, Any] = {
+        "id": "c-1",
+        "title": "Ms",
+        "firstName": "Ada",
+        "middleName": "King",
+        "lastName": "Lovelace",
+        "jobTitle": "Analyst",
+        "department": "Engines",
+        "notes": "Prefers mornings",
+        "details": [
+            {"kind": "EMAIL", "value": "ada@example.com", "preferred": True},
+            {"kind": "MOBILE", "value": "+44 7700 900123"},
+            {"kind": "PHONE", "value": "020 7946 0000", "label": "office"},
+        ],
+        "address": {
+            "lines": ["12 St James's Square", "St James's"],
+            "city": "London",
+            "region": "LDN",
+            "postCode": "SW1Y 4JH",
+            "country": "GB",
+            "latitude": 51.5074,
+            "longitude": -0.1347,
+        },
+    }
+    data.update(overrides)
+    return Contact.model_validate(data)
+
+
+def settings(base_url: str = BASE, **overrides: Any) -> SuperOfficeSettings:
+    return SuperOfficeSettings.model_validate({**demo_config(base_url), **overrides})
+
+
+def offline(**overrides: Any) -> SuperOfficeConnector:
+    """A connector for pre-flight only: `prepare` never touches the transport."""
+    return SuperOfficeConnector(settings(**overrides), Transport.__new__(Transport))
+
+
+def link(remote_id: str | None, contact_id: str = "c-1", payload: dict[str, Any] | None = None) -> CrossReference:
+    return CrossReference(
+        contact_id=contact_id,
+        vendor=Vendor.SUPEROFFICE,
+        remote_id=remote_id,
+        hash=None,
+        last_status=VendorStatus.CREATED,
+        synced_at=None,
+        payload=payload,
+    )
+
+
+def errors_by_field(errors: list[FieldError]) -> dict[str, FieldError]:
+    return {e.field: e for e in errors}
+
+
+# --- mapping -------------------------------------------------------------------------------------------------
+
+
+def test_person_contact_becomes_a_company_card_with_one_person() -> None:
+    mapped = to_wire(make_contact(), settings(), {})
+    assert mapped.payload == {
+        "Name": "Ada Lovelace",
+        "Department": "Engines",
+        "Description": "Prefers mornings",
+        "DbiKey": "c-1",
+        "Persons": [
+            {
+                "Firstname": "Ada",
+                "MiddleName": "King",
+                "Lastname": "Lovelace",
+                "Mrmrs": "Ms",
+                "Position": "Analyst",
+                "MobilePhone": "+44 7700 900123",
+            }
+        ],
+        "Emails": [{"Value": "ada@example.com", "StrippedValue": "ada@example.com"}],
+        "Phones": [{"Value": "020 7946 0000", "StrippedValue": "02079460000", "Description": "office"}],
+        "Address": {
+            "Postal": {
+                "AtypeIdx": "ContactPostalAddress",
+                "Address1": "12 St James's Square",
+                "Address2": "St James's",
+                "City": "London",
+                "State": "LDN",
+                "Zipcode": "SW1Y 4JH",
+            },
+            "Wgs84Latitude": 51.5074,
+            "Wgs84Longitude": -0.1347,
+        },
+        "Country": {"CountryId": 826, "TwoLetterISOCountry": "GB"},
+    }
+    assert mapped.sources["Persons[0].MobilePhone"] == "details[1].value"
+    assert mapped.sources["Phones[0].Description"] == "details[2].label"
+    assert mapped.errors == []
+    assert mapped.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name", "source"),
+    [
+        ({"organisation": "Analytical Engines Ltd", "displayName": "Ada L."}, "Analytical Engines Ltd", "organisation"),
+        ({"displayName": "Ada L."}, "Ada L.", "displayName"),
+        ({}, "Ada Lovelace", "lastName"),
+        ({"lastName": None}, "Ada", "firstName"),
+    ],
+)
+def test_name_is_organisation_else_display_name_else_first_last(
+    overrides: dict[str, Any], name: str, source: str
+) -> None:
+    mapped = to_wire(make_contact(**overrides), settings(), {})
+    assert (mapped.payload["Name"], mapped.sources["Name"]) == (name, source)
+
+
+def test_a_contact_without_any_name_is_one_required_error_at_organisation() -> None:
+    prepared = offline().prepare(make_contact(firstName=None, middleName=None, lastName=None, title=None))
+    assert not prepared.valid
+    assert [(e.field, e.code, e.vendor_field) for e in prepared.errors] == [
+        ("organisation", ErrorCode.REQUIRED, "Name")
+    ]
+
+
+def test_every_known_limit_points_at_the_canonical_input() -> None:
+    contact = make_contact(
+        organisation="O" * 220,
+        department="D" * 220,
+        firstName="F" * 100,
+        middleName="M" * 100,
+        lastName="L" * 100,
+        details=[
+            {"kind": "PHONE", "value": "1"},
+            {"kind": "EMAIL", "value": "a" * 230 + "@example.com"},
+        ],
+    )
+    prepared = offline().prepare(contact)
+    found = {(e.field, e.code, e.vendor_field, e.message) for e in prepared.errors}
+    assert found == {
+        ("organisation", ErrorCode.TOO_LONG, "Name", "at most 219 characters"),
+        ("department", ErrorCode.TOO_LONG, "Department", "at most 219 characters"),
+        ("firstName", ErrorCode.TOO_LONG, "Persons[0].Firstname", "at most 99 characters"),
+        ("middleName", ErrorCode.TOO_LONG, "Persons[0].MiddleName", "at most 99 characters"),
+        ("lastName", ErrorCode.TOO_LONG, "Persons[0].Lastname", "at most 99 characters"),
+        ("details[1].value", ErrorCode.TOO_LONG, "Emails[0].Value", "at most 239 characters"),
+    }
+    # At the limits exactly, everything is valid.
+    at_limit = make_contact(organisation="O" * 219, firstName="F" * 99, department="D" * 219)
+    assert offline().prepare(at_limit).valid
+
+
+def test_wire_model_holds_the_column_limits_no_canonical_field_reaches() -> None:
+    base = {"Name": "N", "DbiKey": "k"}
+    ContactEntity.model_validate({**base, "OrgNr": "9" * 49, "Number1": "1" * 49, "Number2": "2" * 49})
+    for field, value in (("OrgNr", "9" * 50), ("Number1", "1" * 50), ("Number2", "2" * 50), ("DbiKey", "k" * 256)):
+        with pytest.raises(ValidationError, match=field):
+            ContactEntity.model_validate({**base, field: value})
+    with pytest.raises(ValidationError, match="DbiKey"):
+        ContactEntity.model_validate({"Name": "N"})
+
+
+def test_details_go_to_lists_by_kind_preferred_first() -> None:
+    contact = make_contact(
+        details=[
+            {"kind": "PHONE", "value": "+47 22 00 00 01", "label": "switchboard"},
+            {"kind": "MOBILE", "value": "+47 900 00 001"},
+            {"kind": "PHONE", "value": "+47 22 00 00 02", "preferred": True},
+            {"kind": "FAX", "value": "+47 22 00 00 09"},
+            {"kind": "WEB", "value": "https://example.com", "label": "home"},
+            {"kind": "MOBILE", "value": "+47 900 00 002"},
+            {"kind": "OTHER", "value": "skype:ada"},
+        ]
+    )
+    mapped = to_wire(contact, settings(), {})
+    payload = mapped.payload
+    assert payload["Persons"][0]["MobilePhone"] == "+47 900 00 001"
+    assert [p["Value"] for p in payload["Phones"]] == ["+47 22 00 00 02", "+47 22 00 00 01", "+47 900 00 002"]
+    assert payload["Phones"][1] == {
+        "Value": "+47 22 00 00 01",
+        "StrippedValue": "4722000001",
+        "Description": "switchboard",
+    }
+    assert payload["Faxes"] == [{"Value": "+47 22 00 00 09", "StrippedValue": "4722000009"}]
+    assert payload["Urls"] == [
+        {"Value": "https://example.com", "StrippedValue": "https://example.com", "Description": "home"}
+    ]
+    assert "Emails" not in payload
+    assert mapped.sources["Phones[0].Value"] == "details[2].value"
+    assert mapped.sources["Phones[0]"] == "details[2].kind"
+    assert mapped.sources["Phones"] == "details[2].preferred"
+    assert mapped.warnings == [
+        "details[5]: sent as a company phone (SuperOffice's person holds one mobile)",
+        "details[6]: SuperOffice has no list for OTHER details, not sent",
+    ]
+
+
+def test_mobile_without_a_person_is_a_company_phone() -> None:
+    contact = make_contact(
+        organisation="Analytical Engines Ltd",
+        title=None,
+        firstName=None,
+        middleName=None,
+        lastName=None,
+        jobTitle=None,
+        details=[{"kind": "MOBILE", "value": "+44 7700 900123"}],
+    )
+    mapped = to_wire(contact, settings(), {})
+    assert "Persons" not in mapped.payload
+    assert mapped.payload["Phones"] == [{"Value": "+44 7700 900123", "StrippedValue": "447700900123"}]
+
+
+def test_without_inline_persons_the_person_is_reported_as_not_sent() -> None:
+    prepared = offline(persons_inline=False).prepare(make_contact())
+    assert prepared.valid
+    assert "Persons" not in prepared.payload
+    assert [p["Value"] for p in prepared.payload["Phones"]] == ["+44 7700 900123", "020 7946 0000"]
+    for field in ("title", "middleName", "jobTitle"):
+        assert f"{field}: not supported by SUPEROFFICE, not sent" in prepared.warnings
+    # firstName/lastName still name the company ("first last"), so they are sent.
+    assert not any(w.startswith(("firstName", "lastName")) for w in prepared.warnings)
+
+
+def test_address_lines_beyond_three_join_into_address3_and_country_is_by_iso_numeric() -> None:
+    contact = make_contact(address={"lines": ["Flat 2", "12 Square", "St James's", "Westminster"], "country": "NO"})
+    mapped = to_wire(contact, settings(), {})
+    postal = mapped.payload["Address"]["Postal"]
+    assert (postal["Address1"], postal["Address2"], postal["Address3"]) == (
+        "Flat 2",
+        "12 Square",
+        "St James's, Westminster",
+    )
+    assert mapped.payload["Country"] == {"CountryId": 578, "TwoLetterISOCountry": "NO"}
+    assert mapped.warnings == ["address.lines[2:]: SuperOffice has 3 address lines; lines[2:] joined into Address3"]
+    overridden = to_wire(contact, settings(country_ids={"NO": 47}), {})
+    assert overridden.payload["Country"]["CountryId"] == 47
+
+
+def test_category_and_business_from_vendor_options_over_settings() -> None:
+    options = {"categoryId": 3, "businessId": 2}
+    chosen = to_wire(make_contact(), settings(category_id=1, business_id=1), options)
+    assert (chosen.payload["Category"], chosen.payload["Business"]) == ({"Id": 3}, {"Id": 2})
+    assert chosen.sources["Category.Id"] == "vendorOptions.superoffice.categoryId"
+    assert chosen.sources["Business.Id"] == "vendorOptions.superoffice.businessId"
+    configured = to_wire(make_contact(), settings(category_id=1), {})
+    assert configured.payload["Category"] == {"Id": 1}
+    assert configured.sources["Category.Id"] == ""
+    assert "Business" not in configured.payload
+    assert "Category" not in to_wire(make_contact(), settings(), {}).payload
+
+
+def test_bad_vendor_options_are_reported_at_their_keys() -> None:
+    contact = make_contact(vendorOptions={"superoffice": {"categoryId": "three", "businessId": 0, "colour": "blue"}})
+    prepared = offline().prepare(contact)
+    found = {(e.field, e.code, e.vendor_field) for e in prepared.errors}
+    assert found == {
+        ("vendorOptions.superoffice.categoryId", ErrorCode.INVALID_FORMAT, "Category"),
+        ("vendorOptions.superoffice.businessId", ErrorCode.OUT_OF_RANGE, "Business"),
+        ("vendorOptions.superoffice.colour", ErrorCode.NOT_SUPPORTED, None),
+    }
+
+
+def test_fields_superoffice_has_no_place_for_are_warned() -> None:
+    contact = make_contact(salutation="Dear Ada", birthDate="1815-12-10", locations=[{"ref": "L1"}])
+    warnings = offline().prepare(contact).warnings
+    assert warnings == [
+        "salutation: not supported by SUPEROFFICE, not sent",
+        "birthDate: not supported by SUPEROFFICE, not sent",
+        "locations: not supported by SUPEROFFICE, not sent",
+    ]
+
+
+def test_round_trip_through_the_wire() -> None:
+    contact = make_contact(
+        organisation="Analytical Engines Ltd",
+        details=[
+            {"kind": "EMAIL", "value": "ada@example.com", "label": "work"},
+            {"kind": "MOBILE", "value": "+44 7700 900123"},
+            {"kind": "PHONE", "value": "020 7946 0000", "label": "office"},
+            {"kind": "FAX", "value": "020 7946 0001"},
+            {"kind": "WEB", "value": "https://example.com"},
+        ],
+    )
+    back = from_wire(to_wire(contact, settings(), {}).payload)
+    assert back == contact.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    # A name made from the person comes back as nothing more than the person.
+    assert "organisation" not in from_wire(to_wire(make_contact(), settings(), {}).payload)
+
+
+def test_put_body_replaces_what_the_gateway_owns_and_keeps_the_rest() -> None:
+    persons: list[dict[str, Any]] = [
+        {"PersonId": 11, "Firstname": "Charles", "Lastname": "Babbage", "Email": "cb@example.com"},
+        {"PersonId": 12, "Firstname": "Ada", "Lastname": "Byron", "Email": "ab@example.com", "Rank": 2},
+    ]
+    current: dict[str, Any] = {
+        "ContactId": 7,
+        "Name": "Old name",
+        "Department": "Old department",
+        "Emails": [{"Value": "old@example.com"}],
+        "Associate": {"AssociateId": 5},
+        "Category": {"Id": 2},
+        "Country": {"CountryId": 578},
+        "Persons": persons,
+        "TableRight": {"Mask": "Delete"},
+        "_Links": {"Self": "x"},
+    }
+    payload = to_wire(make_contact(department=None), settings(), {}).payload
+    previous = {"Persons": [{"Firstname": "Ada", "Lastname": "Byron"}]}
+    body, index = put_body(current, payload, previous)
+    assert index == 1
+    assert body["Name"] == "Ada Lovelace"
+    assert body["Department"] == ""  # owned, and cleared
+    assert body["Emails"] == payload["Emails"]
+    assert body["Associate"] == {"AssociateId": 5}
+    assert body["Category"] == {"Id": 2}  # nobody chose one: SuperOffice's stays
+    assert body["Country"] == payload["Country"]
+    assert body["Persons"][0] == persons[0]
+    assert body["Persons"][1] == {
+        "PersonId": 12,
+        "Firstname": "Ada",
+        "MiddleName": "King",
+        "Lastname": "Lovelace",
+        "Mrmrs": "Ms",
+        "Position": "Analyst",
+        "MobilePhone": "+44 7700 900123",
+        "Email": "ab@example.com",
+        "Rank": 2,
+    }
+    assert "TableRight" not in body and "_Links" not in body
+
+    unknown, appended = put_body(current, payload, None)
+    assert appended == 2, "among several persons only a name match is the gateway's"
+    assert "PersonId" not in unknown["Persons"][2]
+
+    alone = {**current, "Persons": [persons[0]]}
+    renamed, only = put_body(alone, payload, None)
+    assert only == 0, "a lone person on the card is the gateway's, whatever its name was"
+    assert (renamed["Persons"][0]["PersonId"], renamed["Persons"][0]["Lastname"]) == (11, "Lovelace")
+    assert len(renamed["Persons"]) == 1
+
+
+def test_canonical_path_translates_the_gateways_person_index() -> None:
+    sources = to_wire(make_contact(vendorOptions={}), settings(), {"categoryId": 2}).sources
+    assert canonical_path("Persons[1].Firstname", sources, person_index=1) == "firstName"
+    assert canonical_path("Persons[0].Firstname", sources, person_index=1) == ""
+    assert canonical_path("Category", sources) == "vendorOptions.superoffice.categoryId"
+    assert canonical_path("Country", sources) == "address.country"
+    assert canonical_path("Emails[0].Value", sources) == "details[0].value"
+    assert canonical_path("Associate", sources) == ""
+
+
+def test_settings_require_the_secrets_of_the_chosen_scheme() -> None:
+    with pytest.raises(ValidationError) as caught:
+        SuperOfficeSettings.model_validate({"base_url": BASE, "ticket": "t"})
+    assert [(e["loc"], e["msg"]) for e in caught.value.errors()] == [
+        (("app_token",), "Value error, required when auth = 'soticket'")
+    ]
+    with pytest.raises(ValidationError) as caught:
+        SuperOfficeSettings.model_validate({"base_url": BASE, "auth": "bearer", "token": ""})
+    assert [e["loc"] for e in caught.value.errors()] == [("token",)]
+    with pytest.raises(ValidationError) as caught:
+        SuperOfficeSettings.model_validate({"base_url": BASE, "auth": "basic", "username": "u"})
+    assert [e["loc"] for e in caught.value.errors()] == [("password",)]
+    with pytest.raises(ValidationError, match="auth"):
+        SuperOfficeSettings.model_validate({"base_url": BASE, "auth": "oauth"})
+    with pytest.raises(ValidationError, match="alpha-2"):
+        settings(country_ids={"NOR": 578})
+    assert settings(lookup_path="/api/v1/Contact/").lookup_path == "api/v1/Contact"
+
+
+def test_auth_headers_per_scheme() -> None:
+    assert auth_headers(settings()) == {
+        "Accept": "application/json",
+        "SO-AppToken": demo_config(BASE)["app_token"],
+        "Authorization": f"SOTicket {demo_config(BASE)['ticket']}",
+    }
+    bearer = SuperOfficeSettings.model_validate({"base_url": BASE, "auth": "bearer", "token": "tok"})
+    assert auth_headers(bearer) == {"Accept": "application/json", "Authorization": "Bearer tok"}
+    basic = SuperOfficeSettings.model_validate({"base_url": BASE, "auth": "basic", "username": "u", "password": "p"})
+    assert auth_headers(basic)["Authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+
+
+def test_if_unmodified_since_is_an_http_date_in_whole_seconds() -> None:
+    assert if_unmodified_since("2024-10-29T14:28:26.8364487+01:00") == "Tue, 29 Oct 2024 13:28:26 GMT"
+    assert if_unmodified_since("2024-10-29T14:28:26") == "Tue, 29 Oct 2024 14:28:26 GMT"
+    assert if_unmodified_since("yesterday") is None
+    assert if_unmodified_since(None) is None
+
+
+def so_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> VendorResponse:
+    return VendorResponse(status=status, headers=CIMultiDict(headers or {}), body=orjson.dumps(body))
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "expected", "code"),
+    [
+        (401, "UnauthorizedAccessException", AuthFailed, ErrorCode.AUTH_FAILED),
+        (400, "SoSecurityException", AuthFailed, ErrorCode.AUTH_FAILED),
+        (404, "SoNotFoundException", VendorNotFound, ErrorCode.NOT_FOUND),
+        (400, "SoNotFoundException", VendorRejected, ErrorCode.VENDOR_REJECTED),
+        (400, "ArgumentException", VendorRejected, ErrorCode.VENDOR_REJECTED),
+        (409, "SoConflictException", VendorConflict, ErrorCode.CONFLICT),
+        (429, "TooManyRequests", RateLimited, ErrorCode.RATE_LIMITED),
+        (500, "SoServerException", VendorUnavailable, ErrorCode.VENDOR_ERROR),
+    ],
+)
+def test_error_bodies_map_to_the_taxonomy(
+    status: int, error_type: str, expected: type[VendorError], code: ErrorCode
+) -> None:
+    body = {"Error": True, "ErrorType": error_type, "ErrorMessage": "it went wrong", "ErrorSource": "NetServer"}
+    error = offline()._error(so_response(status, body, {"Retry-After": "3"}))
+    assert type(error) is expected
+    assert (error.code, error.http_status, error.vendor_code, error.message) == (
+        code,
+        status,
+        error_type,
+        "it went wrong",
+    )
+    if expected is RateLimited:
+        assert error.retry_after == 3
+
+
+def test_a_field_named_in_the_message_becomes_a_field_error() -> None:
+    prepared = offline().prepare(make_contact(vendorOptions={"superoffice": {"categoryId": 3}}))
+    assert isinstance(prepared, SourcedPrepared)
+    sources = prepared.sources
+    body = {"Error": True, "ErrorType": "SoNotFoundException", "ErrorMessage": "No list item 3 for 'Category'"}
+    error = offline()._error(so_response(400, body), sources)
+    assert error.field_errors == [
+        FieldError(
+            field="vendorOptions.superoffice.categoryId",
+            code=ErrorCode.NOT_FOUND,
+            message="No list item 3 for 'Category'",
+            vendor_field="Category",
+            vendor_code="SoNotFoundException",
+        )
+    ]
+    plain = offline()._error(so_response(400, "<html>Bad Request</html>"))
+    assert type(plain) is VendorRejected
+    assert plain.field_errors == []
+    assert plain.message == 'SuperOffice answered HTTP 400: "<html>Bad Request</html>"'
+
+
+# --- connector against the simulator, over a real socket -----------------------------------------------------
+
+
+@dataclass
+class SuperOffice:
+    """One running simulator and a way to build connectors pointed at it."""
+
+    simulator: SuperOfficeSimulator
+    port: int
+    session: aiohttp.ClientSession
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/superoffice/"
+
+    def connector(self, transport: Transport | None = None, **overrides: Any) -> SuperOfficeConnector:
+        return SuperOfficeConnector(settings(self.base_url, **overrides), transport or Transport(self.session))
+
+    def calls(self) -> list[tuple[str, str, int]]:
+        return [(c.method, c.path.split("?")[0].removeprefix("/superoffice/"), c.outcome) for c in self.state_calls]
+
+    @property
+    def state_calls(self) -> list[Call]:
+        return self.simulator.state.calls
+
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        return self.simulator.state.records
+
+    async def admin(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        async with self.session.post(f"{self.base_url}_admin/{path}", json=body) as response:
+            assert response.status == 200, await response.text()
+            answer: dict[str, Any] = await response.json()
+            return answer
+
+
+Serve = Callable[..., Awaitable[SuperOffice]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    runners: list[Any] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def start(**simulator_args: Any) -> SuperOffice:
+            simulator = SuperOfficeSimulator(**simulator_args)
+            runner, port = await start_simulators([simulator], port=0)
+            runners.append(runner)
+            return SuperOffice(simulator, port, session)
+
+        yield start
+        for runner in runners:
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def so(serve: Serve) -> SuperOffice:
+    return await serve()
+
+
+async def send(connector: SuperOfficeConnector, contact: Contact, previous: CrossReference | None = None) -> Delivered:
+    prepared = connector.prepare(contact)
+    assert prepared.valid, prepared.errors
+    return await connector.upsert(prepared, previous)
+
+
+def altered(prepared: Prepared, **changes: Any) -> Prepared:
+    """The prepared contact with wire fields changed after pre-flight: to see what SuperOffice itself enforces."""
+    return dataclasses.replace(prepared, payload={**prepared.payload, **changes})
+
+
+async def test_create_then_update_keeps_one_record(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    assert created.status is VendorStatus.CREATED
+    assert created.remote_id in so.records
+    record = so.records[str(created.remote_id)]
+    assert record["DbiKey"] == "c-1"
+    assert record["Persons"][0]["MobilePhone"] == "+44 7700 900123"
+    person_id = record["Persons"][0]["PersonId"]
+
+    updated = await send(connector, make_contact(lastName="King-Noel"), link(created.remote_id))
+    assert (updated.status, updated.remote_id, updated.matched_by) == (VendorStatus.UPDATED, created.remote_id, None)
+    assert list(so.records) == [created.remote_id]
+    record = so.records[str(created.remote_id)]
+    assert record["Name"] == "Ada King-Noel"
+    assert record["Persons"][0]["Lastname"] == "King-Noel"
+    assert record["Persons"][0]["PersonId"] == person_id, "the same person is updated, not a second one added"
+    assert so.simulator.state.counters == {"lookups": 1, "creates": 1, "updates": 1}
+    assert so.calls() == [
+        ("GET", "api/v1/Contact", 200),
+        ("POST", "api/v1/Contact", 200),
+        ("GET", f"api/v1/Contact/{created.remote_id}", 200),
+        ("PUT", f"api/v1/Contact/{created.remote_id}", 200),
+    ]
+    lookup, put = so.state_calls[0], so.state_calls[3]
+    assert lookup.query == {"$select": "contactId,dbiKey", "$filter": "dbiKey eq 'c-1'", "$top": "10"}
+    assert "If-Unmodified-Since" in put.headers
+
+
+async def test_update_keeps_what_superoffice_users_own(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    record = so.records[str(created.remote_id)]
+    # Edited at SuperOffice: an owner, a category, interests and a second person.
+    record["Associate"] = {"AssociateId": 5, "Name": "ANNE"}
+    record["Category"] = {"Id": 2, "Value": "Category 2", "Tooltip": ""}
+    record["Interests"] = [{"Id": 3, "Selected": True}]
+    record["Persons"].insert(0, {"PersonId": 77, "ContactId": record["ContactId"], "Firstname": "Charles"})
+    sent = connector.prepare(make_contact()).payload
+    await send(connector, make_contact(jobTitle="Countess"), link(created.remote_id, payload=sent))
+    record = so.records[str(created.remote_id)]
+    assert record["Associate"] == {"AssociateId": 5, "Name": "ANNE"}
+    assert record["Category"]["Id"] == 2
+    assert record["Interests"] == [{"Id": 3, "Selected": True}]
+    assert [(p["PersonId"], p["Position"]) for p in record["Persons"]] == [(77, ""), (1000, "Countess")]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "authorization"),
+    [
+        ({}, "SOTicket "),
+        ({"auth": "bearer", "token": DEMO_TOKEN}, f"Bearer {DEMO_TOKEN}"),
+        (
+            {"auth": "basic", "username": DEMO_USERNAME, "password": DEMO_PASSWORD},
+            "Basic " + base64.b64encode(f"{DEMO_USERNAME}:{DEMO_PASSWORD}".encode()).decode(),
+        ),
+    ],
+    ids=["soticket", "bearer", "basic"],
+)
+async def test_each_auth_scheme_is_accepted_without_any_login_call(
+    so: SuperOffice, overrides: dict[str, Any], authorization: str
+) -> None:
+    connector = so.connector(**overrides)
+    contacts = [make_contact(id=f"c-{i}") for i in range(4)]
+    results = await asyncio.gather(*(send(connector, c) for c in contacts))
+    assert [r.status for r in results] == [VendorStatus.CREATED] * 4
+    assert len(so.records) == 4
+    assert {c.headers["Authorization"][: len(authorization)] for c in so.state_calls} == {authorization}
+    assert {c.path.split("?")[0] for c in so.state_calls} == {"/superoffice/api/v1/Contact"}
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [PLUGIN.bad_credentials, {"app_token": "someone-elses-app"}, {"auth": "bearer", "token": "expired-token"}],
+    ids=["ticket", "app-token", "bearer"],
+)
+async def test_refused_credentials_are_auth_failed(so: SuperOffice, overrides: dict[str, Any]) -> None:
+    with pytest.raises(AuthFailed) as caught:
+        await send(so.connector(**overrides), make_contact())
+    assert caught.value.http_status == 401
+    assert caught.value.vendor_code == "UnauthorizedAccessException"
+    assert caught.value.message
+    assert so.records == {}
+    assert len(so.state_calls) == 1, "static credentials: no second attempt with the same refused secret"
+
+
+async def test_lost_create_answer_then_retry_without_link_adopts(so: SuperOffice) -> None:
+    connector = so.connector()
+    prepared = connector.prepare(make_contact())
+    assert connector.reconciles(prepared)
+    await so.admin("faults", {"drop_after_next_write": 1})
+    with pytest.raises(ConnectionDropped):
+        await connector.upsert(prepared, None)
+    assert len(so.records) == 1, "SuperOffice made the record; only the answer was lost"
+
+    again = await connector.upsert(prepared, None)
+    assert (again.status, again.matched_by) == (VendorStatus.UPDATED, "DbiKey")
+    assert again.remote_id in so.records
+    assert len(so.records) == 1
+    assert so.simulator.state.counters["creates"] == 1
+    assert [c.outcome for c in so.state_calls if c.method == "POST"] == [-2]
+
+
+@pytest.mark.parametrize("column", ["dbiKey", "x_gateway_key"])
+async def test_missing_link_is_reconciled_by_dbi_key(serve: Serve, column: str) -> None:
+    so = await serve(dbi_key_column=column)
+    connector = so.connector(dbi_key_column=column)
+    await send(connector, make_contact(id="other"))
+    created = await send(connector, make_contact())
+    adopted = await send(connector, make_contact(department="Difference Engines"))  # the store lost the link
+    assert (adopted.status, adopted.remote_id, adopted.matched_by) == (
+        VendorStatus.UPDATED,
+        created.remote_id,
+        "DbiKey",
+    )
+    assert so.records[str(created.remote_id)]["Department"] == "Difference Engines"
+    assert len(so.records) == 2
+
+
+async def test_lookup_only_adopts_an_exact_dbi_key(so: SuperOffice) -> None:
+    connector = so.connector()
+    lower = await send(connector, make_contact(id="c-1"))
+    upper = await send(connector, make_contact(id="C-1"))  # the search ignores case; the ids differ
+    assert upper.status is VendorStatus.CREATED
+    assert upper.remote_id != lower.remote_id
+    assert sorted(r["DbiKey"] for r in so.records.values()) == ["C-1", "c-1"]
+
+
+async def test_several_records_with_the_dbi_key_adopt_the_lowest_with_a_warning(so: SuperOffice) -> None:
+    connector = so.connector()
+    first = await send(connector, make_contact())
+    second = await connector.upsert(connector.prepare(make_contact()), link(None))
+    assert second.matched_by == "DbiKey"
+    so.records["999"] = {**so.records[str(first.remote_id)], "ContactId": 999}
+    adopted = await send(connector, make_contact())
+    assert adopted.remote_id == first.remote_id
+    assert adopted.warnings == (
+        f"several SuperOffice contacts have DbiKey 'c-1' ([{first.remote_id}, 999]); adopted {first.remote_id}",
+    )
+
+
+async def test_a_wrong_lookup_path_fails_instead_of_creating(so: SuperOffice) -> None:
+    with pytest.raises(VendorNotFound):
+        await send(so.connector(lookup_path="api/v1/NoSuchArchive"), make_contact())
+    assert so.records == {}
+
+
+async def test_update_of_a_record_deleted_at_superoffice_creates_it_anew(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    del so.records[str(created.remote_id)]
+    again = await send(connector, make_contact(), link(created.remote_id))
+    assert again.status is VendorStatus.CREATED
+    assert again.remote_id != created.remote_id
+    assert list(so.records) == [again.remote_id]
+    assert again.warnings == (
+        f"SuperOffice contact {created.remote_id} was gone (deleted at SuperOffice); "
+        "looked it up by DbiKey, else created a new one",
+    )
+
+
+async def test_update_of_a_merged_away_record_adopts_the_one_with_the_dbi_key(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    again = await send(connector, make_contact(), link("4242"))
+    assert (again.status, again.remote_id, again.matched_by) == (VendorStatus.UPDATED, created.remote_id, "DbiKey")
+    assert "4242 was gone" in again.warnings[0]
+
+
+async def test_412_rereads_and_retries_once(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    remote = str(created.remote_id)
+    touched = await so.admin(f"touch/{remote}", {"races": 1})
+    assert touched["ContactId"] == int(remote)
+    updated = await send(connector, make_contact(department="Difference Engines"), link(remote))
+    assert updated.status is VendorStatus.UPDATED
+    assert so.records[remote]["Department"] == "Difference Engines"
+    assert so.calls()[-4:] == [
+        ("GET", f"api/v1/Contact/{remote}", 200),
+        ("PUT", f"api/v1/Contact/{remote}", 412),
+        ("GET", f"api/v1/Contact/{remote}", 200),
+        ("PUT", f"api/v1/Contact/{remote}", 200),
+    ]
+    first_put, second_put = (c for c in so.state_calls if c.method == "PUT")
+    assert first_put.headers["If-Unmodified-Since"] != second_put.headers["If-Unmodified-Since"]
+
+
+async def test_412_twice_is_a_conflict_and_changes_nothing(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    remote = str(created.remote_id)
+    so.simulator.touch(remote, races=2)
+    with pytest.raises(VendorConflict) as caught:
+        await send(connector, make_contact(department="Difference Engines"), link(remote))
+    assert caught.value.http_status == 412
+    assert caught.value.vendor_code == "PreconditionFailed"
+    assert so.records[remote]["Department"] == "Engines"
+    assert so.simulator.state.counters["conflicts"] == 2
+
+
+async def test_put_with_an_older_if_unmodified_since_is_refused(so: SuperOffice) -> None:
+    created = await send(so.connector(), make_contact())
+    remote = str(created.remote_id)
+    stale = if_unmodified_since(so.records[remote]["UpdatedDate"])
+    so.simulator.touch(remote)
+    headers = {**auth_headers(settings()), "If-Unmodified-Since": str(stale)}
+    async with so.session.put(
+        f"{so.base_url}api/v1/Contact/{remote}", json=so.records[remote], headers=headers
+    ) as response:
+        assert response.status == 412
+        assert (await response.json())["ErrorType"] == "PreconditionFailed"
+
+
+async def test_delete_by_link_then_nothing_left(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    deleted = await connector.delete("c-1", link(created.remote_id))
+    assert (deleted.status, deleted.remote_id, deleted.http_status) == (VendorStatus.DELETED, created.remote_id, 204)
+    assert so.records == {}
+    assert so.simulator.state.counters["deletes"] == 1
+    gone = await connector.delete("c-1", link(created.remote_id))
+    assert (gone.status, gone.remote_id) == (VendorStatus.SKIPPED, None)
+    assert "already gone" in gone.warnings[0]
+    nothing = await connector.delete("c-1", None)
+    assert nothing.status is VendorStatus.SKIPPED
+    assert nothing.warnings == ("no SuperOffice contact has DbiKey 'c-1': nothing to delete",)
+
+
+async def test_delete_without_link_finds_the_record_by_dbi_key(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    deleted = await connector.delete("c-1", None)
+    assert (deleted.status, deleted.remote_id, deleted.matched_by) == (
+        VendorStatus.DELETED,
+        created.remote_id,
+        "DbiKey",
+    )
+    assert so.records == {}
+
+
+async def test_unknown_category_from_vendor_options_is_a_field_error(so: SuperOffice) -> None:
+    connector = so.connector()
+    prepared = connector.prepare(make_contact(vendorOptions={"superoffice": PLUGIN.rejecting_options}))
+    assert prepared.valid  # well-formed: only SuperOffice knows the list item does not exist
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(prepared, None)
+    assert caught.value.http_status == 400
+    assert caught.value.field_errors == [
+        FieldError(
+            field="vendorOptions.superoffice.categoryId",
+            code=ErrorCode.VENDOR_REJECTED,
+            message="Unknown list item 999999 for 'Category'",
+            vendor_field="Category",
+            vendor_code="ArgumentException",
+        )
+    ]
+    assert so.records == {}
+
+
+async def test_superoffice_enforces_its_own_limits_and_lists(serve: Serve) -> None:
+    so = await serve(countries={578: ("NO", "Norway")})
+    connector = so.connector()
+    prepared = connector.prepare(make_contact())
+    assert isinstance(prepared, SourcedPrepared)
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(prepared, None)
+    assert [(e.field, e.vendor_field) for e in caught.value.field_errors] == [("address.country", "Country")]
+    assert caught.value.message == "Unknown country 826 for 'Country'"
+
+    long_email = [{"Value": "a" * 240 + "@example.com"}]
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(altered(prepared, Country=None, Emails=long_email), None)
+    assert [(e.field, e.vendor_field) for e in caught.value.field_errors] == [("details[0].value", "Emails[0].Value")]
+    assert so.records == {}
+
+
+async def test_a_put_error_on_the_gateways_person_maps_back_through_its_index(so: SuperOffice) -> None:
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    record = so.records[str(created.remote_id)]
+    record["Persons"].insert(0, {"PersonId": 77, "ContactId": record["ContactId"], "Firstname": "Charles"})
+    prepared = connector.prepare(make_contact())
+    persons = [{**prepared.payload["Persons"][0], "Firstname": "A" * 100}]
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(altered(prepared, Persons=persons), link(created.remote_id, payload=prepared.payload))
+    assert [(e.field, e.vendor_field) for e in caught.value.field_errors] == [("firstName", "Persons[1].Firstname")]
+
+
+async def test_not_found_body_is_vendor_not_found(so: SuperOffice) -> None:
+    async with so.session.get(f"{so.base_url}api/v1/Contact/5", headers=auth_headers(settings())) as response:
+        assert response.status == 404
+        assert (await response.json())["ErrorType"] == "SoNotFoundException"
+
+
+async def test_injected_503_is_vendor_unavailable(so: SuperOffice) -> None:
+    await so.admin("faults", {"fail_next": 1, "fail_status": 503})
+    with pytest.raises(VendorUnavailable) as caught:
+        await send(so.connector(), make_contact())
+    assert type(caught.value) is VendorUnavailable
+    assert (caught.value.http_status, caught.value.vendor_code) == (503, "ServiceUnavailable")
+    assert so.records == {}
+
+
+async def test_throttled_call_is_rate_limited_with_retry_after(so: SuperOffice) -> None:
+    created = await send(so.connector(), make_contact())
+    await so.admin("faults", {"throttle_next": 1, "retry_after": 7})
+    with pytest.raises(RateLimited) as caught:
+        await send(so.connector(), make_contact(), link(created.remote_id))
+    assert (caught.value.retry_after, caught.value.http_status) == (7, 429)
+
+
+async def test_simulator_refuses_other_methods_and_content_types(so: SuperOffice) -> None:
+    headers = auth_headers(settings())
+    async with so.session.patch(f"{so.base_url}api/v1/Contact/1", json={}, headers=headers) as response:
+        assert (response.status, response.headers["Allow"]) == (405, "GET, PUT, DELETE")
+    async with so.session.post(f"{so.base_url}api/v1/Contact", data="Name=x", headers=headers) as response:
+        assert response.status == 415
+    async with so.session.post(f"{so.base_url}api/v1/Contact", json=[], headers=headers) as response:
+        assert (response.status, (await response.json())["ErrorType"]) == (400, "SerializationException")
+
+
+def test_plugin_declares_superoffice() -> None:
+    assert PLUGIN.vendor is Vendor.SUPEROFFICE
+    assert PLUGIN.connector is SuperOfficeConnector
+    assert isinstance(PLUGIN.simulator(), SuperOfficeSimulator)
+    assert SuperOfficeConnector.capabilities.delete
+    assert not SuperOfficeConnector.capabilities.native_upsert
+    config = settings()
+    assert config.auth == "soticket"
+    assert PLUGIN.rejecting_options == {"categoryId": 999_999}
