@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,8 @@ from graph.auth import Authenticator, Principal
 from graph.context import Context, Runtime
 from graph.schema import schema
 from resolvers.config import GatewayConfig
-from resolvers.fanout import FanOut
+from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
+from resolvers.idempotency import Idempotency
 from resolvers.store import Store
 from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
@@ -88,8 +90,6 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
 def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` (multi-worker `serve`): the config file named by CONTACT_GATEWAY_CONFIG."""
-    import os
-
     from resolvers.config import load_config
 
     return create_app(load_config(os.environ["CONTACT_GATEWAY_CONFIG"]))
@@ -112,17 +112,24 @@ def create_app(config: GatewayConfig) -> Starlette:
         store = Store(config.store.url)
         await store.open()
         connectors = _connectors(config, Transport(session))
+        settings = OutboxSettings(**config.outbox.model_dump())
+        fanout = FanOut(connectors, store, settings=settings)
+        worker = OutboxWorker(fanout)
         app.state.runtime = Runtime(
             config=config,
             session=session,
             store=store,
             connectors=connectors,
-            fanout=FanOut(connectors, store),
+            fanout=fanout,
             authenticator=Authenticator(config.auth.tokens),
+            worker=worker,
+            idempotency=Idempotency(store, ttl_s=config.idempotency.ttl_s),
         )
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             for connector in connectors.values():
                 try:
                     await connector.aclose()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 READ = "contacts:read"
 WRITE = "contacts:write"
+ADMIN = "contacts:admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +69,10 @@ class CanWrite(_ScopePermission):
 
     scope = WRITE
     message = f"this token lacks the {WRITE} scope"
+
+
+class CanAdmin(_ScopePermission):
+    """Requires the `contacts:admin` scope (the outbox: deliveries, retries, cancellations)."""
+
+    scope = ADMIN
+    message = f"this token lacks the {ADMIN} scope"

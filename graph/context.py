@@ -14,7 +14,8 @@ from strawberry.dataloader import DataLoader
 from graph import convert, types
 from graph.auth import Authenticator, Principal
 from resolvers.config import GatewayConfig
-from resolvers.fanout import FanOut
+from resolvers.fanout import FanOut, OutboxWorker
+from resolvers.idempotency import Idempotency
 from resolvers.results import Vendor
 from resolvers.store import Store
 from resolvers.vendors.base import Connector
@@ -30,6 +31,8 @@ class Runtime:
     connectors: dict[Vendor, Connector[Any]]
     fanout: FanOut
     authenticator: Authenticator
+    worker: OutboxWorker
+    idempotency: Idempotency
 
 
 @dataclass(slots=True)
@@ -45,8 +48,11 @@ class Context:
     def __post_init__(self) -> None:
         store = self.runtime.store
 
+        fanout = self.runtime.fanout
+
         async def load(ids: list[str]) -> list[types.Contact | None]:
             found = await store.get_contacts(ids)
-            return [convert.contact(found[i]) if i in found else None for i in ids]
+            open_deliveries = await fanout.outbox.open_for(list(found))
+            return [convert.contact(found[i], open_deliveries) if i in found else None for i in ids]
 
         self.contact_loader = DataLoader(load_fn=load)

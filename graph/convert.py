@@ -9,11 +9,14 @@ import strawberry
 from pydantic.alias_generators import to_camel
 
 from graph import types
-from resolvers import results
+from resolvers import outbox, results
 from resolvers.fanout import Outcome
 from resolvers.model import Contact as CanonicalContact
 from resolvers.store import StoredContact
 from resolvers.vendors.base import CrossReference
+
+#: Open deliveries by (contact id, vendor), as `Outbox.open_for` answers.
+OpenDeliveries = dict[tuple[str, results.Vendor], list[outbox.Delivery]]
 
 
 def _plain(value: Any) -> Any:
@@ -38,8 +41,8 @@ def contact_data(value: types.ContactInput) -> dict[str, Any]:
     return data
 
 
-def contact(stored: StoredContact) -> types.Contact:
-    """A stored contact as the GraphQL `Contact`."""
+def contact(stored: StoredContact, open_deliveries: OpenDeliveries | None = None) -> types.Contact:
+    """A stored contact as the GraphQL `Contact`, with its open (pending, failed) deliveries by vendor."""
     c: CanonicalContact = stored.contact
     return types.Contact(
         id=strawberry.ID(c.id),
@@ -79,13 +82,13 @@ def contact(stored: StoredContact) -> types.Contact:
             )
             for loc in c.locations
         ],
-        vendor_links=[vendor_link(link) for link in stored.links],
+        vendor_links=[vendor_link(link, (open_deliveries or {}).get((c.id, link.vendor), [])) for link in stored.links],
         created_at=stored.created_at,
         updated_at=stored.updated_at,
     )
 
 
-def vendor_link(link: CrossReference) -> types.VendorLink:
+def vendor_link(link: CrossReference, open_deliveries: list[outbox.Delivery]) -> types.VendorLink:
     """A cross-reference as the GraphQL `VendorLink`."""
     return types.VendorLink(
         vendor=link.vendor,
@@ -94,6 +97,27 @@ def vendor_link(link: CrossReference) -> types.VendorLink:
         last_error=link.last_error,
         synced_at=link.synced_at,
         deleted=link.deleted,
+        pending_deliveries=[delivery(d) for d in open_deliveries if d.status is outbox.DeliveryStatus.PENDING],
+        failed_deliveries=[delivery(d) for d in open_deliveries if d.status is outbox.DeliveryStatus.FAILED],
+    )
+
+
+def delivery(d: outbox.Delivery) -> types.Delivery:
+    """An outbox row as the GraphQL `Delivery`."""
+    return types.Delivery(
+        id=strawberry.ID(str(d.id)),
+        contact_id=strawberry.ID(d.contact_id),
+        vendor=d.vendor,
+        operation=d.operation,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        expires_at=d.expires_at,
+        last_status=d.result_status,
+        last_error=d.last_error,
+        last_http_status=d.last_http_status,
+        created_at=d.created_at,
+        updated_at=d.updated_at,
     )
 
 
@@ -120,13 +144,16 @@ def vendor_result(result: results.VendorResult) -> types.VendorResult:
         attempts=result.attempts,
         duration_ms=result.duration_ms,
         matched_by=result.matched_by,
+        delivery_id=strawberry.ID(str(result.delivery_id)) if result.delivery_id is not None else None,
     )
 
 
-def payload(outcome: Outcome, stored: StoredContact | None) -> types.UpsertContactPayload:
+def payload(
+    outcome: Outcome, stored: StoredContact | None, open_deliveries: OpenDeliveries | None = None
+) -> types.UpsertContactPayload:
     """An engine outcome (and the contact as now stored) as the mutation payload."""
     return types.UpsertContactPayload(
         status=outcome.status,
-        contact=contact(stored) if stored is not None else None,
+        contact=contact(stored, open_deliveries) if stored is not None else None,
         results=[vendor_result(r) for r in outcome.results],
     )

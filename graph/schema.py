@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 from functools import partial
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
@@ -13,10 +14,12 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import Info
 
 from graph import convert, types
-from graph.auth import CanRead, CanWrite
+from graph.auth import CanAdmin, CanRead, CanWrite
 from graph.context import Context
 from resolvers.fanout import Outcome
+from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
 from resolvers.model import parse_contact
+from resolvers.outbox import DeliveryStatus
 from resolvers.results import Vendor
 
 #: Page size when `first` is not given.
@@ -26,6 +29,7 @@ MAX_PAGE = 100
 #: Contacts of one `upsertContacts` in flight at once (each fans out to every vendor).
 BATCH_CONCURRENCY = 8
 _CURSOR_PREFIX = "contact:"
+_DELIVERY_PREFIX = "delivery:"
 
 
 def bad_input(message: str, argument: str) -> GraphQLError:
@@ -33,20 +37,26 @@ def bad_input(message: str, argument: str) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "argument": argument})
 
 
-def encode_cursor(contact_id: str) -> str:
-    """An opaque cursor for a contact id."""
-    return base64.urlsafe_b64encode((_CURSOR_PREFIX + contact_id).encode()).decode()
+def encode_cursor(value: str, prefix: str = _CURSOR_PREFIX) -> str:
+    """An opaque cursor for a contact id (or, with another prefix, a delivery id)."""
+    return base64.urlsafe_b64encode((prefix + value).encode()).decode()
 
 
-def decode_cursor(cursor: str) -> str:
-    """The contact id behind a cursor; a foreign cursor is a BAD_USER_INPUT error naming `after`."""
+def decode_cursor(cursor: str, prefix: str = _CURSOR_PREFIX) -> str:
+    """The value behind a cursor; a foreign cursor is a BAD_USER_INPUT error naming `after`."""
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
-    if not text.startswith(_CURSOR_PREFIX):
+    if not text.startswith(prefix):
         raise bad_input("after: not a cursor this API issued", "after")
-    return text.removeprefix(_CURSOR_PREFIX)
+    return text.removeprefix(prefix)
+
+
+def _delivery_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:
+        raise bad_input("id: not a delivery id", "id")
+    return int(value)
 
 
 def _vendors(vendors: list[Vendor] | None) -> list[Vendor] | None:
@@ -62,9 +72,66 @@ async def _upsert(ctx: Context, value: types.ContactInput, vendors: list[Vendor]
     return await ctx.runtime.fanout.upsert(parsed, vendors, force=force)
 
 
-async def _payload(ctx: Context, outcome: Outcome) -> types.UpsertContactPayload:
+async def _answer(ctx: Context, outcome: Outcome) -> Answer:
     stored = await ctx.runtime.store.get_contact(outcome.contact_id) if outcome.contact_id else None
-    return convert.payload(outcome, stored)
+    return Answer(outcome=outcome, contact=stored)
+
+
+async def _payload(ctx: Context, answer: Answer) -> types.UpsertContactPayload:
+    open_deliveries = await ctx.runtime.fanout.outbox.open_for([answer.contact.contact.id]) if answer.contact else {}
+    return convert.payload(answer.outcome, answer.contact, open_deliveries)
+
+
+def _idempotency_key(info: Info[Context, None], argument: str | None) -> str | None:
+    """The key for this field: the argument, else the `Idempotency-Key` header plus the field's response key."""
+    if argument is not None:
+        key = argument
+    else:
+        header = info.context.request.headers.get("idempotency-key")
+        if header is None:
+            return None
+        key = f"{header}:{info.path.key}"
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise bad_input(f"idempotencyKey: must be 1-{MAX_KEY_LENGTH} printable characters", "idempotencyKey")
+    return key
+
+
+async def _keyed_upsert(
+    info: Info[Context, None],
+    key: str,
+    value: types.ContactInput,
+    vendors: list[Vendor] | None,
+    force: bool,
+) -> Answer:
+    """Run a keyed upsert once; repeats with the same input get the first answer, a different input CONFLICT."""
+    ctx = info.context
+    idempotency = ctx.runtime.idempotency
+    principal = ctx.principal.name if ctx.principal else ""
+    asked = request_hash(
+        "upsertContact",
+        {"input": convert.contact_data(value), "vendors": [v.value for v in vendors or []], "force": force},
+    )
+    longest = max((c.settings.timeout_s for c in ctx.runtime.connectors.values()), default=10.0)
+    begun = await idempotency.wait(principal, key, asked, timeout_s=longest + 5)
+    if begun.claim is Claim.REPLAY and begun.answer is not None:
+        return begun.answer
+    if begun.claim is Claim.CONFLICT:
+        raise GraphQLError(
+            "idempotencyKey: already used for a different input; use a new key for a new write",
+            extensions={"code": "CONFLICT", "argument": "idempotencyKey"},
+        )
+    if begun.claim is Claim.BUSY:
+        raise GraphQLError(
+            "idempotencyKey: the first request with this key is still running; repeat it later",
+            extensions={"code": "CONFLICT", "argument": "idempotencyKey"},
+        )
+    try:
+        answer = await _answer(ctx, await _upsert(ctx, value, vendors, force))
+    except BaseException:
+        await idempotency.abandon(principal, key)
+        raise
+    await idempotency.finish(principal, key, answer)
+    return answer
 
 
 @strawberry.type
@@ -112,9 +179,51 @@ class Query:
             results = fanout.validate(parsed, _vendors(vendors))
         return [convert.vendor_result(r) for r in results]
 
+    @strawberry.field(
+        permission_classes=[CanAdmin], description="Outbox deliveries, newest first, optionally by status and vendor."
+    )
+    async def deliveries(
+        self,
+        info: Info[Context, None],
+        status: types.DeliveryStatus | None = None,
+        vendor: types.Vendor | None = None,
+        contact_id: strawberry.ID | None = None,
+        first: int | None = DEFAULT_PAGE,
+        after: str | None = None,
+    ) -> types.DeliveryConnection:
+        first = DEFAULT_PAGE if first is None else first
+        if not 0 <= first <= MAX_PAGE:
+            raise bad_input(f"first: must be between 0 and {MAX_PAGE}", "first")
+        before = _delivery_id(decode_cursor(after, _DELIVERY_PREFIX)) if after is not None else None
+        outbox = info.context.runtime.fanout.outbox
+        rows, has_next = await outbox.page(
+            status=status,
+            vendor=vendor,
+            first=first,
+            before_id=before,
+            contact_id=str(contact_id) if contact_id else None,
+        )
+        edges = [
+            types.DeliveryEdge(cursor=encode_cursor(str(d.id), _DELIVERY_PREFIX), node=convert.delivery(d))
+            for d in rows
+        ]
+        return types.DeliveryConnection(
+            edges=edges,
+            page_info=types.PageInfo(
+                has_next_page=has_next,
+                has_previous_page=before is not None,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=await outbox.total(
+                status=status, vendor=vendor, contact_id=str(contact_id) if contact_id else None
+            ),
+        )
+
     @strawberry.field(permission_classes=[CanRead], description="Configured vendors, capabilities, field coverage.")
-    def vendors(self, info: Info[Context, None]) -> list[types.VendorInfo]:
+    async def vendors(self, info: Info[Context, None]) -> list[types.VendorInfo]:
         out = []
+        fanout = info.context.runtime.fanout
         for vendor, connector in info.context.runtime.connectors.items():
             caps = connector.capabilities
             out.append(
@@ -131,6 +240,8 @@ class Query:
                         types.FieldCoverage(field=row.canonical, vendor_field=row.vendor_field)
                         for row in connector.coverage()
                     ],
+                    circuit=fanout.breakers[vendor].state,
+                    queued_deliveries=await fanout.outbox.total(status=DeliveryStatus.PENDING, vendor=vendor),
                 )
             )
         return out
@@ -150,9 +261,21 @@ class Mutation:
         input: types.ContactInput,
         vendors: types.VendorList = None,
         force: bool = False,
+        idempotency_key: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Repeats with this key and the same input get the first answer and call no vendor; "
+                "the same key with another input is a CONFLICT error. The `Idempotency-Key` header does the same."
+            ),
+        ] = None,
     ) -> types.UpsertContactPayload:
-        outcome = await _upsert(info.context, input, _vendors(vendors), force)
-        return await _payload(info.context, outcome)
+        targets = _vendors(vendors)
+        key = _idempotency_key(info, idempotency_key)
+        if key is None:
+            answer = await _answer(info.context, await _upsert(info.context, input, targets, force))
+        else:
+            answer = await _keyed_upsert(info, key, input, targets, force)
+        return await _payload(info.context, answer)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
@@ -170,7 +293,8 @@ class Mutation:
 
         async def one(value: types.ContactInput) -> types.UpsertContactPayload:
             async with slots:
-                return await _payload(info.context, await _upsert(info.context, value, targets, force))
+                outcome = await _upsert(info.context, value, targets, force)
+                return await _payload(info.context, await _answer(info.context, outcome))
 
         return list(await asyncio.gather(*(one(v) for v in inputs)))
 
@@ -182,7 +306,27 @@ class Mutation:
         self, info: Info[Context, None], id: strawberry.ID, vendors: types.VendorList = None
     ) -> types.UpsertContactPayload:
         outcome = await info.context.runtime.fanout.delete(str(id), _vendors(vendors))
-        return await _payload(info.context, outcome)
+        return await _payload(info.context, await _answer(info.context, outcome))
+
+    @strawberry.mutation(
+        permission_classes=[CanAdmin],
+        description="Send a failed, cancelled or waiting delivery again now (the contact as stored now).",
+    )
+    async def retry_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
+        found = await info.context.runtime.fanout.outbox.retry(_delivery_id(id))
+        if found is None:
+            raise bad_input("id: no FAILED, CANCELLED or PENDING delivery has this id", "id")
+        info.context.runtime.fanout.wakeup.set()
+        return convert.delivery(found)
+
+    @strawberry.mutation(
+        permission_classes=[CanAdmin], description="Stop a pending or failed delivery from being sent (again)."
+    )
+    async def cancel_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
+        found = await info.context.runtime.fanout.outbox.cancel(_delivery_id(id))
+        if found is None:
+            raise bad_input("id: no PENDING or FAILED delivery has this id", "id")
+        return convert.delivery(found)
 
 
 schema = strawberry.federation.Schema(

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
-from resolvers import results
+from resolvers import outbox, results
+from resolvers.breaker import BreakerState
 from resolvers.model import DetailKind
 
 if TYPE_CHECKING:
@@ -55,6 +56,50 @@ class Location:
     usage_type_id: int | None
 
 
+@strawberry.type(description="Relay page information.")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+strawberry.enum(outbox.DeliveryStatus, description="Where an outbox delivery stands.")
+strawberry.enum(outbox.Operation, name="DeliveryOperation", description="What a delivery does at the vendor.")
+DeliveryStatus = outbox.DeliveryStatus
+DeliveryOperation = outbox.Operation
+
+
+@strawberry.type(description="One write on its way to one vendor (the durable outbox).")
+class Delivery:
+    id: strawberry.ID
+    contact_id: strawberry.ID
+    vendor: Vendor
+    operation: DeliveryOperation
+    status: DeliveryStatus
+    attempts: int = strawberry.field(description="Calls made so far, over every try.")
+    next_attempt_at: datetime = strawberry.field(description="When a PENDING delivery is tried next.")
+    expires_at: datetime = strawberry.field(description="A delivery still PENDING then becomes FAILED.")
+    last_status: VendorStatus | None = strawberry.field(description="The vendor's answer to the last try.")
+    last_error: str | None
+    last_http_status: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@strawberry.type(description="A delivery in a page of deliveries.")
+class DeliveryEdge:
+    cursor: str
+    node: Delivery
+
+
+@strawberry.type(description="A page of deliveries, newest first.")
+class DeliveryConnection:
+    edges: list[DeliveryEdge]
+    page_info: PageInfo
+    total_count: int
+
+
 @strawberry.type(description="What the gateway knows of the contact at one vendor (the cross-reference).")
 class VendorLink:
     vendor: Vendor
@@ -63,6 +108,12 @@ class VendorLink:
     last_error: str | None = strawberry.field(description="Error codes of the last operation, when it failed.")
     synced_at: datetime | None = strawberry.field(description="When the last operation at this vendor ended.")
     deleted: bool = strawberry.field(description="The contact was deleted at this vendor.")
+    pending_deliveries: list[Delivery] = strawberry.field(
+        description="Writes of this contact queued for this vendor (PENDING), newest first."
+    )
+    failed_deliveries: list[Delivery] = strawberry.field(
+        description="Writes of this contact this vendor never took (FAILED), newest first."
+    )
 
 
 @strawberry.federation.type(keys=["id"], description="A contact, as last accepted by the gateway.")
@@ -117,6 +168,9 @@ class VendorResult:
     matched_by: str | None = strawberry.field(
         description="How an existing vendor record was adopted when the gateway had no cross-reference for it."
     )
+    delivery_id: strawberry.ID | None = strawberry.field(
+        description="The outbox delivery of this write (a QUEUED result is redelivered under it)."
+    )
 
 
 @strawberry.type(description="The answer to a write: overall status, the stored contact, one result per vendor.")
@@ -141,19 +195,19 @@ class FieldCoverage:
     vendor_field: str | None = strawberry.field(description="The vendor's field(s); null: not supported.")
 
 
+strawberry.enum(BreakerState, name="CircuitState", description="A vendor's circuit breaker in this process.")
+CircuitState = BreakerState
+
+
 @strawberry.type(description="A configured vendor, what it can do and which fields it holds.")
 class VendorInfo:
     vendor: Vendor
     capabilities: VendorCapabilities
     coverage: list[FieldCoverage]
-
-
-@strawberry.type(description="Relay page information.")
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool
-    start_cursor: str | None
-    end_cursor: str | None
+    circuit: CircuitState = strawberry.field(
+        description="CLOSED: calls flow; OPEN: calls paused after repeated failures; HALF_OPEN: one probe decides."
+    )
+    queued_deliveries: int = strawberry.field(description="Writes waiting in the outbox for this vendor (PENDING).")
 
 
 @strawberry.type(description="A contact in a page of contacts.")
@@ -216,6 +270,12 @@ class Jim2OptionsInput:
     card_no: str | None = strawberry.field(default=None, description="The card file to write to (digits).")
 
 
+@strawberry.input(description="SuperOffice overrides.")
+class SuperOfficeOptionsInput:
+    category_id: int | None = strawberry.field(default=None, description="The contact's Category list item id.")
+    business_id: int | None = strawberry.field(default=None, description="The contact's Business list item id.")
+
+
 @strawberry.input(description="Valomnia overrides.")
 class ValomniaOptionsInput:
     customer_id: str | None = strawberry.field(default=None, description="Overrides the configured customer_id.")
@@ -232,6 +292,7 @@ class VendorOptionsInput:
     oneserve: OneserveOptionsInput | None = None
     eros: ErosOptionsInput | None = None
     jim2: Jim2OptionsInput | None = None
+    superoffice: SuperOfficeOptionsInput | None = None
     valomnia: ValomniaOptionsInput | None = None
 
 

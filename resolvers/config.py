@@ -19,7 +19,7 @@ from resolvers.model import render_path
 from resolvers.results import Vendor
 from resolvers.vendors.base import VendorSettings
 
-Scope = Literal["contacts:read", "contacts:write"]
+Scope = Literal["contacts:read", "contacts:write", "contacts:admin"]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -60,12 +60,36 @@ class StoreConfig(Strict):
     url: str = "sqlite:///./contact-gateway.db"
 
 
+class OutboxConfig(Strict):
+    """`[outbox]`: how deliveries a vendor could not take yet are kept and redelivered."""
+
+    #: A delivery not made within this long is FAILED (visible in `deliveries`, retryable by an operator).
+    expire_after_s: float = Field(default=86_400.0, gt=0)
+    #: Redelivery backoff: the first retry after about this long, doubling with jitter, capped.
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_cap_s: float = Field(default=300.0, gt=0)
+    #: How often a worker looks for due deliveries queued by other processes.
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    #: Deliveries one process sends at once.
+    max_parallel: int = Field(default=16, ge=1, le=1000)
+    #: A lease outlives a vendor's deadline by this much before another process may take the delivery over.
+    lease_grace_s: float = Field(default=5.0, ge=0)
+
+
+class IdempotencyConfig(Strict):
+    """`[idempotency]`: how long an idempotency key's first answer is kept."""
+
+    ttl_s: float = Field(default=86_400.0, gt=0)
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    idempotency: IdempotencyConfig = Field(default_factory=IdempotencyConfig)
     #: One settings object per enabled vendor, validated by that vendor's own settings model.
     vendors: dict[Vendor, VendorSettings] = Field(default_factory=dict)
 

@@ -1,24 +1,38 @@
 """The engine: validate a contact for every targeted vendor, call them concurrently, remember what each said.
 
-Each vendor runs in its own task under its own deadline (`timeout_s`, all attempts included), concurrency limit and
-rate limit; one slow or failing vendor never delays or fails the others beyond its deadline. A transient failure is
-retried only when repeating the call cannot duplicate the record: the vendor upserts natively, the call updates a
-known remote id, or the request surely never reached the vendor.
+Each vendor runs in its own task under its own deadline (`timeout_s`, all attempts included), concurrency limit,
+rate limit and circuit breaker; one slow or failing vendor never delays or fails the others beyond its deadline.
+A transient failure is retried only when repeating the call cannot duplicate the record: the vendor upserts
+natively, the call updates a known remote id, the connector looks for the record it may already have made before
+creating, or the request surely never reached the vendor.
+
+Nothing accepted is lost: the contact and one outbox delivery per vendor to call are committed in one transaction
+before any vendor is called; each vendor's answer completes its delivery in a second transaction. A vendor still
+unavailable when its in-request attempts are spent is QUEUED and redelivered by `OutboxWorker`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from resolvers.errors import VendorError, VendorTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from resolvers.breaker import BreakerState, CircuitBreaker
+from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.model import Contact, payload_hash
+from resolvers.outbox import Delivery, Operation, Outbox, utcnow
 from resolvers.results import (
     SUCCESS_STATUSES,
     ErrorCode,
@@ -34,9 +48,26 @@ from resolvers.vendors.base import Connector, CrossReference, Delivered, Prepare
 
 log = logging.getLogger(__name__)
 
-#: First retry waits about this long; each further one doubles it (with full jitter).
+#: First in-request retry waits about this long; each further one doubles it (with full jitter).
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """How queued deliveries are kept and redelivered (`[outbox]` in the configuration)."""
+
+    #: A delivery not made within this long is FAILED.
+    expire_after_s: float = 86_400.0
+    #: A lease outlives the vendor's deadline by this much before another worker may take the delivery over.
+    lease_grace_s: float = 5.0
+    #: Redelivery backoff: the first retry after about this long, doubling, capped.
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    #: How often a worker looks for due deliveries made by other processes.
+    poll_interval_s: float = 1.0
+    #: Deliveries one worker sends at once.
+    max_parallel: int = 16
 
 
 @dataclass(slots=True)
@@ -73,21 +104,53 @@ class RateLimit:
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
-def backoff(attempt: int, retry_after: float | None) -> float:
-    """Delay before attempt `attempt + 1`: the vendor's Retry-After when given, else capped exponential jitter."""
-    if retry_after is not None:
-        return retry_after
-    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+def default_owner() -> str:
+    """This process's name on the leases it takes: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class BreakerOpen(VendorUnavailable):
+    """The vendor's circuit breaker is open: the call was not made."""
+
+
+def backoff(attempt: int, retry_after: float | None, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_CAP_S) -> float:
+    """Delay before attempt `attempt + 1`: at least the vendor's Retry-After, else capped exponential full jitter."""
+    jitter = random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
+    return max(retry_after, jitter) if retry_after is not None else jitter
+
+
+@dataclass(slots=True)
+class _Sent:
+    """What one vendor call of an operation needs for its completion transaction."""
+
+    delivery_id: int
+    result: VendorResult
+    hash: str | None = None
+    payload: dict[str, Any] | None = None
 
 
 class FanOut:
-    """Runs operations across the configured vendors and records the outcome in the store."""
+    """Runs operations across the configured vendors and records the outcome in the store and the outbox."""
 
-    def __init__(self, connectors: dict[Vendor, Connector[Any]], store: Store) -> None:
+    def __init__(
+        self,
+        connectors: dict[Vendor, Connector[Any]],
+        store: Store,
+        outbox: Outbox | None = None,
+        settings: OutboxSettings | None = None,
+    ) -> None:
         self.connectors = connectors
         self.store = store
+        self.settings = settings or OutboxSettings()
+        self.outbox = outbox or Outbox(store, owner=default_owner(), expire_after_s=self.settings.expire_after_s)
         self._slots = {v: asyncio.Semaphore(c.settings.max_concurrency) for v, c in connectors.items()}
         self._rates = {v: RateLimit(c.settings.rate_per_s) for v, c in connectors.items()}
+        self.breakers = {
+            v: CircuitBreaker(c.settings.breaker_threshold, c.settings.breaker_cooldown_s)
+            for v, c in connectors.items()
+        }
+        #: Set when a delivery is queued, so this process's worker looks at once.
+        self.wakeup = asyncio.Event()
 
     def targets(self, vendors: Sequence[Vendor] | None) -> list[Vendor]:
         """The vendors an operation addresses, in registry order: all configured ones when none are named."""
@@ -95,6 +158,10 @@ class FanOut:
             return list(self.connectors)
         wanted = set(vendors)
         return [v for v in Vendor if v in wanted]
+
+    def lease_s(self, vendor: Vendor) -> float:
+        """How long a delivery to `vendor` stays leased to the process sending it."""
+        return float(self.connectors[vendor].settings.timeout_s) + self.settings.lease_grace_s
 
     def _not_configured(self, vendor: Vendor) -> VendorResult:
         return VendorResult(
@@ -143,12 +210,11 @@ class FanOut:
     # -- writes ---------------------------------------------------------------------------------------------------
 
     async def upsert(self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False) -> Outcome:
-        """Validate, send to every valid vendor concurrently, record the contact and each vendor's answer."""
+        """Validate; accept the contact with one delivery per vendor to call; call them; record every answer."""
         prepared = self.prepare(contact, vendors)
         links = await self.store.links(contact.id)
         results: dict[Vendor, VendorResult] = {}
-        calls: dict[Vendor, Awaitable[VendorResult]] = {}
-        hashes: dict[Vendor, str] = {}
+        to_send: dict[Vendor, Prepared] = {}
         for vendor, item in prepared.items():
             if isinstance(item, VendorResult):
                 results[vendor] = item
@@ -156,35 +222,48 @@ class FanOut:
                 results[vendor] = VendorResult(
                     vendor=vendor, status=VendorStatus.INVALID, errors=item.errors, warnings=item.warnings
                 )
+            elif not force and _unchanged(links.get(vendor), payload_hash(item.payload)):
+                link = links[vendor]
+                results[vendor] = VendorResult(
+                    vendor=vendor, status=VendorStatus.UNCHANGED, remote_id=link.remote_id, warnings=item.warnings
+                )
             else:
-                hashes[vendor] = payload_hash(item.payload)
-                link = links.get(vendor)
-                if not force and _unchanged(link, hashes[vendor]):
-                    results[vendor] = VendorResult(
-                        vendor=vendor,
-                        status=VendorStatus.UNCHANGED,
-                        remote_id=link.remote_id if link else None,
-                        warnings=item.warnings,
-                    )
-                else:
-                    calls[vendor] = self._upsert_one(vendor, item, link)
-        results.update(zip(calls, await asyncio.gather(*calls.values()), strict=True))
-        ordered = [results[v] for v in prepared]
+                to_send[vendor] = item
         stored = any(isinstance(p, Prepared) and p.valid for p in prepared.values())
         if stored:
-            updates = [
-                _link_update(r, hashes.get(r.vendor), _payload_of(prepared.get(r.vendor)))
-                for r in ordered
-                if r.vendor in calls
-            ]
-            await self.store.record(contact, updates, contact.id)
+
+            async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
+                version = await self.store.save_contact(conn, contact)
+                return {
+                    vendor: await self.outbox.enqueue(
+                        conn,
+                        contact_id=contact.id,
+                        vendor=vendor,
+                        operation=Operation.UPSERT,
+                        version=version,
+                        force=force,
+                        lease_s=self.lease_s(vendor),
+                    )
+                    for vendor in to_send
+                }
+
+            queued = await self.store.write(accept)
+            sent = await self._send(
+                queued,
+                {v: partial(self._upsert_one, v, p, links.get(v)) for v, p in to_send.items()},
+                hashes={v: payload_hash(p.payload) for v, p in to_send.items()},
+                payloads={v: p.payload for v, p in to_send.items()},
+            )
+            await self._complete(contact.id, sent)
+            results.update({v: s.result for v, s in sent.items()})
+        ordered = [results[v] for v in prepared]
         return Outcome(status=overall_status(ordered), contact_id=contact.id, results=ordered, stored=stored)
 
     async def delete(self, contact_id: str, vendors: Sequence[Vendor] | None) -> Outcome:
         """Delete the contact at every targeted vendor that can delete; the others report SKIPPED."""
         links = await self.store.links(contact_id)
         results: dict[Vendor, VendorResult] = {}
-        calls: dict[Vendor, Awaitable[VendorResult]] = {}
+        capable: list[Vendor] = []
         for vendor in self.targets(vendors):
             connector = self.connectors.get(vendor)
             if connector is None:
@@ -195,22 +274,153 @@ class FanOut:
                     status=VendorStatus.SKIPPED,
                     errors=[
                         FieldError(
-                            field="",
-                            code=ErrorCode.NOT_SUPPORTED,
-                            message=f"{vendor.name} cannot delete contacts",
+                            field="", code=ErrorCode.NOT_SUPPORTED, message=f"{vendor.name} cannot delete contacts"
                         )
                     ],
                 )
             else:
-                calls[vendor] = self._run(vendor, partial(connector.delete, contact_id, links.get(vendor)), safe=True)
-        results.update(zip(calls, await asyncio.gather(*calls.values()), strict=True))
-        ordered = [results[v] for v in self.targets(vendors)]
-        updates = [_link_update(r, None) for r in ordered if r.vendor in calls]
-        if updates:
-            await self.store.record(None, updates, contact_id)
-        return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=bool(updates))
+                capable.append(vendor)
+        if capable:
+            stored = await self.store.get_contact(contact_id)
+            version = stored.version if stored is not None else 0
 
-    def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> Awaitable[VendorResult]:
+            async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
+                return {
+                    vendor: await self.outbox.enqueue(
+                        conn,
+                        contact_id=contact_id,
+                        vendor=vendor,
+                        operation=Operation.DELETE,
+                        version=version,
+                        force=True,
+                        lease_s=self.lease_s(vendor),
+                    )
+                    for vendor in capable
+                }
+
+            queued = await self.store.write(accept)
+            sent = await self._send(
+                queued, {v: partial(self._delete_one, v, contact_id, links.get(v)) for v in capable}
+            )
+            await self._complete(contact_id, sent)
+            results.update({v: s.result for v, s in sent.items()})
+        ordered = [results[v] for v in self.targets(vendors)]
+        return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=bool(capable))
+
+    async def deliver(self, delivery: Delivery) -> VendorResult:
+        """Send one queued delivery (the worker's path): the contact as stored now, to one vendor."""
+        vendor = delivery.vendor
+        connector = self.connectors.get(vendor)
+        if connector is None:
+            result = self._not_configured(vendor)
+            await self._complete(delivery.contact_id, {vendor: _Sent(delivery.id, result)})
+            return result
+        link = (await self.store.links(delivery.contact_id)).get(vendor)
+        sent = _Sent(delivery.id, VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE))
+        if delivery.operation is Operation.DELETE:
+            sent.result = await self._delete_one(vendor, delivery.contact_id, link)
+        else:
+            stored = await self.store.get_contact(delivery.contact_id)
+            if stored is None:
+                sent.result = VendorResult(
+                    vendor=vendor,
+                    status=VendorStatus.REJECTED,
+                    errors=[FieldError(field="", code=ErrorCode.NOT_FOUND, message="the contact is no longer stored")],
+                )
+            else:
+                prepared = connector.prepare(stored.contact)
+                sent.hash, sent.payload = payload_hash(prepared.payload), prepared.payload
+                if not prepared.valid:
+                    sent.result = VendorResult(
+                        vendor=vendor, status=VendorStatus.INVALID, errors=prepared.errors, warnings=prepared.warnings
+                    )
+                elif not delivery.force and _unchanged(link, sent.hash):
+                    sent.result = VendorResult(
+                        vendor=vendor, status=VendorStatus.UNCHANGED, remote_id=link.remote_id if link else None
+                    )
+                else:
+                    sent.result = await self._upsert_one(vendor, prepared, link)
+        await self._complete(delivery.contact_id, {vendor: sent})
+        return sent.result
+
+    async def _send(
+        self,
+        queued: dict[Vendor, tuple[int, bool]],
+        calls: dict[Vendor, Callable[[], Awaitable[VendorResult]]],
+        *,
+        hashes: dict[Vendor, str] | None = None,
+        payloads: dict[Vendor, dict[str, Any]] | None = None,
+    ) -> dict[Vendor, _Sent]:
+        """Call every vendor whose delivery this process leased, concurrently; the others wait in the outbox."""
+        sent: dict[Vendor, _Sent] = {}
+        running: dict[Vendor, Awaitable[VendorResult]] = {}
+        for vendor, (delivery_id, leased) in queued.items():
+            if leased:
+                running[vendor] = calls[vendor]()
+            else:
+                sent[vendor] = _Sent(
+                    delivery_id,
+                    VendorResult(
+                        vendor=vendor,
+                        status=VendorStatus.QUEUED,
+                        warnings=[
+                            f"an earlier write of this contact to {vendor.name} is still being sent; this follows it"
+                        ],
+                        delivery_id=delivery_id,
+                    ),
+                )
+        for vendor, result in zip(running, await asyncio.gather(*running.values()), strict=True):
+            sent[vendor] = _Sent(queued[vendor][0], result, (hashes or {}).get(vendor), (payloads or {}).get(vendor))
+        return sent
+
+    async def _complete(self, contact_id: str, sent: dict[Vendor, _Sent]) -> None:
+        """One transaction: each vendor's cross-reference and delivery. Transient failures become QUEUED."""
+        if not sent:
+            return
+        now = utcnow()
+        waiting: dict[Vendor, datetime | None] = {}
+        answered = {vendor: item.result.status for vendor, item in sent.items()}  # before QUEUED replaces it
+        for vendor, item in sent.items():
+            result = item.result
+            result.delivery_id = item.delivery_id
+            if result.status is VendorStatus.QUEUED:
+                waiting[vendor] = None  # never called: stays as it was enqueued
+            elif result.status is VendorStatus.UNAVAILABLE:
+                attempts = max(result.attempts, 1)
+                delay = backoff(attempts, result.retry_after, self.settings.backoff_base_s, self.settings.backoff_cap_s)
+                breaker = self.breakers.get(vendor)
+                if breaker is not None:
+                    delay = max(delay, breaker.retry_in())
+                waiting[vendor] = now + timedelta(seconds=delay)
+                result.status = VendorStatus.QUEUED
+                result.warnings.append(
+                    f"queued: delivery {item.delivery_id} will be retried in the background from "
+                    f"{waiting[vendor]:%H:%M:%S} UTC"
+                )
+
+        async def op(conn: AsyncConnection) -> None:
+            updates = [
+                _link_update(item.result, item.hash, item.payload)
+                for item in sent.values()
+                if item.result.status is not VendorStatus.QUEUED or item.result.attempts
+            ] + [
+                LinkUpdate(vendor=v, status=VendorStatus.QUEUED, error=None)
+                for v, item in sent.items()
+                if item.result.status is VendorStatus.QUEUED and not item.result.attempts
+            ]
+            await self.store.apply_links(conn, contact_id, updates)
+            for vendor, item in sent.items():
+                if vendor in waiting and waiting[vendor] is None:
+                    continue
+                await self.outbox.complete(
+                    conn, item.delivery_id, item.result, retry_at=waiting.get(vendor), answered=answered[vendor]
+                )
+
+        await self.store.write(op)
+        if waiting:
+            self.wakeup.set()
+
+    async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
         connector = self.connectors[vendor]
         # Repeating a native upsert, an update by remote id, or a create that first looks for the record it may
         # already have made cannot create a second record.
@@ -220,7 +430,12 @@ class FanOut:
             or connector.reconciles(prepared)
         )
         live_link = link if link is not None and not link.deleted else None
-        return self._run(vendor, lambda: connector.upsert(prepared, live_link), safe=safe, warnings=prepared.warnings)
+        return await self._run(
+            vendor, lambda: connector.upsert(prepared, live_link), safe=safe, warnings=prepared.warnings
+        )
+
+    async def _delete_one(self, vendor: Vendor, contact_id: str, link: CrossReference | None) -> VendorResult:
+        return await self._run(vendor, partial(self.connectors[vendor].delete, contact_id, link), safe=True)
 
     async def _run(
         self,
@@ -230,9 +445,10 @@ class FanOut:
         safe: bool,
         warnings: Sequence[str] = (),
     ) -> VendorResult:
-        """One vendor's operation under its deadline, limits and retry policy; never raises."""
+        """One vendor's operation under its deadline, limits, breaker and retry policy; never raises."""
         connector = self.connectors[vendor]
         settings = connector.settings
+        breaker = self.breakers[vendor]
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + settings.timeout_s
@@ -241,12 +457,21 @@ class FanOut:
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
+                    if not breaker.allow():
+                        raise BreakerOpen(
+                            f"{vendor.name} is failing: calls paused, next probe in {breaker.retry_in():.1f} s",
+                            sent=False,
+                        )
                     attempts += 1
                     try:
                         async with self._slots[vendor]:
                             await self._rates[vendor].acquire()
                             delivered = await call()
                     except VendorError as exc:
+                        if exc.transient and not isinstance(exc, RateLimited):
+                            breaker.failure()
+                        else:
+                            breaker.success()  # the vendor answered: it is up
                         if not exc.transient or attempts >= settings.max_attempts or not (safe or not exc.sent):
                             raise
                         delay = backoff(attempts, exc.retry_after)
@@ -254,6 +479,10 @@ class FanOut:
                             raise
                         await asyncio.sleep(delay)
                         continue
+                    except BaseException:
+                        breaker.release()
+                        raise
+                    breaker.success()
                     result.status = delivered.status
                     result.remote_id = delivered.remote_id
                     result.http_status = delivered.http_status
@@ -261,6 +490,7 @@ class FanOut:
                     result.matched_by = delivered.matched_by
                     break
         except TimeoutError:
+            breaker.failure()
             _fail(result, VendorTimeout(f"no answer within {settings.timeout_s:g} s"))
         except VendorError as exc:
             _fail(result, exc)
@@ -274,10 +504,79 @@ class FanOut:
         return result
 
 
+class OutboxWorker:
+    """Redelivers queued deliveries in the background until each is delivered, failed, superseded or cancelled.
+
+    Any number run at once, one per process: each claims deliveries with a lease, so each is sent once.
+    """
+
+    def __init__(self, fanout: FanOut) -> None:
+        self.fanout = fanout
+        self.settings = fanout.settings
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[VendorResult]] = set()
+        #: Set once the loop has started (readiness checks read it).
+        self.running = False
+
+    def start(self) -> None:
+        """Start the loop in the background."""
+        self._task = asyncio.create_task(self._loop(), name="outbox-worker")
+
+    async def stop(self) -> None:
+        """Stop claiming; wait for deliveries in flight (each is bounded by its vendor's deadline)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self.running = False
+
+    async def _loop(self) -> None:
+        self.running = True
+        fanout = self.fanout
+        while True:
+            try:
+                free = self.settings.max_parallel - len(self._inflight)
+                vendors = [v for v, b in fanout.breakers.items() if b.state is not BreakerState.OPEN]
+                lease = {v: fanout.lease_s(v) for v in fanout.connectors}
+                batch = await fanout.outbox.claim(free, lease, vendors) if free > 0 else []
+                for delivery in batch:
+                    task = asyncio.create_task(fanout.deliver(delivery), name=f"delivery-{delivery.id}")
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if batch:
+                    continue
+                await self._wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store may be briefly unreachable: log, back off, carry on.
+                log.exception("outbox worker iteration failed")
+                await asyncio.sleep(self.settings.poll_interval_s)
+
+    async def _wait(self) -> None:
+        wait = self.settings.poll_interval_s
+        due = await self.fanout.outbox.next_due()
+        if due is not None:
+            wait = min(wait, max(0.0, (due - utcnow()).total_seconds()) + 0.01)
+        self.fanout.wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.fanout.wakeup.wait(), timeout=wait)
+
+    def _done(self, task: asyncio.Task[VendorResult]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a delivery failed unexpectedly", exc_info=task.exception())
+        self.fanout.wakeup.set()  # a slot is free
+
+
 def _fail(result: VendorResult, exc: VendorError) -> None:
     result.status = exc.status
     result.errors = exc.to_field_errors()
     result.http_status = exc.http_status
+    result.retry_after = exc.retry_after
 
 
 def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
@@ -288,10 +587,6 @@ def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
         and link.last_status in SUCCESS_STATUSES
         and link.last_status is not VendorStatus.DELETED
     )
-
-
-def _payload_of(item: Prepared | VendorResult | None) -> dict[str, Any] | None:
-    return item.payload if isinstance(item, Prepared) else None
 
 
 def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, Any] | None = None) -> LinkUpdate:

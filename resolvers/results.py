@@ -95,6 +95,10 @@ class VendorResult:
     duration_ms: float = 0.0
     #: How an existing record at the vendor was adopted when the gateway had no cross-reference for it.
     matched_by: str | None = None
+    #: The outbox delivery that carried this call (QUEUED results are redelivered under it).
+    delivery_id: int | None = None
+    #: The vendor's Retry-After advice, in seconds (internal: schedules the redelivery).
+    retry_after: float | None = None
 
 
 def overall_status(results: list[VendorResult]) -> UpsertStatus:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -54,6 +55,8 @@ class Call:
     headers: dict[str, str]
     body: str
     outcome: int = 0
+    #: When the call arrived (Unix time), so tests can check that a Retry-After was honoured.
+    at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -127,6 +130,7 @@ class Simulator(ABC):
             query=dict(request.query),
             headers={k: v for k, v in request.headers.items()},
             body=body,
+            at=time.time(),
         )
         self.state.calls.append(call)
         del self.state.calls[:-MAX_CALLS]

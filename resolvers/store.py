@@ -1,6 +1,9 @@
 """The gateway's own memory: the last accepted canonical contact and, per vendor, the cross-reference.
 
-SQLAlchemy Core over an async engine (aiosqlite here; the same tables serve PostgreSQL). Every write goes through one
+SQLAlchemy Core over an async engine: aiosqlite for the embedded SQLite default (WAL), asyncpg for PostgreSQL in
+production. The schema is owned by the Alembic migrations in `resolvers/migrations` (`open()` upgrades to the head
+under a lock, so several processes may open one database at once); `metadata` below is what they must produce, and a
+test holds the two equal on both databases. Every write goes through one
 writer task that commits whatever is queued in one transaction (group commit): SQLite allows one writer at a time,
 one aiosqlite connection shared by concurrent requests interleaves their transactions, and one commit per batch is
 what makes many small writes fast. Reads use their own pooled connections (WAL lets them run beside the writer).
@@ -20,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from resolvers import migrations
 from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
@@ -105,6 +109,8 @@ class StoredContact:
     links: tuple[CrossReference, ...]
     created_at: datetime
     updated_at: datetime
+    #: How many writes of this contact were accepted.
+    version: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +130,45 @@ class LinkUpdate:
     payload: dict[str, Any] | None = None
 
 
+#: Accepted spellings of a PostgreSQL store URL (all served by asyncpg).
+_POSTGRESQL_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+
+
 def engine_url(url: str) -> str:
     """The SQLAlchemy async URL for a configured store URL."""
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
     if url.startswith("sqlite+aiosqlite:///"):
         return url
-    raise ConfigError(f"store.url: unsupported store {url.split(':', 1)[0]!r} (supported: sqlite:///PATH)")
+    for scheme in _POSTGRESQL_SCHEMES:
+        if url.startswith(scheme):
+            async_url = "postgresql+asyncpg://" + url.removeprefix(scheme)
+            try:
+                parsed = sa.make_url(async_url)
+            except (sa.exc.ArgumentError, ValueError):
+                # Never echo the URL: it may carry a password.
+                raise ConfigError(
+                    "store.url: not a valid PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+                ) from None
+            if "sslmode" in parsed.query:
+                # libpq's spelling; asyncpg takes the same values as `ssl`.
+                query = dict(parsed.query)
+                query["ssl"] = query.pop("sslmode")
+                async_url = parsed.set(query=query).render_as_string(hide_password=False)
+            return async_url
+    raise ConfigError(
+        f"store.url: unsupported store {url.split(':', 1)[0]!r} "
+        "(supported: sqlite:///PATH, postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
+    # SQLite hands back naive datetimes (everything stored is UTC); asyncpg aware ones, made UTC here.
+    if value is None:
         return value
-    return value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _link(row: Any) -> CrossReference:
@@ -160,20 +191,34 @@ class Store:
     #: Most operations committed in one transaction.
     max_batch = 256
 
+    #: PostgreSQL pool per process: the writer holds one connection, concurrent reads share the rest. Sized for a
+    #: 2-core box (a few workers per machine, many machines on one server: keep the product under max_connections).
+    pg_pool_size = 5
+    pg_max_overflow = 5
+
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(engine_url(url))
+        async_url = engine_url(url)
+        if async_url.startswith("postgresql"):
+            self.engine: AsyncEngine = create_async_engine(
+                async_url,
+                pool_size=self.pg_pool_size,
+                max_overflow=self.pg_max_overflow,
+                # Servers and proxies drop idle connections; recycle before they do.
+                pool_recycle=1800,
+                connect_args={"server_settings": {"application_name": "contact-gateway", "timezone": "UTC"}},
+            )
+        else:
+            self.engine = create_async_engine(async_url)
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._queue: asyncio.Queue[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = (
             asyncio.Queue()
         )
         self._writer: asyncio.Task[None] | None = None
-        if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def open(self) -> None:
-        """Create the tables if needed and start the writer."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Migrate the schema to the head revision (under the migration lock) and start the writer."""
+        await migrations.migrate(self.engine)
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -184,6 +229,11 @@ class Store:
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
         await self.engine.dispose()
+
+    async def migrated(self) -> bool:
+        """True when the database is at the head schema revision (for readiness checks)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(migrations.at_head)
 
     async def ping(self) -> bool:
         """True when the store answers a trivial query."""
@@ -238,45 +288,61 @@ class Store:
 
     async def record(self, contact: Contact | None, updates: Sequence[LinkUpdate], contact_id: str) -> None:
         """Save the accepted contact (if given) and what each vendor did with it, in one transaction."""
-        now = datetime.now(UTC)
 
         async def op(conn: AsyncConnection) -> None:
             if contact is not None:
-                data = orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
-                stmt = self._insert(contacts).values(
-                    id=contact.id, data=data, hash=contact.content_hash(), created_at=now, updated_at=now
-                )
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[contacts.c.id],
-                    set_={"data": stmt.excluded.data, "hash": stmt.excluded.hash, "updated_at": now},
-                )
-                await conn.execute(stmt)
-            for update in updates:
-                values: dict[str, Any] = {
-                    "last_status": update.status.value,
-                    "last_error": update.error,
-                    "synced_at": now,
-                }
-                if update.remote_id is not None:
-                    values["remote_id"] = update.remote_id
-                if update.hash is not None:
-                    values["hash"] = update.hash
-                if update.payload is not None:
-                    values["payload"] = orjson.dumps(update.payload).decode()
-                if update.deleted is not None:
-                    values["deleted"] = update.deleted
-                stmt = self._insert(vendor_links).values(
-                    contact_id=contact_id,
-                    vendor=update.vendor.value,
-                    deleted=bool(update.deleted),
-                    **{k: v for k, v in values.items() if k != "deleted"},
-                )
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=values
-                )
-                await conn.execute(stmt)
+                await self.save_contact(conn, contact)
+            await self.apply_links(conn, contact_id, updates)
 
         await self.write(op)
+
+    async def save_contact(self, conn: AsyncConnection, contact: Contact) -> int:
+        """Within a write: store `contact` as the latest accepted version; returns that version number."""
+        now = datetime.now(UTC)
+        data = orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
+        stmt = self._insert(contacts).values(
+            id=contact.id, data=data, hash=contact.content_hash(), version=1, created_at=now, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[contacts.c.id],
+            set_={
+                "data": stmt.excluded.data,
+                "hash": stmt.excluded.hash,
+                "version": contacts.c.version + 1,
+                "updated_at": now,
+            },
+        )
+        await conn.execute(stmt)
+        version = await conn.scalar(sa.select(contacts.c.version).where(contacts.c.id == contact.id))
+        return int(version or 1)
+
+    async def apply_links(self, conn: AsyncConnection, contact_id: str, updates: Sequence[LinkUpdate]) -> None:
+        """Within a write: record what each vendor did with the contact (its cross-reference)."""
+        now = datetime.now(UTC)
+        for update in updates:
+            values: dict[str, Any] = {
+                "last_status": update.status.value,
+                "last_error": update.error,
+                "synced_at": now,
+            }
+            if update.remote_id is not None:
+                values["remote_id"] = update.remote_id
+            if update.hash is not None:
+                values["hash"] = update.hash
+            if update.payload is not None:
+                values["payload"] = orjson.dumps(update.payload).decode()
+            if update.deleted is not None:
+                values["deleted"] = update.deleted
+            stmt = self._insert(vendor_links).values(
+                contact_id=contact_id,
+                vendor=update.vendor.value,
+                deleted=bool(update.deleted),
+                **{k: v for k, v in values.items() if k != "deleted"},
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=values
+            )
+            await conn.execute(stmt)
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -334,6 +400,7 @@ class Store:
                 links=tuple(sorted(links.get(row.id, []), key=lambda link: list(Vendor).index(link.vendor))),
                 created_at=_utc(row.created_at) or datetime.now(UTC),
                 updated_at=_utc(row.updated_at) or datetime.now(UTC),
+                version=int(row.version),
             )
         return out
 
@@ -348,9 +415,10 @@ def _current_exception() -> BaseException:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers never wait for the writer. NORMAL is durable across process crashes in WAL mode.
+    # busy_timeout first: switching a new file to WAL needs a moment of exclusive access when others open it too.
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

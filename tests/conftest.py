@@ -20,9 +20,12 @@ from resolvers.results import Vendor
 from resolvers.simulation import Simulator, start_simulators
 from resolvers.vendors import REGISTRY
 
+pytest_plugins = ["tests.databases"]
+
 WRITE_TOKEN = "test-write-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"
 WRITE_ONLY_TOKEN = "test-writeonly-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"
 
 VENDORS = list(REGISTRY)
 
@@ -73,17 +76,33 @@ async def simulators(http_session: aiohttp.ClientSession) -> AsyncIterator[Simul
 
 
 def gateway_config(
-    simulators: Simulators, store_path: Path, vendor_overrides: dict[str, dict[str, Any]] | None = None
+    simulators: Simulators,
+    store_url: str,
+    vendor_overrides: dict[str, dict[str, Any]] | None = None,
+    tables: dict[str, dict[str, Any]] | None = None,
 ) -> GatewayConfig:
-    """The demo configuration against the test simulators, with three tokens and optional vendor overrides."""
-    data = demo_config(simulators.base, WRITE_TOKEN, f"sqlite:///{store_path}")
+    """The demo configuration against the test simulators, with four tokens, vendor overrides and extra tables."""
+    return build_config(gateway_config_data(simulators, store_url, vendor_overrides, tables))
+
+
+def gateway_config_data(
+    simulators: Simulators,
+    store_url: str,
+    vendor_overrides: dict[str, dict[str, Any]] | None = None,
+    tables: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`gateway_config` as the data of a TOML file (for gateways run as separate processes)."""
+    data = demo_config(simulators.base, WRITE_TOKEN, store_url)
     data["auth"]["tokens"] += [
         {"name": "reader", "token": READ_TOKEN, "scopes": ["contacts:read"]},
         {"name": "writer-only", "token": WRITE_ONLY_TOKEN, "scopes": ["contacts:write"]},
+        {"name": "operator", "token": ADMIN_TOKEN, "scopes": ["contacts:read", "contacts:write", "contacts:admin"]},
     ]
     for name, override in (vendor_overrides or {}).items():
         data["vendors"][name].update(override)
-    return build_config(data)
+    for name, table in (tables or {}).items():
+        data.setdefault(name, {}).update(table)
+    return data
 
 
 class Gateway:
@@ -134,8 +153,14 @@ async def make_gateway(simulators: Simulators, tmp_path: Path) -> AsyncIterator[
     """Start gateways (each with its own config overrides); all are stopped after the test."""
     running: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
-    async def start(vendor_overrides: dict[str, dict[str, Any]] | None = None, store: str = "gateway.db") -> Gateway:
-        config = gateway_config(simulators, tmp_path / store, vendor_overrides)
+    async def start(
+        vendor_overrides: dict[str, dict[str, Any]] | None = None,
+        store: str = "gateway.db",
+        tables: dict[str, dict[str, Any]] | None = None,
+        store_url: str | None = None,
+    ) -> Gateway:
+        url = store_url or f"sqlite:///{tmp_path / store}"
+        config = gateway_config(simulators, url, vendor_overrides, tables)
         server, task, url = await serve(config)
         client = httpx.AsyncClient(timeout=30)
         running.append((server, task, client))

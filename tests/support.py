@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 RESULT_FIELDS = """
-    vendor status remoteId attempts durationMs httpStatus warnings matchedBy
+    vendor status remoteId attempts durationMs httpStatus warnings matchedBy deliveryId
     errors { field vendorField code message vendorCode }
 """
 

@@ -165,7 +165,8 @@ async def test_transient_failures(
     payload = await upsert(gateway, contact())
     results = by_vendor(payload["results"])
     result = results[vendor.name]
-    assert result["status"] == "UNAVAILABLE", result
+    assert result["status"] == "QUEUED", result
+    assert result["deliveryId"], "a queued write names its outbox delivery"
     assert [e["code"] for e in result["errors"]] == [code]
     assert result["httpStatus"] == http_status
     # Only a call that cannot duplicate is repeated: a native upsert, or a create that first looks for its record.
@@ -179,20 +180,20 @@ async def test_timeout(vendor: Vendor, make_gateway: Callable[..., Any], simulat
     await simulators.faults(vendor, hang_next=50)
     results = by_vendor((await upsert(gateway, contact()))["results"])
     result = results[vendor.name]
-    assert result["status"] == "UNAVAILABLE"
+    assert result["status"] == "QUEUED"
     assert [e["code"] for e in result["errors"]] == ["TIMEOUT"]
     assert result["durationMs"] >= 450
     others_succeeded(results, vendor)
 
 
 async def test_transient_failure_then_recovery(vendor: Vendor, gateway: Gateway, simulators: Simulators) -> None:
-    """One 503, then the vendor recovers: retried where safe, reported unavailable where not."""
+    """One 503, then the vendor recovers: retried at once where safe, queued for the background where not."""
     await simulators.faults(vendor, fail_next=1, fail_status=503)
     result = by_vendor((await upsert(gateway, contact()))["results"])[vendor.name]
     if retries_create(vendor, simulators):
         assert (result["status"], result["attempts"]) == ("CREATED", 2)
     else:
-        assert (result["status"], result["attempts"]) == ("UNAVAILABLE", 1)
+        assert (result["status"], result["attempts"]) == ("QUEUED", 1)
 
 
 async def test_lost_answer_does_not_duplicate(vendor: Vendor, gateway: Gateway, simulators: Simulators) -> None:
@@ -200,7 +201,7 @@ async def test_lost_answer_does_not_duplicate(vendor: Vendor, gateway: Gateway, 
     await simulators.faults(vendor, drop_after_next_write=1)
     result = by_vendor((await upsert(gateway, contact()))["results"])[vendor.name]
     if not retries_create(vendor, simulators):
-        assert result["status"] == "UNAVAILABLE"
+        assert result["status"] == "QUEUED"
         result = by_vendor((await upsert(gateway, contact()))["results"])[vendor.name]  # the caller retries
     assert result["status"] in {"CREATED", "UPDATED"}, result
     assert result["remoteId"]

@@ -45,9 +45,9 @@ async def test_one_vendor_down_is_partial(gateway: Gateway, simulators: Simulato
     assert {name: r["status"] for name, r in results.items() if name != "EROS"} == dict.fromkeys(
         set(ALL) - {"EROS"}, "CREATED"
     )
-    assert results["EROS"]["status"] == "UNAVAILABLE"
+    assert results["EROS"]["status"] == "QUEUED"
     links = {link["vendor"]: link for link in payload["contact"]["vendorLinks"]}
-    assert links["EROS"]["status"] == "UNAVAILABLE"
+    assert links["EROS"]["status"] == "QUEUED"
     assert links["EROS"]["lastError"] == "VENDOR_ERROR"
     assert links["ONESERVE"]["status"] == "CREATED"
 

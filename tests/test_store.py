@@ -1,21 +1,35 @@
-"""The SQLite store over a real database file: contacts, cross-references, group commit under concurrency."""
+"""The store over real databases, one suite run on each: SQLite (a file) and PostgreSQL (a fresh database).
+
+Contacts, cross-references, group commit under concurrency; schema migrations (fresh, repeated, concurrent, adopting a
+database made before migrations) and the migrated schema equal to `metadata`. Fixtures: `tests/databases.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from resolvers import migrations
+from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
-from resolvers.store import LinkUpdate, Store
+from resolvers.store import LinkUpdate, Store, engine_url, metadata
+from tests.databases import fresh_postgresql_database
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url)
     await s.open()
     yield s
     await s.close()
@@ -106,8 +120,8 @@ async def test_paging_by_id(store: Store) -> None:
     assert page == [] and more
 
 
-async def test_reopening_keeps_everything(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'again.db'}"
+async def test_reopening_keeps_everything(store_url: str) -> None:
+    url = store_url
     first = Store(url)
     await first.open()
     await first.record(Contact(id="keep"), [LinkUpdate(Vendor.EROS, VendorStatus.CREATED, remote_id="r")], "keep")
@@ -120,7 +134,253 @@ async def test_reopening_keeps_everything(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_wal_mode(store: Store) -> None:
-    async with store.engine.connect() as conn:
-        mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+async def test_wal_mode(tmp_path: Path) -> None:
+    """SQLite only: WAL, synchronous=NORMAL, a busy timeout and foreign keys on every connection."""
+    store = Store(f"sqlite:///{tmp_path / 'wal.db'}")
+    await store.open()
+    try:
+        async with store.engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one()
+            settings = [
+                (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
+                for name in ("synchronous", "busy_timeout", "foreign_keys")
+            ]
+    finally:
+        await store.close()
     assert mode == "wal"
+    assert settings == [1, 5000, 1], "NORMAL, 5 s, on"
+
+
+async def test_timestamps_read_back_aware_utc(store: Store) -> None:
+    before = datetime.now(UTC)
+    await store.record(Contact(id="t1"), [LinkUpdate(Vendor.EROS, VendorStatus.CREATED, remote_id="r")], "t1")
+    stored = await store.get_contact("t1")
+    assert stored is not None
+    synced_at = stored.links[0].synced_at
+    assert synced_at is not None
+    for value in (stored.created_at, stored.updated_at, synced_at):
+        assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
+        assert before - timedelta(seconds=1) <= value <= datetime.now(UTC)
+
+
+# -- migrations -------------------------------------------------------------------------------------------------------
+
+
+async def _schema_diff(engine: AsyncEngine) -> list[Any]:
+    def diff(conn: sa.Connection) -> list[Any]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(diff)
+
+
+async def _versions(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars())
+
+
+async def test_fresh_database_migrates_to_head(store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        assert not await store.migrated(), "an empty database is not at the head revision"
+        await store.open()
+        assert await store.migrated()
+        assert await _versions(store.engine) == list(migrations.head())
+        async with store.engine.connect() as conn:
+            tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+        assert tables == {"contacts", "vendor_links", "deliveries", "idempotency_keys", "alembic_version"}
+    finally:
+        await store.close()
+
+
+async def test_migrated_schema_equals_metadata(store: Store) -> None:
+    """Revision by revision, the migrations build exactly the tables, columns, types and indexes of `metadata`."""
+    assert await _schema_diff(store.engine) == []
+
+
+async def test_opening_again_is_a_no_op(store_url: str) -> None:
+    first = Store(store_url)
+    await first.open()
+    await first.record(Contact(id="kept"), [], "kept")
+    await first.close()
+
+    second = Store(store_url)
+    statements: list[str] = []
+    sa.event.listen(
+        second.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(str(args[2]).strip())
+    )
+    await second.open()
+    try:
+        changes = [s for s in statements if s.split()[0].upper() in {"CREATE", "ALTER", "DROP", "INSERT", "UPDATE"}]
+        assert changes == [], "nothing to migrate the second time"
+        assert await second.migrated()
+        assert await _versions(second.engine) == list(migrations.head())
+        assert await second.count_contacts() == 1
+    finally:
+        await second.close()
+
+
+async def test_concurrent_opens_migrate_once(store_url: str) -> None:
+    """Gateways starting together on one fresh database: every open succeeds, the schema is built once."""
+    stores = [Store(store_url) for _ in range(6)]
+    try:
+        results = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
+        assert results == [None] * len(stores), [repr(r) for r in results]
+        assert all([await s.migrated() for s in stores])
+        assert await _versions(stores[0].engine) == list(migrations.head())
+        assert await _schema_diff(stores[0].engine) == []
+    finally:
+        for s in stores:
+            await s.close()
+
+
+@pytest.mark.postgresql
+async def test_postgresql_migration_waits_for_the_advisory_lock(postgresql_url: str) -> None:
+    """While another process holds the migration lock, open() waits and changes nothing; then it migrates."""
+    holder = await asyncpg.connect(postgresql_url)
+    store = Store(postgresql_url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", migrations.MIGRATION_LOCK_KEY)
+        opening = asyncio.create_task(store.open())
+        await asyncio.sleep(0.5)
+        assert not opening.done(), "open() went ahead without the lock"
+        tables = await holder.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert tables == 0
+        await holder.execute("SELECT pg_advisory_unlock($1)", migrations.MIGRATION_LOCK_KEY)
+        await asyncio.wait_for(opening, 30)
+        assert await store.migrated()
+    finally:
+        await holder.close()
+        await store.close()
+
+
+@pytest.mark.postgresql
+async def test_postgresql_connection_settings(postgresql_url: str) -> None:
+    store = Store(postgresql_url)
+    await store.open()
+    try:
+        assert store.engine.dialect.driver == "asyncpg"
+        assert store.engine.pool.size() == Store.pg_pool_size  # type: ignore[attr-defined]
+        async with store.engine.connect() as conn:
+            settings = [
+                (await conn.exec_driver_sql(f"SHOW {name}")).scalar_one()
+                for name in ("application_name", "TimeZone", "transaction_isolation")
+            ]
+        # READ COMMITTED: outbox workers in several processes claim rows with FOR UPDATE SKIP LOCKED.
+        assert settings == ["contact-gateway", "UTC", "read committed"]
+    finally:
+        await store.close()
+
+
+async def test_database_from_before_migrations_is_adopted(store_url: str) -> None:
+    """A database made by the old `create_all` (before the outbox: no `version` column, two tables) is migrated:
+    its tables and rows are kept, what is missing is added, and it ends at the head revision."""
+    old = sa.MetaData()
+    sa.Table(
+        "contacts",
+        old,
+        sa.Column("id", sa.String(50), primary_key=True),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    metadata.tables["vendor_links"].to_metadata(old)
+    legacy = create_async_engine(engine_url(store_url))
+    try:
+        async with legacy.begin() as conn:
+            await conn.run_sync(old.create_all)
+            now = datetime.now(UTC)
+            await conn.execute(
+                old.tables["contacts"]
+                .insert()
+                .values(id="old", data='{"id": "old"}', hash="h", created_at=now, updated_at=now)
+            )
+    finally:
+        await legacy.dispose()
+
+    store = Store(store_url)
+    await store.open()
+    try:
+        assert await store.migrated()
+        assert await _schema_diff(store.engine) == []
+        stored = await store.get_contact("old")
+        assert stored is not None and stored.contact == Contact(id="old")
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.text("SELECT version FROM contacts"))).scalar_one() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_database_made_by_create_all_is_adopted_as_is(store_url: str) -> None:
+    engine = create_async_engine(engine_url(store_url))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+    finally:
+        await engine.dispose()
+    store = Store(store_url)
+    await store.open()
+    try:
+        assert await store.migrated()
+        assert await _schema_diff(store.engine) == []
+    finally:
+        await store.close()
+
+
+async def test_downgrade_to_base_and_back(store: Store) -> None:
+    await migrations.migrate(store.engine, "base", down=True)
+    assert not await store.migrated()
+    async with store.engine.connect() as conn:
+        tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+    assert tables <= {"alembic_version"}
+    await migrations.migrate(store.engine)
+    assert await store.migrated()
+    assert await _schema_diff(store.engine) == []
+
+
+# -- configuration ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+        ("sqlite:////abs/x.db", "sqlite+aiosqlite:////abs/x.db"),
+        ("postgresql://u:p%40ss@db.example:5433/gw", "postgresql+asyncpg://u:p%40ss@db.example:5433/gw"),
+        ("postgres://u@db/gw", "postgresql+asyncpg://u@db/gw"),
+        ("postgresql+asyncpg://u@db/gw", "postgresql+asyncpg://u@db/gw"),
+        ("postgresql://u:p%40ss@db/gw?sslmode=require", "postgresql+asyncpg://u:p%40ss@db/gw?ssl=require"),
+    ],
+)
+def test_engine_url(configured: str, expected: str) -> None:
+    assert engine_url(configured) == expected
+
+
+@pytest.mark.parametrize(
+    ("configured", "message"),
+    [
+        ("mysql://x", "store.url: unsupported store 'mysql'"),
+        ("postgresql+psycopg://u@db/gw", "store.url: unsupported store 'postgresql+psycopg'"),
+        ("postgresql://u:secret@db:notaport/gw", "store.url: not a valid PostgreSQL URL"),
+    ],
+)
+def test_engine_url_refuses(configured: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        engine_url(configured)
+    assert message in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.postgresql
+async def test_several_postgresql_databases_at_once() -> None:
+    """The helper other tests use for PostgreSQL: each database is separate and is dropped afterwards."""
+    async with fresh_postgresql_database() as one, fresh_postgresql_database() as two:
+        assert one != two
+        for url in (one, two):
+            conn = await asyncpg.connect(url)
+            try:
+                assert await conn.fetchval("SELECT current_database()") == url.rsplit("/", 1)[1]
+            finally:
+                await conn.close()

@@ -37,6 +37,10 @@ class VendorSettings(BaseModel):
     max_concurrency: int = Field(default=16, ge=1, le=1000)
     #: Calls per second to this vendor (0 = unlimited).
     rate_per_s: float = Field(default=0, ge=0)
+    #: Consecutive transient failures that open the circuit breaker (0 = no breaker).
+    breaker_threshold: int = Field(default=5, ge=0, le=1000)
+    #: How long an open breaker waits before letting one probe call through.
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("base_url")
     @classmethod

@@ -1,0 +1,152 @@
+"""Idempotency keys: the first answer to a keyed write is kept, and a repeat with the same input gets it back.
+
+A key belongs to the caller (the token's name) that used it. The first call reserves the key with a lease; a repeat
+while it runs waits for its answer; a repeat after it returns the stored answer without calling any vendor; the same
+key with a different input is a CONFLICT. A reservation whose process died (lease run out, no answer) is taken over
+by the next repeat. Keys expire after `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from resolvers.fanout import Outcome
+from resolvers.outbox import utcnow
+from resolvers.store import Store, StoredContact, idempotency_keys
+
+#: The longest key accepted.
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a keyed write answered: the engine's outcome and the contact as it was stored then."""
+
+    outcome: Outcome
+    contact: StoredContact | None
+
+
+_ANSWER = TypeAdapter(Answer)
+
+
+class Claim(Enum):
+    """What `begin` found for a key."""
+
+    NEW = "NEW"  # the caller runs the operation, then calls `finish`
+    REPLAY = "REPLAY"  # the stored answer is returned
+    CONFLICT = "CONFLICT"  # the key was used for a different input
+    BUSY = "BUSY"  # the first call is still running
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """The result of `begin`."""
+
+    claim: Claim
+    answer: Answer | None = None
+
+
+class Idempotency:
+    """Keyed answers in the store."""
+
+    def __init__(self, store: Store, *, ttl_s: float, lease_s: float = 120.0, poll_s: float = 0.05) -> None:
+        self.store = store
+        self.ttl = timedelta(seconds=ttl_s)
+        self.lease = timedelta(seconds=lease_s)
+        self.poll_s = poll_s
+
+    async def begin(self, principal: str, key: str, request_hash: str) -> Begun:
+        """Reserve `key` for this request, or say why not (replay, conflict, busy)."""
+
+        async def op(conn: AsyncConnection) -> Begun:
+            now = utcnow()
+            where = sa.and_(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+            await conn.execute(sa.delete(idempotency_keys).where(where, idempotency_keys.c.expires_at <= now))
+            row = (await conn.execute(sa.select(idempotency_keys).where(where))).one_or_none()
+            if row is None:
+                await conn.execute(
+                    sa.insert(idempotency_keys).values(
+                        principal=principal,
+                        key=key,
+                        request_hash=request_hash,
+                        response=None,
+                        lease_until=now + self.lease,
+                        created_at=now,
+                        expires_at=now + self.ttl,
+                    )
+                )
+                return Begun(Claim.NEW)
+            if row.request_hash != request_hash:
+                return Begun(Claim.CONFLICT)
+            if row.response is not None:
+                return Begun(Claim.REPLAY, _ANSWER.validate_json(row.response))
+            lease_until = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=now.tzinfo)
+            if lease_until > now:
+                return Begun(Claim.BUSY)
+            # The first call's process died before answering: this repeat takes the key over.
+            await conn.execute(sa.update(idempotency_keys).where(where).values(lease_until=now + self.lease))
+            return Begun(Claim.NEW)
+
+        return await self.store.write(op)
+
+    async def wait(self, principal: str, key: str, request_hash: str, timeout_s: float) -> Begun:
+        """`begin`, waiting up to `timeout_s` while the first call with this key is still running."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            begun = await self.begin(principal, key, request_hash)
+            if begun.claim is not Claim.BUSY or loop.time() >= deadline:
+                return begun
+            await asyncio.sleep(self.poll_s)
+
+    async def finish(self, principal: str, key: str, answer: Answer) -> None:
+        """Store the answer for repeats."""
+        response = _ANSWER.dump_json(answer).decode()
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(
+                sa.update(idempotency_keys)
+                .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+                .values(response=response)
+            )
+
+        await self.store.write(op)
+
+    async def abandon(self, principal: str, key: str) -> None:
+        """Forget a reservation whose operation failed unexpectedly, so a repeat runs it afresh."""
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(
+                sa.delete(idempotency_keys).where(
+                    idempotency_keys.c.principal == principal,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.response.is_(None),
+                )
+            )
+
+        await self.store.write(op)
+
+    async def purge(self) -> int:
+        """Delete expired keys; how many."""
+
+        async def op(conn: AsyncConnection) -> int:
+            result = await conn.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.expires_at <= utcnow()))
+            return int(result.rowcount or 0)
+
+        return await self.store.write(op)
+
+
+def request_hash(operation: str, data: Any) -> str:
+    """A stable hash of what a keyed request asks for (operation name and arguments)."""
+    import hashlib
+
+    return hashlib.sha256(orjson.dumps([operation, data], option=orjson.OPT_SORT_KEYS)).hexdigest()

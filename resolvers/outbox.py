@@ -1,0 +1,415 @@
+"""The durable outbox: every accepted write is a delivery row until each vendor has it, it fails, or a newer write
+of the same contact supersedes it.
+
+A delivery is written in the same transaction as the accepted contact, before any vendor is called, so a process
+killed at any point loses nothing: a delivery nobody finished is picked up again once its lease runs out. A row
+being sent carries a lease (owner, until); claiming is a compare-and-set on the lease (and `FOR UPDATE SKIP LOCKED`
+on PostgreSQL), so any number of workers in any number of processes send each delivery once. Per contact and
+vendor at most one delivery is in flight, and the newest wins: an older pending delivery is superseded, never sent
+after a newer one. A delivery always sends the contact as it is when it is sent, so a retried old delivery cannot
+write stale data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
+from resolvers.store import Store, deliveries
+
+
+class DeliveryStatus(Enum):
+    """Where a delivery stands."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    SUPERSEDED = "SUPERSEDED"
+    CANCELLED = "CANCELLED"
+
+
+class Operation(Enum):
+    """What a delivery does at the vendor."""
+
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row of the outbox."""
+
+    id: int
+    contact_id: str
+    vendor: Vendor
+    operation: Operation
+    contact_version: int
+    force: bool
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_until: datetime | None
+    expires_at: datetime
+    result_status: VendorStatus | None
+    last_error: str | None
+    last_http_status: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=int(row.id),
+        contact_id=row.contact_id,
+        vendor=Vendor(row.vendor),
+        operation=Operation(row.operation),
+        contact_version=int(row.contact_version),
+        force=bool(row.force),
+        status=DeliveryStatus(row.status),
+        attempts=int(row.attempts),
+        next_attempt_at=_aware(row.next_attempt_at) or utcnow(),
+        lease_owner=row.lease_owner,
+        lease_until=_aware(row.lease_until),
+        expires_at=_aware(row.expires_at) or utcnow(),
+        result_status=VendorStatus(row.result_status) if row.result_status else None,
+        last_error=row.last_error,
+        last_http_status=row.last_http_status,
+        created_at=_aware(row.created_at) or utcnow(),
+        updated_at=_aware(row.updated_at) or utcnow(),
+    )
+
+
+def _leased(now: datetime) -> sa.ColumnElement[bool]:
+    """The row is being sent right now (its lease has not run out)."""
+    return sa.and_(deliveries.c.lease_until.is_not(None), deliveries.c.lease_until > now)
+
+
+def _same_pair(contact_id: Any, vendor: Any) -> sa.ColumnElement[bool]:
+    return sa.and_(deliveries.c.contact_id == contact_id, deliveries.c.vendor == vendor)
+
+
+def describe_errors(result: VendorResult) -> str | None:
+    """A short description of a result's errors for the delivery row (codes and the first message)."""
+    if not result.errors:
+        return None
+    codes = ", ".join(dict.fromkeys(e.code.value for e in result.errors))
+    return f"{codes}: {result.errors[0].message}"[:1000]
+
+
+class Outbox:
+    """Delivery rows: enqueue with the accepted write, complete with the vendor's answer, claim for redelivery."""
+
+    def __init__(self, store: Store, *, owner: str, expire_after_s: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.expire_after = timedelta(seconds=expire_after_s)
+
+    # -- inside the accept and complete transactions (called with the writer's connection) -------------------------
+
+    async def enqueue(
+        self,
+        conn: AsyncConnection,
+        *,
+        contact_id: str,
+        vendor: Vendor,
+        operation: Operation,
+        version: int,
+        force: bool,
+        lease_s: float,
+    ) -> tuple[int, bool]:
+        """Add a delivery; supersede older ones not in flight. Returns its id and whether this process may send it
+        now (False when an older delivery of the same contact to the same vendor is still in flight)."""
+        now = utcnow()
+        pair = _same_pair(contact_id, vendor.value)
+        pending = deliveries.c.status == DeliveryStatus.PENDING.value
+        busy = await conn.scalar(sa.select(sa.func.count()).where(pair, pending, _leased(now)))
+        await conn.execute(
+            sa.update(deliveries)
+            .where(pair, pending, sa.not_(_leased(now)))
+            .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
+        )
+        leased = not busy
+        new_id = await conn.scalar(
+            sa.insert(deliveries)
+            .values(
+                contact_id=contact_id,
+                vendor=vendor.value,
+                operation=operation.value,
+                contact_version=version,
+                force=force,
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=self.owner if leased else None,
+                lease_until=now + timedelta(seconds=lease_s) if leased else None,
+                expires_at=now + self.expire_after,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(deliveries.c.id)
+        )
+        return int(new_id), leased
+
+    async def complete(
+        self,
+        conn: AsyncConnection,
+        delivery_id: int,
+        result: VendorResult,
+        *,
+        retry_at: datetime | None,
+        answered: VendorStatus | None = None,
+    ) -> DeliveryStatus:
+        """Record an attempt's outcome (`answered`: the vendor's status, when `result` now says QUEUED):
+        DELIVERED, back to PENDING until `retry_at`, or FAILED.
+
+        A delivery that would wait again while a newer one of the same pair is pending is superseded instead, and
+        one an operator cancelled meanwhile stays cancelled.
+        """
+        now = utcnow()
+        row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+        if row is None:
+            return DeliveryStatus.CANCELLED
+        answered = answered or result.status
+        if answered in SUCCESS_STATUSES or answered is VendorStatus.SKIPPED:
+            status = DeliveryStatus.DELIVERED
+        elif retry_at is not None:
+            status = DeliveryStatus.PENDING
+            newer = await conn.scalar(
+                sa.select(sa.func.count()).where(
+                    _same_pair(row.contact_id, row.vendor),
+                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.id > delivery_id,
+                )
+            )
+            if newer:
+                status = DeliveryStatus.SUPERSEDED
+        else:
+            status = DeliveryStatus.FAILED
+        if row.status in (DeliveryStatus.CANCELLED.value, DeliveryStatus.SUPERSEDED.value):
+            status = DeliveryStatus(row.status)
+        await conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == delivery_id)
+            .values(
+                status=status.value,
+                attempts=deliveries.c.attempts + result.attempts,
+                result_status=answered.value,
+                last_error=describe_errors(result),
+                last_http_status=result.http_status,
+                next_attempt_at=retry_at or now,
+                lease_owner=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+        return status
+
+    # -- the worker's side ------------------------------------------------------------------------------------------
+
+    async def claim(self, limit: int, lease_s: dict[Vendor, float], vendors: Sequence[Vendor]) -> list[Delivery]:
+        """Lease up to `limit` due deliveries for `vendors` to this owner; expired ones become FAILED first."""
+        if not vendors or limit <= 0:
+            return []
+
+        async def op(conn: AsyncConnection) -> list[Delivery]:
+            now = utcnow()
+            pending = deliveries.c.status == DeliveryStatus.PENDING.value
+            await conn.execute(
+                sa.update(deliveries)
+                .where(pending, deliveries.c.expires_at <= now, sa.not_(_leased(now)))
+                .values(
+                    status=DeliveryStatus.FAILED.value,
+                    last_error="EXPIRED: not delivered before the outbox expiry",
+                    updated_at=now,
+                )
+            )
+            query = (
+                sa.select(deliveries)
+                .where(
+                    pending,
+                    deliveries.c.next_attempt_at <= now,
+                    sa.not_(_leased(now)),
+                    deliveries.c.vendor.in_([v.value for v in vendors]),
+                )
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            claimed: list[Delivery] = []
+            seen: set[tuple[str, str]] = set()
+            for row in (await conn.execute(query)).all():
+                pair = (row.contact_id, row.vendor)
+                if pair in seen:
+                    continue
+                seen.add(pair)
+                others = (
+                    await conn.execute(
+                        sa.select(deliveries.c.id, deliveries.c.lease_until).where(
+                            _same_pair(*pair), pending, deliveries.c.id != row.id
+                        )
+                    )
+                ).all()
+                if any((_aware(o.lease_until) or now) > now for o in others):
+                    continue  # an older one is in flight: this one waits for it
+                if any(o.id > row.id for o in others):
+                    # A newer write of this contact is pending: it is the one to send.
+                    await conn.execute(
+                        sa.update(deliveries)
+                        .where(deliveries.c.id == row.id)
+                        .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
+                    )
+                    continue
+                until = now + timedelta(seconds=lease_s.get(Vendor(row.vendor), 30.0))
+                taken = await conn.execute(
+                    sa.update(deliveries)
+                    .where(deliveries.c.id == row.id, pending, sa.not_(_leased(now)))
+                    .values(lease_owner=self.owner, lease_until=until, updated_at=now)
+                )
+                if taken.rowcount == 1:
+                    claimed.append(
+                        _delivery((await conn.execute(sa.select(deliveries).where(deliveries.c.id == row.id))).one())
+                    )
+            return claimed
+
+        return await self.store.write(op)
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending delivery becomes due (None: nothing pending)."""
+        async with self.store.engine.connect() as conn:
+            value = await conn.scalar(
+                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.status == DeliveryStatus.PENDING.value
+                )
+            )
+        return _aware(value)
+
+    # -- operators --------------------------------------------------------------------------------------------------
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        """One delivery by id."""
+        async with self.store.engine.connect() as conn:
+            row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+        return _delivery(row) if row is not None else None
+
+    async def page(
+        self,
+        *,
+        status: DeliveryStatus | None,
+        vendor: Vendor | None,
+        first: int,
+        before_id: int | None,
+        contact_id: str | None = None,
+    ) -> tuple[list[Delivery], bool]:
+        """Newest first: up to `first` deliveries with ids below `before_id`, and whether more follow."""
+        query = sa.select(deliveries).order_by(deliveries.c.id.desc()).limit(first + 1)
+        if status is not None:
+            query = query.where(deliveries.c.status == status.value)
+        if vendor is not None:
+            query = query.where(deliveries.c.vendor == vendor.value)
+        if contact_id is not None:
+            query = query.where(deliveries.c.contact_id == contact_id)
+        if before_id is not None:
+            query = query.where(deliveries.c.id < before_id)
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_delivery(r) for r in rows[:first]], len(rows) > first
+
+    async def total(
+        self, *, status: DeliveryStatus | None = None, vendor: Vendor | None = None, contact_id: str | None = None
+    ) -> int:
+        """How many deliveries match (every one when nothing is given)."""
+        query = sa.select(sa.func.count()).select_from(deliveries)
+        if status is not None:
+            query = query.where(deliveries.c.status == status.value)
+        if vendor is not None:
+            query = query.where(deliveries.c.vendor == vendor.value)
+        if contact_id is not None:
+            query = query.where(deliveries.c.contact_id == contact_id)
+        async with self.store.engine.connect() as conn:
+            return int((await conn.scalar(query)) or 0)
+
+    async def open_for(self, contact_ids: Sequence[str]) -> dict[tuple[str, Vendor], list[Delivery]]:
+        """Pending and failed deliveries of these contacts, by (contact, vendor), newest first."""
+        if not contact_ids:
+            return {}
+        query = (
+            sa.select(deliveries)
+            .where(
+                deliveries.c.contact_id.in_(list(contact_ids)),
+                deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
+            )
+            .order_by(deliveries.c.id.desc())
+        )
+        async with self.store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        out: dict[tuple[str, Vendor], list[Delivery]] = {}
+        for row in rows:
+            delivery = _delivery(row)
+            out.setdefault((delivery.contact_id, delivery.vendor), []).append(delivery)
+        return out
+
+    async def retry(self, delivery_id: int) -> Delivery | None:
+        """Make a failed, cancelled or waiting delivery due now (with a fresh expiry); None if it cannot be."""
+        return await self._set_status(
+            delivery_id,
+            allowed=(DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING),
+            status=DeliveryStatus.PENDING,
+            retry=True,
+        )
+
+    async def cancel(self, delivery_id: int) -> Delivery | None:
+        """Stop a pending or failed delivery from being sent (again); None if it cannot be."""
+        return await self._set_status(
+            delivery_id,
+            allowed=(DeliveryStatus.PENDING, DeliveryStatus.FAILED),
+            status=DeliveryStatus.CANCELLED,
+            retry=False,
+        )
+
+    async def _set_status(
+        self, delivery_id: int, *, allowed: tuple[DeliveryStatus, ...], status: DeliveryStatus, retry: bool
+    ) -> Delivery | None:
+        async def op(conn: AsyncConnection) -> Delivery | None:
+            now = utcnow()
+            row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+            if row is None or DeliveryStatus(row.status) not in allowed:
+                return None
+            values: dict[str, Any] = {"status": status.value, "updated_at": now}
+            if retry:
+                # Retrying an older delivery must not resurrect it behind a newer one: supersede the others.
+                await conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        _same_pair(row.contact_id, row.vendor),
+                        deliveries.c.status == DeliveryStatus.PENDING.value,
+                        deliveries.c.id != delivery_id,
+                        sa.not_(_leased(now)),
+                    )
+                    .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
+                )
+                values |= {"next_attempt_at": now, "expires_at": now + self.expire_after}
+            await conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+            return _delivery((await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one())
+
+        return await self.store.write(op)

@@ -1,0 +1,132 @@
+"""Nothing lost, nothing duplicated, across killed processes and several processes on one PostgreSQL.
+
+The gateways here are real `contact-gateway serve` processes; the vendor simulators run in the test process and
+count what they hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from resolvers.results import Vendor
+from tests.conftest import WRITE_TOKEN, Simulators, gateway_config_data
+from tests.processes import GatewayProcess
+from tests.support import UPSERT, contact
+
+#: Quick redelivery, and leases that run out soon after a vendor's 2 s deadline (so a restart takes over fast).
+QUICK = {
+    "outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5, "poll_interval_s": 0.05, "lease_grace_s": 0.5},
+}
+ALL_VENDORS_2S = {v.value: {"timeout_s": 2.0} for v in Vendor}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[GatewayProcess]]:
+    started: list[GatewayProcess] = []
+    yield started
+    for process in started:
+        await process.stop()
+
+
+async def test_kill_9_mid_fan_out_loses_and_duplicates_nothing(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    config = gateway_config_data(simulators, f"sqlite:///{tmp_path / 'store.db'}", ALL_VENDORS_2S, QUICK)
+    first = GatewayProcess(config, tmp_path, "first")
+    processes.append(first)
+    await first.start()
+
+    await simulators.faults(Vendor.VALOMNIA, fail_next=100_000, fail_status=503)  # one vendor down
+    await simulators.faults(Vendor.EROS, latency_ms=5_000)  # one vendor slow: the fan-out is still running
+
+    async def send() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await client.post(
+                f"{first.url}/graphql",
+                json={"query": UPSERT, "variables": {"input": contact()}},
+                headers={"Authorization": f"Bearer {WRITE_TOKEN}"},
+            )
+
+    request = asyncio.create_task(send())
+
+    async def eros_reached() -> bool:
+        return bool(await simulators.calls(Vendor.EROS))  # its login or its SaveContact: either is mid-fan-out
+
+    await eventually(eros_reached, "the fan-out reaches Eros")
+    await first.kill()
+    with pytest.raises(httpx.TransportError):
+        await request  # the caller sees the connection die: it never got an answer
+
+    # The vendors recover; a new process starts on the same store.
+    await simulators.faults(Vendor.VALOMNIA, fail_next=0)
+    await simulators.faults(Vendor.EROS, latency_ms=0)
+    second = GatewayProcess(config, tmp_path, "second")
+    processes.append(second)
+    await second.start()
+
+    async def drained() -> bool:
+        return await second.pending() == 0
+
+    await eventually(drained, "every accepted delivery is made after the restart")
+    for vendor in Vendor:
+        state = await simulators.state(vendor)
+        assert len(state["records"]) == 1, (vendor, state["records"].keys())
+        assert state["counters"].get("creates", 1) == 1, (vendor, state["counters"])
+    answer = await second.graphql('{ contact(id: "C-1001") { vendorLinks { vendor remoteId status } } }')
+    links = answer["data"]["contact"]["vendorLinks"]
+    assert {link["vendor"] for link in links} == {v.name for v in Vendor}
+    assert all(link["remoteId"] and link["status"] in {"CREATED", "UPDATED"} for link in links), links
+
+
+@pytest.mark.postgresql
+async def test_two_processes_share_one_outbox_on_postgresql(
+    simulators: Simulators, tmp_path: Path, postgresql_url: str, processes: list[GatewayProcess]
+) -> None:
+    overrides: dict[str, dict[str, Any]] = {"jim2": {"max_attempts": 1, "breaker_threshold": 0, "timeout_s": 5.0}}
+    tables = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05, "max_parallel": 8}}
+    config = gateway_config_data(simulators, postgresql_url, overrides, tables)
+
+    # A backlog: Jim2 is down while 40 contacts are written.
+    await simulators.faults(Vendor.JIM2, fail_next=100_000, fail_status=503)
+    loader = GatewayProcess(config, tmp_path, "loader")
+    processes.append(loader)
+    await loader.start()
+    for i in range(40):
+        person = contact(id=f"PG-{i:02d}", details=[{"kind": "EMAIL", "value": f"person{i}@example.com"}])
+        answer = await loader.graphql(UPSERT, {"input": person, "vendors": ["JIM2"]}, WRITE_TOKEN)
+        assert answer["data"]["upsertContact"]["results"][0]["status"] == "QUEUED", answer
+    await loader.stop()
+    assert (await simulators.state(Vendor.JIM2))["counters"].get("creates", 0) == 0
+
+    # Jim2 recovers (a little slow, so both workers are busy at once); two processes drain the backlog.
+    await simulators.faults(Vendor.JIM2, fail_next=0, latency_ms=40)
+    workers = [GatewayProcess(config, tmp_path, name) for name in ("worker-a", "worker-b")]
+    processes.extend(workers)
+    await asyncio.gather(*(w.start() for w in workers))
+
+    async def drained() -> bool:
+        return await workers[0].pending() == 0
+
+    await eventually(drained, "the backlog is delivered")
+    state = await simulators.state(Vendor.JIM2)
+    assert len(state["records"]) == 40
+    assert state["counters"]["creates"] == 40, "each delivery made exactly once"
+    posts = [c for c in state["calls"] if c["method"] == "POST" and c["path"].endswith("/contacts")]
+    assert len(posts) - sum(1 for c in posts if c["outcome"] == 503) == 40
+    delivered = await workers[1].graphql("{ deliveries(status: DELIVERED, vendor: JIM2) { totalCount } }")
+    assert delivered["data"]["deliveries"]["totalCount"] == 40

@@ -1,0 +1,268 @@
+"""Never lose a write: the durable outbox, redelivery, Retry-After, the circuit breaker, and idempotency keys.
+
+Everything runs over real sockets: a gateway under uvicorn with its background worker, the vendor simulators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from resolvers.results import Vendor
+from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
+from tests.support import UPSERT, by_vendor, contact
+
+#: Redelivery quick enough for tests; every other setting is the product's default.
+FAST_OUTBOX = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05}}
+
+DELIVERIES = """
+query($status: DeliveryStatus, $vendor: Vendor, $contactId: ID, $first: Int, $after: String) {
+  deliveries(status: $status, vendor: $vendor, contactId: $contactId, first: $first, after: $after) {
+    totalCount
+    edges { cursor node { id contactId vendor operation status attempts lastStatus lastError nextAttemptAt } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20.0) -> None:
+    """Wait (bounded) until `check` holds: background delivery takes a moment, never forever."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+async def deliveries(gateway: Gateway, **variables: Any) -> dict[str, Any]:
+    answer = await gateway.graphql(DELIVERIES, variables, token=ADMIN_TOKEN)
+    assert "errors" not in answer, answer
+    result: dict[str, Any] = answer["data"]["deliveries"]
+    return result
+
+
+async def pending(gateway: Gateway, vendor: Vendor | None = None) -> int:
+    found = await deliveries(gateway, status="PENDING", vendor=vendor.name if vendor else None)
+    return int(found["totalCount"])
+
+
+def writes(calls: list[dict[str, Any]], path_part: str = "") -> list[dict[str, Any]]:
+    """Record-writing calls (not logins, not lookups) that reached the vendor's handler."""
+    return [
+        c
+        for c in calls
+        if c["method"] in {"POST", "PUT", "PATCH"}
+        and path_part in c["path"]
+        and not any(a in c["path"] for a in ("auth", "token", "j_spring"))
+    ]
+
+
+async def test_unavailable_vendor_is_queued_then_delivered_once(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    gateway: Gateway = await make_gateway({"jim2": {"max_attempts": 2}}, tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.JIM2, fail_next=4, fail_status=503)  # both in-request attempts, then 2 more
+    payload = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    jim2 = by_vendor(payload["results"])["JIM2"]
+    assert (jim2["status"], jim2["attempts"], payload["status"]) == ("QUEUED", 2, "PARTIAL")
+    assert jim2["deliveryId"]
+    links = {link["vendor"]: link for link in payload["contact"]["vendorLinks"]}
+    assert links["JIM2"]["status"] == "QUEUED"
+
+    await eventually(lambda: _no_pending(gateway), "the queued delivery is made")
+    state = await simulators.state(Vendor.JIM2)
+    assert len(state["records"]) == 1
+    assert state["counters"].get("creates") == 1, "delivered once"
+    row = (await deliveries(gateway, vendor="JIM2"))["edges"][0]["node"]
+    assert (row["status"], row["lastStatus"], row["id"]) == ("DELIVERED", "CREATED", jim2["deliveryId"])
+    assert row["attempts"] >= 4
+    link = await gateway.graphql(
+        '{ contact(id: "C-1001") { vendorLinks { vendor remoteId status pendingDeliveries { id } } } }'
+    )
+    jim2_link = {lk["vendor"]: lk for lk in link["data"]["contact"]["vendorLinks"]}["JIM2"]
+    assert (jim2_link["status"], jim2_link["pendingDeliveries"]) == ("CREATED", [])
+    assert jim2_link["remoteId"] in state["records"]
+
+
+async def _no_pending(gateway: Gateway) -> bool:
+    return await pending(gateway) == 0
+
+
+async def test_retry_after_is_honoured(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    gateway: Gateway = await make_gateway({"oneserve": {"timeout_s": 0.5}}, tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.ONESERVE, throttle_next=1, retry_after=1.5)
+    payload = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    oneserve = by_vendor(payload["results"])["ONESERVE"]
+    # 1.5 s does not fit in a 0.5 s deadline: no hammering in-request, the outbox waits for it instead.
+    assert (oneserve["status"], oneserve["attempts"]) == ("QUEUED", 1)
+    assert [e["code"] for e in oneserve["errors"]] == ["RATE_LIMITED"]
+
+    await eventually(lambda: _no_pending(gateway), "the throttled write is delivered")
+    calls = writes(await simulators.calls(Vendor.ONESERVE))
+    assert [c["outcome"] for c in calls] == [429, 200]
+    assert calls[1]["at"] - calls[0]["at"] >= 1.5, "the vendor's Retry-After was honoured"
+
+
+async def test_circuit_breaker_opens_and_recovers(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    overrides = {"eros": {"max_attempts": 1, "breaker_threshold": 2, "breaker_cooldown_s": 1.0}}
+    gateway: Gateway = await make_gateway(overrides, tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.EROS, fail_next=1000, fail_status=503)
+
+    async def circuit() -> str:
+        vendors = (await gateway.graphql("{ vendors { vendor circuit queuedDeliveries } }", token=READ_TOKEN))["data"]
+        return str({v["vendor"]: v["circuit"] for v in vendors["vendors"]}["EROS"])
+
+    for i in range(2):
+        await gateway.graphql(UPSERT, {"input": contact(id=f"CB-{i}"), "vendors": ["EROS"]})
+    assert await circuit() == "OPEN"
+    calls_when_open = len(await simulators.calls(Vendor.EROS))
+    third = (await gateway.graphql(UPSERT, {"input": contact(id="CB-2"), "vendors": ["EROS"]}))["data"]
+    result = third["upsertContact"]["results"][0]
+    assert (result["status"], result["attempts"]) == ("QUEUED", 0), "an open breaker does not call the vendor"
+    assert "paused" in result["errors"][0]["message"]
+    assert len(await simulators.calls(Vendor.EROS)) == calls_when_open
+
+    await simulators.faults(Vendor.EROS, fail_next=0)  # the vendor recovers
+    await eventually(lambda: _no_pending(gateway), "the breaker's probe succeeds and the backlog drains")
+    assert await circuit() == "CLOSED"
+    assert len((await simulators.state(Vendor.EROS))["records"]) == 3
+
+
+async def test_burst_of_updates_while_down_delivers_the_newest(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    gateway: Gateway = await make_gateway({"jim2": {"max_attempts": 1, "breaker_threshold": 0}}, tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.JIM2, fail_next=100_000, fail_status=503)
+    for i in range(8):
+        answer = await gateway.graphql(UPSERT, {"input": contact(lastName=f"Version-{i}"), "vendors": ["JIM2"]})
+        assert answer["data"]["upsertContact"]["results"][0]["status"] == "QUEUED"
+    assert await pending(gateway, Vendor.JIM2) == 1, "older queued writes are superseded by newer ones"
+    superseded = await deliveries(gateway, status="SUPERSEDED", vendor="JIM2")
+    assert superseded["totalCount"] == 7
+
+    before = len(await simulators.calls(Vendor.JIM2))
+    await simulators.faults(Vendor.JIM2, fail_next=0)
+    await eventually(lambda: _no_pending(gateway), "the newest version is delivered")
+    state = await simulators.state(Vendor.JIM2)
+    (record,) = state["records"].values()
+    assert record["attributes"]["lastName"] == "Version-7"
+    after = state["calls"][before:]
+    assert len(writes(after, "/contacts")) == 1, "only the newest version is sent after recovery"
+
+
+async def test_operators_list_retry_and_cancel_deliveries(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    overrides = {"valomnia": {"max_attempts": 1}}
+    tables = {"outbox": {"backoff_base_s": 30, "backoff_cap_s": 30, "poll_interval_s": 0.05}}
+    gateway: Gateway = await make_gateway(overrides, tables=tables)
+    await simulators.faults(Vendor.VALOMNIA, fail_next=2, fail_status=500)
+    for i in range(2):
+        await gateway.graphql(UPSERT, {"input": contact(id=f"OP-{i}"), "vendors": ["VALOMNIA"]})
+    queued = await deliveries(gateway, status="PENDING", vendor="VALOMNIA", first=1)
+    assert queued["totalCount"] == 2 and queued["pageInfo"]["hasNextPage"]
+    newest = queued["edges"][0]["node"]
+    assert (newest["contactId"], newest["operation"], newest["lastStatus"]) == ("OP-1", "UPSERT", "UNAVAILABLE")
+    older = await deliveries(gateway, status="PENDING", vendor="VALOMNIA", after=queued["pageInfo"]["endCursor"])
+    assert [e["node"]["contactId"] for e in older["edges"]] == ["OP-0"]
+
+    cancel = await gateway.graphql(
+        "mutation($id: ID!) { cancelDelivery(id: $id) { id status } }", {"id": newest["id"]}, token=ADMIN_TOKEN
+    )
+    assert cancel["data"]["cancelDelivery"]["status"] == "CANCELLED"
+    retry = await gateway.graphql(
+        "mutation($id: ID!) { retryDelivery(id: $id) { id status } }",
+        {"id": older["edges"][0]["node"]["id"]},
+        token=ADMIN_TOKEN,
+    )
+    assert retry["data"]["retryDelivery"]["status"] == "PENDING"
+    await eventually(lambda: _no_pending(gateway), "the retried delivery is made at once, not in 30 s")
+    records = (await simulators.state(Vendor.VALOMNIA))["records"]
+    assert len(records) == 1, "the cancelled one was not sent"
+
+    again = await gateway.graphql(
+        "mutation($id: ID!) { cancelDelivery(id: $id) { id } }", {"id": newest["id"]}, token=ADMIN_TOKEN
+    )
+    assert again["errors"][0]["message"].startswith("id:")
+    for token in (WRITE_TOKEN, READ_TOKEN):
+        denied = await gateway.graphql(DELIVERIES, {}, token=token)
+        assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# -- idempotency ----------------------------------------------------------------------------------------------------
+
+KEYED = """
+mutation($input: ContactInput!, $key: String) {
+  upsertContact(input: $input, idempotencyKey: $key) {
+    status results { vendor status remoteId attempts durationMs deliveryId } contact { id lastName updatedAt }
+  }
+}
+"""
+
+
+async def test_idempotent_replay_calls_no_vendor(gateway: Gateway, simulators: Simulators) -> None:
+    first = await gateway.graphql(KEYED, {"input": contact(), "key": "order-77"})
+    calls = {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
+    # A change made meanwhile by someone else does not alter the replay: the first answer is returned as it was.
+    await gateway.graphql(UPSERT, {"input": contact(lastName="Changed")})
+    calls_after_change = {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
+    repeat = await gateway.graphql(KEYED, {"input": contact(), "key": "order-77"})
+    assert repeat == first
+    assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == calls_after_change
+    assert calls_after_change != calls
+
+
+async def test_same_key_other_input_is_a_conflict(gateway: Gateway, simulators: Simulators) -> None:
+    await gateway.graphql(KEYED, {"input": contact(), "key": "k-1"})
+    before = {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
+    conflict = await gateway.graphql(KEYED, {"input": contact(lastName="Other"), "key": "k-1"})
+    assert conflict["data"] is None
+    assert conflict["errors"][0]["extensions"]["code"] == "CONFLICT"
+    assert conflict["errors"][0]["message"].startswith("idempotencyKey:")
+    assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == before
+
+
+async def test_keys_belong_to_their_caller(gateway: Gateway) -> None:
+    await gateway.graphql(KEYED, {"input": contact(), "key": "shared"})
+    other = await gateway.graphql(KEYED, {"input": contact(lastName="Theirs"), "key": "shared"}, token=WRITE_ONLY_TOKEN)
+    assert other["data"]["upsertContact"]["contact"]["lastName"] == "Theirs"
+
+
+async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) -> None:
+    body = {"query": UPSERT, "variables": {"input": contact()}}
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "hdr-1"}
+    first = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+    before = {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
+    second = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+    assert second == first
+    assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == before
+    other = {"query": UPSERT, "variables": {"input": contact(lastName="X")}}
+    conflict = (await gateway.client.post(f"{gateway.url}/graphql", json=other, headers=headers)).json()
+    assert conflict["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_concurrent_repeats_run_once(gateway: Gateway, simulators: Simulators) -> None:
+    await simulators.faults(Vendor.EROS, latency_ms=300)
+    answers = await asyncio.gather(*(gateway.graphql(KEYED, {"input": contact(), "key": "race"}) for _ in range(5)))
+    assert all(a == answers[0] for a in answers)
+    saves = [c for c in await simulators.calls(Vendor.EROS) if c["path"].endswith("SaveContact")]
+    assert len(saves) == 1
+
+
+async def test_keys_expire(make_gateway: Callable[..., Any]) -> None:
+    gateway: Gateway = await make_gateway(tables={"idempotency": {"ttl_s": 0.3}})
+    await gateway.graphql(KEYED, {"input": contact(), "key": "short"})
+    await asyncio.sleep(0.4)
+    reused = await gateway.graphql(KEYED, {"input": contact(lastName="Later"), "key": "short"})
+    assert reused["data"]["upsertContact"]["contact"]["lastName"] == "Later"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "tab\tkey"])
+async def test_bad_keys_are_refused(gateway: Gateway, key: str) -> None:
+    answer = await gateway.graphql(KEYED, {"input": contact(), "key": key})
+    assert answer["errors"][0]["message"].startswith("idempotencyKey:")
