@@ -151,6 +151,8 @@ class FanOut:
         }
         #: Set when a delivery is queued, so this process's worker looks at once.
         self.wakeup = asyncio.Event()
+        for vendor, connector in connectors.items():
+            connector.link_owner = partial(store.link_owner, vendor)
 
     def targets(self, vendors: Sequence[Vendor] | None) -> list[Vendor]:
         """The vendors an operation addresses, in registry order: all configured ones when none are named."""

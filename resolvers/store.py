@@ -58,6 +58,7 @@ vendor_links = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_vendor_links_remote", "vendor", "remote_id"),
 )
 
 #: The durable outbox: one row per (accepted write, vendor) until the vendor has it, it fails, or a newer write
@@ -345,6 +346,20 @@ class Store:
             await conn.execute(stmt)
 
     # -- reads ----------------------------------------------------------------------------------------------------
+
+    async def link_owner(self, vendor: Vendor, remote_id: str) -> str | None:
+        """The contact whose live cross-reference at `vendor` is `remote_id`, if any."""
+        async with self.engine.connect() as conn:
+            owner = await conn.scalar(
+                sa.select(vendor_links.c.contact_id)
+                .where(
+                    vendor_links.c.vendor == vendor.value,
+                    vendor_links.c.remote_id == remote_id,
+                    vendor_links.c.deleted.is_(False),
+                )
+                .limit(1)
+            )
+        return str(owner) if owner is not None else None
 
     async def links(self, contact_id: str) -> dict[Vendor, CrossReference]:
         """The cross-references of one contact, by vendor."""

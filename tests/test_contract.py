@@ -237,3 +237,14 @@ async def test_delete(vendor: Vendor, gateway: Gateway, simulators: Simulators) 
     assert (await simulators.state(vendor))["counters"].get("deletes") == 1
     recreated = by_vendor((await upsert(gateway, contact()))["results"])[vendor.name]
     assert recreated["status"] == "CREATED", "a deleted contact written again is created again"
+
+
+async def test_contacts_sharing_an_email_stay_two_records(
+    vendor: Vendor, gateway: Gateway, simulators: Simulators
+) -> None:
+    """Adoption by e-mail never takes a record another contact of the gateway is linked to."""
+    first = by_vendor((await upsert(gateway, contact(id="SHARED-1")))["results"])[vendor.name]
+    second = by_vendor((await upsert(gateway, contact(id="SHARED-2", firstName="Bea")))["results"])[vendor.name]
+    assert (first["status"], second["status"]) == ("CREATED", "CREATED")
+    assert first["remoteId"] != second["remoteId"]
+    assert len((await simulators.state(vendor))["records"]) == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import pairwise
@@ -175,6 +175,10 @@ class Prepared:
     wire: BaseModel | None
     errors: list[FieldError]
     warnings: list[str]
+    #: The gateway's id of the contact (adoption must not take a record another contact owns).
+    contact_id: str = ""
+    #: Wire path -> canonical input path (`Mapped.sources`), for vendor error bodies that name wire fields.
+    sources: dict[str, str] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -334,6 +338,16 @@ class Connector(ABC, Generic[SettingsT]):
     def __init__(self, settings: SettingsT, transport: Transport) -> None:
         self.settings = settings
         self.transport = transport
+        #: Who owns a remote record in the gateway's cross-reference (set by the engine; None: nobody known).
+        self.link_owner: Callable[[str], Awaitable[str | None]] | None = None
+
+    async def owned_by(self, remote_id: str, contact_id: str) -> bool:
+        """May reconciliation adopt `remote_id` for `contact_id`? Not when another contact's link names it: two
+        contacts sharing an e-mail address stay two records at the vendor."""
+        if self.link_owner is None:
+            return True
+        owner = await self.link_owner(remote_id)
+        return owner is None or owner == contact_id
 
     @abstractmethod
     def map(self, contact: Contact) -> Mapped:
@@ -379,7 +393,15 @@ class Connector(ABC, Generic[SettingsT]):
             reported = {(e.field, e.vendor_field) for e in errors}
             errors.extend(e for e in wire_errors(exc, mapped) if (e.field, e.vendor_field) not in reported)
         warnings = list(mapped.warnings) + _unsent(contact, mapped, self.vendor)
-        return Prepared(vendor=self.vendor, payload=mapped.payload, wire=wire, errors=errors, warnings=warnings)
+        return Prepared(
+            vendor=self.vendor,
+            payload=mapped.payload,
+            wire=wire,
+            errors=errors,
+            warnings=warnings,
+            contact_id=contact.id,
+            sources=mapped.sources,
+        )
 
     def options(self, contact: Contact) -> dict[str, Any]:
         """This vendor's entry of the contact's `vendorOptions` (empty when none was given)."""

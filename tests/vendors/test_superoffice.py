@@ -41,7 +41,7 @@ from resolvers.vendors.superoffice import (
     SuperOfficeSimulator,
     demo_config,
 )
-from resolvers.vendors.superoffice.connector import SourcedPrepared, auth_headers, canonical_path, if_unmodified_since
+from resolvers.vendors.superoffice.connector import auth_headers, canonical_path, if_unmodified_since
 from resolvers.vendors.superoffice.mapping import from_wire, put_body, to_wire
 from resolvers.vendors.superoffice.simulator import DEMO_PASSWORD, DEMO_TOKEN, DEMO_USERNAME
 from resolvers.vendors.superoffice.wire import ContactEntity
@@ -469,7 +469,7 @@ def test_error_bodies_map_to_the_taxonomy(
 
 def test_a_field_named_in_the_message_becomes_a_field_error() -> None:
     prepared = offline().prepare(make_contact(vendorOptions={"superoffice": {"categoryId": 3}}))
-    assert isinstance(prepared, SourcedPrepared)
+    assert prepared.sources
     sources = prepared.sources
     body = {"Error": True, "ErrorType": "SoNotFoundException", "ErrorMessage": "No list item 3 for 'Category'"}
     error = offline()._error(so_response(400, body), sources)
@@ -823,7 +823,7 @@ async def test_superoffice_enforces_its_own_limits_and_lists(serve: Serve) -> No
     so = await serve(countries={578: ("NO", "Norway")})
     connector = so.connector()
     prepared = connector.prepare(make_contact())
-    assert isinstance(prepared, SourcedPrepared)
+    assert prepared.sources
     with pytest.raises(VendorRejected) as caught:
         await connector.upsert(prepared, None)
     assert [(e.field, e.vendor_field) for e in caught.value.field_errors] == [("address.country", "Country")]

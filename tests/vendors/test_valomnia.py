@@ -556,8 +556,8 @@ class LosesTheNextCreateAnswer(ValomniaConnector):
     valomnia: Valomnia
     armed = True
 
-    async def find(self, email: str, customer: str) -> str | None:
-        found = await super().find(email, customer)
+    async def find(self, email: str, customer: str, contact_id: str = "") -> str | None:
+        found = await super().find(email, customer, contact_id)
         if self.armed:
             self.armed = False
             await self.valomnia.faults(drop_after_next=1)

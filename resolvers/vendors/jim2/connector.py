@@ -211,7 +211,11 @@ class Jim2Connector(Connector[Jim2Settings]):
                     f"cardNo changed to {card_no}: written to that card; contact {link.remote_id} on card "
                     f"{card_of(link.remote_id)} was left in place"
                 )
-        found = await self._reconcile(card_no, payload, warnings) if self.reconciles(prepared) else None
+        found = (
+            await self._reconcile(card_no, payload, warnings, prepared.contact_id)
+            if self.reconciles(prepared)
+            else None
+        )
         if found is not None:
             adopted = await self._update(found, payload, None)
             if adopted is not None:
@@ -229,7 +233,7 @@ class Jim2Connector(Connector[Jim2Settings]):
         remote_id = link.remote_id if link is not None else None
         warnings: list[str] = []
         if not remote_id and link is not None and link.payload and _emails(link.payload, self._email_type):
-            remote_id = await self._reconcile(str(link.payload.get(CARD_NO)), link.payload, warnings)
+            remote_id = await self._reconcile(str(link.payload.get(CARD_NO)), link.payload, warnings, contact_id)
         if not remote_id:
             return Delivered(
                 status=VendorStatus.SKIPPED,
@@ -296,8 +300,11 @@ class Jim2Connector(Connector[Jim2Settings]):
             _resource(response)
         return Delivered(status=VendorStatus.UPDATED, remote_id=remote_id, http_status=response.status)
 
-    async def _reconcile(self, card_no: str, payload: Mapping[str, Any], warnings: list[str]) -> str | None:
-        """The id of the card's contact that has one of the payload's e-mail addresses, if any."""
+    async def _reconcile(
+        self, card_no: str, payload: Mapping[str, Any], warnings: list[str], contact_id: str
+    ) -> str | None:
+        """The id of the card's contact that has one of the payload's e-mail addresses, if any, and that no other
+        contact of the gateway is linked to."""
         wanted = [e.casefold() for e in _emails(payload, self._email_type)]
         # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts returns all; no paging per VENDORS.md).
         response = await self._call("GET", self.contacts_url(card_no))
@@ -312,7 +319,11 @@ class Jim2Connector(Connector[Jim2Settings]):
             ) from exc
         email_type = (self._email_type or "").casefold()
         for email in wanted:
-            matches = [c.id for c in contacts if email in _contact_emails(c, email_type)]
+            matches = [
+                c.id
+                for c in contacts
+                if email in _contact_emails(c, email_type) and await self.owned_by(c.id, contact_id)
+            ]
             if matches:
                 if len(matches) > 1:
                     warnings.append(

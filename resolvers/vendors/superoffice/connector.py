@@ -37,7 +37,6 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, ClassVar, Literal
@@ -136,13 +135,6 @@ class SuperOfficeSettings(VendorSettings):
         return value
 
 
-@dataclass(slots=True)
-class SourcedPrepared(Prepared):
-    """A prepared contact that remembers which canonical field each wire field came from (for vendor errors)."""
-
-    sources: dict[str, str] = field(default_factory=dict)
-
-
 class SuperOfficeConnector(Connector[SuperOfficeSettings]):
     """SuperOffice: create, read-modify-write update, delete; reconciles by DbiKey."""
 
@@ -169,18 +161,6 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         """The ContactEntity for `contact` (see `mapping.to_wire`)."""
         return to_wire(contact, self.settings, self.options(contact))
 
-    def prepare(self, contact: Contact) -> Prepared:
-        """Pre-flight as the base does it, keeping the wire -> canonical sources for SuperOffice's own errors."""
-        prepared = super().prepare(contact)
-        return SourcedPrepared(
-            vendor=prepared.vendor,
-            payload=prepared.payload,
-            wire=prepared.wire,
-            errors=prepared.errors,
-            warnings=prepared.warnings,
-            sources=self.map(contact).sources,
-        )
-
     def reconciles(self, prepared: Prepared) -> bool:
         """Always: DbiKey (the contact's id) is always sent, and a create first looks it up."""
         return True
@@ -188,7 +168,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
         """Update the linked record; else adopt the one with this DbiKey; else create one."""
         payload = prepared.payload
-        sources = prepared.sources if isinstance(prepared, SourcedPrepared) else {}
+        sources = prepared.sources or {}
         warnings: list[str] = []
         if link is not None and link.remote_id:
             try:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Annotated, Any, ClassVar
 from urllib.parse import quote
@@ -138,13 +138,6 @@ class ValomniaSettings(VendorSettings):
         return self.username is not None and self.password is not None
 
 
-@dataclass(slots=True)
-class TracedPrepared(Prepared):
-    """A prepared contact that remembers the canonical path behind each wire field (Valomnia's errors name fields)."""
-
-    sources: dict[str, str] = field(default_factory=dict)
-
-
 #: Wire field -> canonical path, for payloads prepared elsewhere (details are then only known as `details`).
 _FALLBACK_SOURCES: dict[str, str] = {
     "firstName": "firstName",
@@ -211,18 +204,6 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         """The contact form for `contact` (see `mapping.to_wire`)."""
         return to_wire(contact, self.settings, self.options(contact))
 
-    def prepare(self, contact: Contact) -> TracedPrepared:
-        """The base's pre-flight, keeping the wire field -> canonical path table for Valomnia's error bodies."""
-        prepared = super().prepare(contact)
-        return TracedPrepared(
-            vendor=prepared.vendor,
-            payload=prepared.payload,
-            wire=prepared.wire,
-            errors=prepared.errors,
-            warnings=prepared.warnings,
-            sources=self.map(contact).sources,
-        )
-
     def reconciles(self, prepared: Prepared) -> bool:
         """True when the contact has an e-mail: a create is then preceded by a lookup that adopts a lost one."""
         return self.settings.reconcile_by_email and bool(prepared.payload.get("email"))
@@ -244,7 +225,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
         """Update the linked contact; else adopt the customer's contact with the same e-mail; else create one."""
         payload = prepared.payload
-        sources = prepared.sources if isinstance(prepared, TracedPrepared) else _FALLBACK_SOURCES
+        sources = prepared.sources or _FALLBACK_SOURCES
         warnings: list[str] = []
         if link is not None and link.payload and "imageFile" in link.payload and "imageFile" not in payload:
             warnings.append("vendorOptions.valomnia.imageBase64: Valomnia cannot remove a photo; the old one stays")
@@ -255,7 +236,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
                 self._accepted(response, sources)
                 return Delivered(VendorStatus.UPDATED, link.remote_id, response.status, tuple(warnings))
             gone = link.remote_id
-        found = await self._lookup(payload, sources) if self.reconciles(prepared) else None
+        found = await self._lookup(payload, sources, prepared.contact_id) if self.reconciles(prepared) else None
         if found is not None:
             response = await self._save(payload, found)
             self._accepted(response, sources)
@@ -268,8 +249,9 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             warnings.append(f"Valomnia no longer has contact {gone} (deleted there); created it anew as {remote_id}")
         return Delivered(VendorStatus.CREATED, remote_id, response.status, tuple(warnings))
 
-    async def find(self, email: str, customer: str) -> str | None:
-        """The id of the customer's contact with this e-mail, if Valomnia lists one (see ASSUMED above)."""
+    async def find(self, email: str, customer: str, contact_id: str = "") -> str | None:
+        """The id of the customer's contact with this e-mail that no other gateway contact is linked to, if Valomnia
+        lists one (see ASSUMED above)."""
         size = self.settings.lookup_page_size
         for page in range(self.settings.lookup_max_pages):
             params = {"max": str(size), "offset": str(page * size)}
@@ -282,9 +264,9 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             if response.status != 200:
                 raise self._error(response, _FALLBACK_SOURCES)
             items = _contact_list(response)
-            match = next((item for item in items if self._same(item, email, customer)), None)
-            if match is not None:
-                return str(match.id)
+            for item in items:
+                if self._same(item, email, customer) and await self.owned_by(str(item.id), contact_id):
+                    return str(item.id)
             if len(items) < size:
                 return None
         return None
@@ -295,9 +277,9 @@ class ValomniaConnector(Connector[ValomniaSettings]):
 
     # -- calls ----------------------------------------------------------------------------------------------------
 
-    async def _lookup(self, payload: dict[str, Any], sources: dict[str, str]) -> str | None:
+    async def _lookup(self, payload: dict[str, Any], sources: dict[str, str], contact_id: str) -> str | None:
         try:
-            return await self.find(str(payload["email"]), str(payload.get("customerId", "")))
+            return await self.find(str(payload["email"]), str(payload.get("customerId", "")), contact_id)
         except VendorError as exc:
             # A failed lookup created nothing: repeating the whole upsert cannot duplicate.
             exc.sent = False
