@@ -2,9 +2,11 @@
 
 Each vendor runs in its own task under its own deadline (`timeout_s`, all attempts included), concurrency limit,
 rate limit and circuit breaker; one slow or failing vendor never delays or fails the others beyond its deadline.
-A transient failure is retried only when repeating the call cannot duplicate the record: the vendor upserts
-natively, the call updates a known remote id, the connector looks for the record it may already have made before
-creating, or the request surely never reached the vendor.
+A transient failure is retried when repeating the call cannot duplicate the record: the vendor upserts natively,
+the call updates a known remote id, the connector looks for the record it may already have made before creating,
+the request surely never reached the vendor, or the vendor answered that it failed (5xx, 429). A create that got
+no answer at all and that nothing can find again is ambiguous: its delivery is FAILED for an operator to check,
+never repeated on its own.
 
 Nothing accepted is lost: the contact and one outbox delivery per vendor to call are committed in one transaction
 before any vendor is called; each vendor's answer completes its delivery in a second transaction. A vendor still
@@ -387,6 +389,12 @@ class FanOut:
             result.delivery_id = item.delivery_id
             if result.status is VendorStatus.QUEUED:
                 waiting[vendor] = None  # never called: stays as it was enqueued
+            elif result.status is VendorStatus.UNAVAILABLE and result.ambiguous:
+                result.warnings.append(
+                    f"not retried: {vendor.name} may have created the contact before the connection failed, and "
+                    "without an e-mail or key it cannot be found again, so a retry could duplicate it; check the "
+                    f"vendor, then retryDelivery({item.delivery_id}) if it is missing"
+                )
             elif result.status is VendorStatus.UNAVAILABLE:
                 attempts = max(result.attempts, 1)
                 delay = backoff(attempts, result.retry_after, self.settings.backoff_base_s, self.settings.backoff_cap_s)
@@ -474,7 +482,13 @@ class FanOut:
                             breaker.failure()
                         else:
                             breaker.success()  # the vendor answered: it is up
-                        if not exc.transient or attempts >= settings.max_attempts or not (safe or not exc.sent):
+                        if not exc.transient:
+                            raise
+                        if not safe and exc.sent and exc.http_status is None:
+                            # No answer to a create that nothing can find again: it may exist now.
+                            result.ambiguous = True
+                            raise
+                        if attempts >= settings.max_attempts:
                             raise
                         delay = backoff(attempts, exc.retry_after)
                         if loop.time() + delay >= deadline:
@@ -493,6 +507,7 @@ class FanOut:
                     break
         except TimeoutError:
             breaker.failure()
+            result.ambiguous = not safe and attempts > 0
             _fail(result, VendorTimeout(f"no answer within {settings.timeout_s:g} s"))
         except VendorError as exc:
             _fail(result, exc)

@@ -99,6 +99,9 @@ class VendorResult:
     delivery_id: int | None = None
     #: The vendor's Retry-After advice, in seconds (internal: schedules the redelivery).
     retry_after: float | None = None
+    #: A create that may have reached the vendor failed, and nothing can find its record again: repeating it could
+    #: duplicate (internal: such a write is FAILED for an operator, never redelivered on its own).
+    ambiguous: bool = False
 
 
 def overall_status(results: list[VendorResult]) -> UpsertStatus:

@@ -266,3 +266,22 @@ async def test_keys_expire(make_gateway: Callable[..., Any]) -> None:
 async def test_bad_keys_are_refused(gateway: Gateway, key: str) -> None:
     answer = await gateway.graphql(KEYED, {"input": contact(), "key": key})
     assert answer["errors"][0]["message"].startswith("idempotencyKey:")
+
+
+async def test_lost_answer_to_an_unfindable_create_is_failed_not_repeated(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """A Jim2 create without an e-mail whose answer is lost cannot be found again: repeating it could duplicate."""
+    gateway: Gateway = await make_gateway(tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.JIM2, drop_after_next_write=1)
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    result = payload["results"][0]
+    assert (result["status"], result["attempts"]) == ("UNAVAILABLE", 1)
+    assert any(w.startswith("not retried: JIM2 may have created the contact") for w in result["warnings"])
+    row = (await deliveries(gateway, vendor="JIM2"))["edges"][0]["node"]
+    assert (row["id"], row["status"]) == (result["deliveryId"], "FAILED")
+    failed = await gateway.graphql('{ contact(id: "C-1001") { vendorLinks { vendor failedDeliveries { id } } } }')
+    links = {lk["vendor"]: lk for lk in failed["data"]["contact"]["vendorLinks"]}
+    assert [d["id"] for d in links["JIM2"]["failedDeliveries"]] == [result["deliveryId"]]
+    assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 1
