@@ -83,12 +83,15 @@ class Outcome:
 
 
 class RateLimit:
-    """At most `rate` calls per second (a token bucket of one second's burst); 0 means unlimited."""
+    """At most `rate` calls per second to a vendor, evenly spaced (no bursts); 0 means unlimited.
+
+    Spacing rather than a token bucket: a bucket lets a burst plus a second's refill into one second, and a vendor
+    that counts per second would throttle that.
+    """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self._tokens = max(rate, 1.0)
-        self._stamp = time.monotonic()
+        self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
@@ -96,14 +99,11 @@ class RateLimit:
         if self.rate <= 0:
             return
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(max(self.rate, 1.0), self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + 1.0 / self.rate
+        if wait > 0:
+            await asyncio.sleep(wait)
 
 
 def default_owner() -> str:

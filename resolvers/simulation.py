@@ -67,6 +67,9 @@ class SimulatorState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    #: Calls being handled right now, and the most there ever were at once (to check concurrency limits).
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def count(self, name: str) -> int:
         """Increment and return a named counter (`creates`, `updates`, ...)."""
@@ -134,6 +137,15 @@ class Simulator(ABC):
         )
         self.state.calls.append(call)
         del self.state.calls[:-MAX_CALLS]
+        state = self.state
+        state.in_flight += 1
+        state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            return await self._handle(request, handler, call)
+        finally:
+            state.in_flight -= 1
+
+    async def _handle(self, request: web.Request, handler: Handler, call: Call) -> web.StreamResponse:
         faults = self.state.faults
         if faults.latency_ms or faults.jitter_ms:
             await asyncio.sleep((faults.latency_ms + random.uniform(0, faults.jitter_ms)) / 1000)
@@ -190,6 +202,7 @@ class Simulator(ABC):
                 "counters": self.state.counters,
                 "calls": [asdict(c) for c in self.state.calls],
                 "faults": asdict(self.state.faults),
+                "max_in_flight": self.state.max_in_flight,
             }
         )
 

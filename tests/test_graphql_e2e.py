@@ -52,6 +52,27 @@ async def test_one_vendor_down_is_partial(gateway: Gateway, simulators: Simulato
     assert links["ONESERVE"]["status"] == "CREATED"
 
 
+async def test_two_vendors_fail_differently_while_three_succeed(gateway: Gateway, simulators: Simulators) -> None:
+    await simulators.faults(Vendor.JIM2, fail_next=50, fail_status=502)
+    data = contact(vendorOptions={"valomnia": REGISTRY[Vendor.VALOMNIA].rejecting_options})
+    payload = (await gateway.graphql(UPSERT, {"input": data}))["data"]["upsertContact"]
+    assert payload["status"] == "PARTIAL"
+    results = by_vendor(payload["results"])
+    jim2, valomnia = results["JIM2"], results["VALOMNIA"]
+    assert (jim2["status"], jim2["httpStatus"], [e["code"] for e in jim2["errors"]]) == (
+        "QUEUED",
+        502,
+        ["VENDOR_ERROR"],
+    )
+    assert valomnia["status"] == "REJECTED"
+    assert valomnia["httpStatus"] == 404
+    assert [(e["field"], e["code"], e["vendorCode"]) for e in valomnia["errors"]] == [
+        ("vendorOptions.valomnia.customerId", "NOT_FOUND", "not_found")
+    ]
+    for name in ("ONESERVE", "EROS", "SUPEROFFICE"):
+        assert (results[name]["status"], results[name]["errors"]) == ("CREATED", []), name
+
+
 async def test_oneserve_limit_is_invalid_for_oneserve_only(gateway: Gateway, simulators: Simulators) -> None:
     data = contact()
     data["details"][1]["value"] = "0" * 60  # contact2 holds 50 at Oneserve; Eros has no such limit

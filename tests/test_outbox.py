@@ -285,3 +285,27 @@ async def test_lost_answer_to_an_unfindable_create_is_failed_not_repeated(
     links = {lk["vendor"]: lk for lk in failed["data"]["contact"]["vendorLinks"]}
     assert [d["id"] for d in links["JIM2"]["failedDeliveries"]] == [result["deliveryId"]]
     assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 1
+
+
+async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    gateway: Gateway = await make_gateway({"oneserve": {"max_concurrency": 2}})
+    await simulators.faults(Vendor.ONESERVE, latency_ms=150)
+    await asyncio.gather(
+        *(gateway.graphql(UPSERT, {"input": contact(id=f"CC-{i}"), "vendors": ["ONESERVE"]}) for i in range(8))
+    )
+    state = await simulators.state(Vendor.ONESERVE)
+    assert len(state["records"]) == 8
+    assert state["max_in_flight"] == 2, "never more than max_concurrency calls at once, and the limit is used"
+
+
+async def test_per_vendor_rate_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    gateway: Gateway = await make_gateway({"eros": {"rate_per_s": 4}})
+    await asyncio.gather(
+        *(gateway.graphql(UPSERT, {"input": contact(id=f"RL-{i}"), "vendors": ["EROS"]}) for i in range(10))
+    )
+    saves = sorted(c["at"] for c in await simulators.calls(Vendor.EROS) if c["path"].endswith("SaveContact"))
+    assert len(saves) == 10
+    # Evenly spaced, 4 a second: the 10th call starts 9 intervals (2.25 s) after the first, and no second holds more.
+    assert saves[-1] - saves[0] >= 2.2
+    for start in saves:
+        assert sum(1 for t in saves if start <= t < start + 0.9) <= 4
