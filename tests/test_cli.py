@@ -90,6 +90,8 @@ async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> 
         stdout=asyncio.subprocess.PIPE,
     )
     serve: asyncio.subprocess.Process | None = None
+    log_path = tmp_path / "serve.log"
+    serve_log = log_path.open("wb")
     try:
         assert simulate.stdout is not None
         tables = await _read_until(simulate.stdout, "Ctrl-C")
@@ -112,8 +114,8 @@ async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> 
             "--workers",
             "2",
             env={**os.environ, "SVC_TOKEN": token},
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stdout=serve_log,
+            stderr=serve_log,
         )
         async with httpx.AsyncClient(timeout=30) as client:
             await _wait_until_up(client, f"http://127.0.0.1:{port}/healthz", serve)
@@ -128,9 +130,16 @@ async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> 
                 state = (await client.get(f"http://127.0.0.1:{sim_port}/{vendor}/_admin/state")).json()
                 assert len(state["records"]) == 1, vendor
     finally:
-        for process in (serve, simulate):
+        for name, process in (("serve", serve), ("simulate", simulate)):
             if process is not None and process.returncode is None:
                 process.send_signal(signal.SIGINT)
-                await asyncio.wait_for(process.wait(), timeout=30)
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=60)
+                except TimeoutError:
+                    process.kill()
+                    raise AssertionError(
+                        f"{name} did not stop within 60 s of Ctrl-C; serve's log:\n{log_path.read_text()}"
+                    ) from None
+        serve_log.close()
     assert simulate.returncode == 0
-    assert serve is not None and serve.returncode == 0
+    assert serve is not None and serve.returncode == 0, log_path.read_text()
