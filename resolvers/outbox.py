@@ -22,7 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
-from resolvers.store import Store, deliveries
+from resolvers.store import Store, deliveries, vendor_links
+
+#: The error a delivery gets when the outbox gives up on it.
+EXPIRED = "EXPIRED: not delivered before the outbox expiry ([outbox] expire_after_s)"
 
 
 class DeliveryStatus(Enum):
@@ -234,15 +237,7 @@ class Outbox:
         async def op(conn: AsyncConnection) -> list[Delivery]:
             now = utcnow()
             pending = deliveries.c.status == DeliveryStatus.PENDING.value
-            await conn.execute(
-                sa.update(deliveries)
-                .where(pending, deliveries.c.expires_at <= now, sa.not_(_leased(now)))
-                .values(
-                    status=DeliveryStatus.FAILED.value,
-                    last_error="EXPIRED: not delivered before the outbox expiry",
-                    updated_at=now,
-                )
-            )
+            await self._expire(conn, now)
             query = (
                 sa.select(deliveries)
                 .where(
@@ -293,6 +288,32 @@ class Outbox:
             return claimed
 
         return await self.store.write(op)
+
+    async def _expire(self, conn: AsyncConnection, now: datetime) -> None:
+        """Pending deliveries past their expiry become FAILED, and their vendor links say so."""
+        due = sa.and_(
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+            deliveries.c.expires_at <= now,
+            sa.not_(_leased(now)),
+        )
+        expired = (await conn.execute(sa.select(deliveries.c.contact_id, deliveries.c.vendor).where(due))).all()
+        if not expired:
+            return
+        await conn.execute(
+            sa.update(deliveries)
+            .where(due)
+            .values(status=DeliveryStatus.FAILED.value, last_error=EXPIRED, updated_at=now)
+        )
+        for contact_id, vendor in set(expired):
+            await conn.execute(
+                sa.update(vendor_links)
+                .where(
+                    vendor_links.c.contact_id == contact_id,
+                    vendor_links.c.vendor == vendor,
+                    vendor_links.c.last_status == VendorStatus.QUEUED.value,
+                )
+                .values(last_status=VendorStatus.UNAVAILABLE.value, last_error="EXPIRED", synced_at=now)
+            )
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery becomes due (None: nothing pending)."""

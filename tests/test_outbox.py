@@ -309,3 +309,28 @@ async def test_per_vendor_rate_limit(make_gateway: Callable[..., Any], simulator
     assert saves[-1] - saves[0] >= 2.2
     for start in saves:
         assert sum(1 for t in saves if start <= t < start + 0.9) <= 4
+
+
+async def test_undeliverable_writes_expire_visibly(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    tables = {"outbox": {"expire_after_s": 0.5, "backoff_base_s": 0.05, "backoff_cap_s": 0.1, "poll_interval_s": 0.05}}
+    gateway: Gateway = await make_gateway({"eros": {"max_attempts": 1, "breaker_threshold": 0}}, tables=tables)
+    await simulators.faults(Vendor.EROS, fail_next=100_000, fail_status=503)
+    payload = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": ["EROS"]}))["data"]["upsertContact"]
+    assert payload["results"][0]["status"] == "QUEUED"
+
+    async def failed() -> bool:
+        return (await deliveries(gateway, status="FAILED", vendor="EROS"))["totalCount"] == 1
+
+    await eventually(failed, "the delivery expires")
+    row = (await deliveries(gateway, status="FAILED"))["edges"][0]["node"]
+    assert row["lastError"].startswith("EXPIRED")
+    answer = await gateway.graphql(
+        '{ contact(id: "C-1001") { vendorLinks { vendor status lastError failedDeliveries { id } } } }'
+    )
+    (link,) = answer["data"]["contact"]["vendorLinks"]
+    assert (link["status"], link["lastError"], link["failedDeliveries"]) == (
+        "UNAVAILABLE",
+        "EXPIRED",
+        [{"id": row["id"]}],
+    )
+    assert await pending(gateway) == 0
