@@ -10,18 +10,25 @@ from typing import Any
 
 import aiohttp
 import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.parse_content_type import parse_content_type
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
 from graph.auth import Authenticator, Principal
 from graph.context import Context, Runtime
+from graph.graphiql import graphiql_page, refuse_embedded_headers
+from graph.negotiation import GRAPHQL_RESPONSE_JSON, JSON, is_request_error, response_media_type
 from graph.schema import schema
 from resolvers.config import GatewayConfig
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
@@ -65,6 +72,15 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 )
                 await response(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            # Strawberry's own loop, but a request refused before execution gets a GraphQL error body, not plain text.
+            request = Request(scope, receive)
+            try:
+                answer = await self.run(request)
+            except HTTPException as exc:
+                answer = _refusal(request, exc)
+            await answer(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     def _is_ide_request(self, scope: Scope, headers: dict[str, str]) -> bool:
@@ -74,6 +90,12 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return "query" not in request.query_params and any(
             accept in headers.get("accept", "") for accept in ("text/html", "*/*")
         )
+
+    #: The page a browser gets at GET /graphql (graph/graphiql.py: local files only); set by `create_app`.
+    ide_html = ""
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(self.ide_html)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         principal: Principal | None = request.scope.get("state", {}).get("principal")
@@ -87,12 +109,86 @@ class GatewayGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    # GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/): content negotiation and status codes.
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = response_media_type(request.headers.get("accept")) or JSON
+        return sub_response
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            content_type, _ = parse_content_type(request.content_type or "")
+            if content_type != JSON:
+                raise HTTPException(
+                    415, f"send the operation as {JSON} (Content-Type), not {content_type or 'nothing'}"
+                )
+        if response_media_type(request.headers.get("accept")) is None:
+            raise HTTPException(
+                406, f"this endpoint answers in {GRAPHQL_RESPONSE_JSON} or {JSON}; Accept names neither"
+            )
+        return await super().parse_http_body(request)
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        try:
+            result = await super().execute_single(
+                request=request,
+                request_adapter=request_adapter,
+                sub_response=sub_response,
+                context=context,
+                root_value=root_value,
+                request_data=request_data,
+            )
+        except HTTPException as exc:
+            if isinstance(exc.__cause__, InvalidOperationTypeError) and request_adapter.method == "GET":
+                raise HTTPException(405, "mutations are only accepted over POST") from exc
+            raise
+        # application/json keeps 200 for a failed request (legacy clients read the body); the GraphQL media type says
+        # with a 400 that nothing was executed.
+        if sub_response.media_type == GRAPHQL_RESPONSE_JSON and is_request_error(result):
+            sub_response.status_code = 400
+        return result
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        if is_request_error(result):
+            processed.pop("data", None)
+        return processed
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = sub_response.media_type or JSON
+        return response
+
+
+def _refusal(request: Request, exc: HTTPException) -> Response:
+    """A request refused before execution: its status, and the reason as a GraphQL error (no `data` entry)."""
+    headers = {"Allow": "POST"} if exc.status_code == 405 else {}
+    return Response(
+        orjson.dumps({"errors": [{"message": exc.reason}]}),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type=response_media_type(request.headers.get("accept")) or JSON,
+    )
+
 
 def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` (multi-worker `serve`): the config file named by CONTACT_GATEWAY_CONFIG."""
     from resolvers.config import load_config
 
-    return create_app(load_config(os.environ["CONTACT_GATEWAY_CONFIG"]))
+    config = load_config(os.environ["CONTACT_GATEWAY_CONFIG"])
+    refuse_embedded_headers(config)
+    return create_app(config)
 
 
 def _connectors(config: GatewayConfig, transport: Transport) -> dict[Any, Any]:
@@ -138,11 +234,14 @@ def create_app(config: GatewayConfig) -> Starlette:
             await store.close()
             await session.close()
 
+    ide = graphiql_page(config.server)  # refuses to start when the page would need another host
     graphql = GatewayGraphQL(
         schema,
-        graphql_ide="graphiql" if config.server.graphiql else None,
+        graphql_ide="graphiql" if ide else None,
         allowed_origins=config.server.allowed_origins,
     )
+    if ide:
+        graphql.ide_html = ide.html
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -162,6 +261,7 @@ def create_app(config: GatewayConfig) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            *(ide.routes if ide else []),
         ],
         middleware=middleware,
         lifespan=lifespan,

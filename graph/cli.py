@@ -17,7 +17,15 @@ from typing import Any
 import tomli_w
 import uvicorn
 
-from resolvers.config import build_config, load_config
+from graph.graphiql import (
+    INSTALL_HINT,
+    assets_dir,
+    assets_problem,
+    graphiql_page,
+    install_assets,
+    refuse_embedded_headers,
+)
+from resolvers.config import ServerConfig, build_config, load_config
 from resolvers.errors import ConfigError
 from resolvers.simulation import start_simulators
 from resolvers.vendors import REGISTRY
@@ -56,9 +64,12 @@ EXAMPLE_VARIABLES: dict[str, Any] = {
 
 
 def demo_config(simulator_base: str, token: str, store_url: str) -> dict[str, Any]:
-    """A full configuration: every registered vendor pointed at its simulator, one read/write token."""
+    """A full configuration: every registered vendor pointed at its simulator, one read/write token.
+
+    GraphiQL falls back to the built-in minimal page when its npm files are missing (`demo` tries npm first).
+    """
     return {
-        "server": {"graphiql": True},
+        "server": {"graphiql": True, "graphiql_fallback": True},
         "auth": {"tokens": [{"name": "demo", "token": token, "scopes": ["contacts:read", "contacts:write"]}]},
         "store": {"url": store_url},
         "vendors": {
@@ -68,28 +79,51 @@ def demo_config(simulator_base: str, token: str, store_url: str) -> dict[str, An
     }
 
 
+def demo_example(token: str) -> dict[str, Any]:
+    """`[server.graphiql_example]` of the demo: GraphiQL opens on the example, with the demo token in its headers."""
+    return {"query": EXAMPLE_MUTATION, "variables": EXAMPLE_VARIABLES, "headers": {"Authorization": f"Bearer {token}"}}
+
+
+def _prepare_graphiql(assets: Path) -> bool:
+    """True when the full GraphiQL can be served: its files are there, or `npm ci` just installed them."""
+    if assets_problem(assets) is None:
+        return True
+    print(f"GraphiQL: its pinned files are not in {assets} yet; installing them with npm (once).", flush=True)
+    if install_assets(assets, echo=lambda line: print(line, flush=True)):
+        print("GraphiQL: installed.", flush=True)
+        return True
+    print(
+        "GraphiQL: serving a minimal built-in page instead (operation, variables, headers, Run; no explorer). "
+        f"For the full GraphiQL run `{INSTALL_HINT}` in the repository and restart the demo.",
+        flush=True,
+    )
+    return False
+
+
 def _uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
     # uvloop and httptools: the fastest event loop and HTTP parser uvicorn offers.
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="info", **kwargs)
 
 
-async def _demo(host: str, port: int, sim_port: int, token: str, store_url: str) -> None:
+async def _demo(host: str, port: int, sim_port: int, token: str, store_url: str, assets: Path, full: bool) -> None:
     from graph.app import create_app
 
     simulators = [plugin.simulator() for plugin in REGISTRY.values()]
     runner, bound = await start_simulators(simulators, host="127.0.0.1", port=sim_port)
-    config = build_config(demo_config(f"http://127.0.0.1:{bound}/", token, store_url))
+    data = demo_config(f"http://127.0.0.1:{bound}/", token, store_url)
+    data["server"].update(graphiql_assets=str(assets), graphiql_example=demo_example(token))
+    config = build_config(data)
     server = uvicorn.Server(_uvicorn_config(create_app(config), host, port))
     curl_body = json.dumps({"query": EXAMPLE_MUTATION, "variables": EXAMPLE_VARIABLES}).replace("'", "'\\''")
     print(
         f"""
 contact-gateway demo
-  GraphiQL     http://{host}:{port}/graphql
+  GraphiQL     http://{host}:{port}/graphql  ({"" if full else "minimal built-in page; "}opens on the example below)
   Simulators   http://127.0.0.1:{bound}/  ({", ".join(s.name for s in simulators)})
   Store        {store_url}
   Demo token   {token}
 
-In GraphiQL, open Headers and paste:
+GraphiQL's Headers already hold the demo token:
   {{"Authorization": "Bearer {token}"}}
 
 Example operation:
@@ -139,6 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--simulator-port", type=int, default=8100)
     demo.add_argument("--token", default=None, help="demo bearer token (default: a new random one)")
     demo.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
+    demo.add_argument(
+        "--graphiql-assets",
+        default=None,
+        help="node_modules holding GraphiQL's pinned files (default: the repository's graphiql/node_modules, "
+        "installed with npm when missing)",
+    )
 
     serve = commands.add_parser("serve", help="run the gateway with a configuration file")
     serve.add_argument("--config", default=os.environ.get("CONTACT_GATEWAY_CONFIG"))
@@ -154,15 +194,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             token = args.token or "demo-" + secrets.token_urlsafe(24)
+            assets = Path(args.graphiql_assets).resolve() if args.graphiql_assets else assets_dir(ServerConfig())
             with tempfile.TemporaryDirectory(prefix="contact-gateway-demo-") as tmp:
                 store = args.store or f"sqlite:///{Path(tmp) / 'demo.db'}"
                 with contextlib.suppress(KeyboardInterrupt):
-                    asyncio.run(_demo(args.host, args.port, args.simulator_port, token, store))
+                    full = _prepare_graphiql(assets)
+                    asyncio.run(_demo(args.host, args.port, args.simulator_port, token, store, assets, full))
         elif args.command == "serve":
             if not args.config:
                 raise ConfigError("serve needs --config FILE (or CONTACT_GATEWAY_CONFIG)")
             config_path = str(Path(args.config).resolve())
-            load_config(config_path)  # fail fast, with one clear message, before any worker starts
+            config = load_config(config_path)  # fail fast, with one clear message, before any worker starts
+            refuse_embedded_headers(config)
+            graphiql_page(config.server)
             os.environ["CONTACT_GATEWAY_CONFIG"] = config_path
             uvicorn.run(
                 "graph.app:app_from_env",

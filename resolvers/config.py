@@ -30,12 +30,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class GraphiQLExample(Strict):
+    """`[server.graphiql_example]`: the operation, variables and headers GraphiQL opens with."""
+
+    query: str = Field(min_length=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    #: Set only by `contact-gateway demo` (its token); `serve` refuses headers, so no served page carries a token.
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 class ServerConfig(Strict):
     """`[server]`: how the HTTP server behaves."""
 
     cors_origins: list[str] = Field(default_factory=list)
-    #: GraphiQL at GET /graphql.
+    #: GraphiQL at GET /graphql, from files the gateway serves itself (never from a CDN).
     graphiql: bool = True
+    #: The node_modules directory holding GraphiQL's pinned npm files (default: the repository's
+    #: `graphiql/node_modules`, installed by `npm ci --prefix graphiql`). Missing files stop start-up.
+    graphiql_assets: str | None = None
+    #: When those files are missing, serve a small built-in page (query, variables, headers, Run) instead of failing.
+    graphiql_fallback: bool = False
+    graphiql_example: GraphiQLExample | None = None
     #: Operations over the WebSocket endpoint must come from these origins (empty: same-origin only).
     allowed_origins: list[str] = Field(default_factory=list)
 

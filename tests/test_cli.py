@@ -98,6 +98,8 @@ async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> 
         token = "serve-token-0123456789abcdef"
         config = tmp_path / "gateway.toml"
         config.write_text(
+            # GraphiQL's npm files may be absent here (tests/test_graphiql.py covers serve without them).
+            "[server]\ngraphiql_fallback = true\n\n"
             f'[store]\nurl = "sqlite:///{tmp_path / "serve.db"}"\n\n'
             '[[auth.tokens]]\nname = "svc"\ntoken = "${SVC_TOKEN}"\nscopes = ["contacts:read", "contacts:write"]\n\n'
             + tables

@@ -1,0 +1,160 @@
+"""GraphQL over HTTP: the graphql-http audit suite against the running server, and each behaviour it relies on.
+
+# Docs: https://graphql.github.io/graphql-over-http/draft/
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from graph.negotiation import GRAPHQL_RESPONSE_JSON, JSON, response_media_type
+from tests.conftest import READ_TOKEN, WRITE_TOKEN, Gateway
+from tests.node import require_node, run_script
+
+AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
+GRAPHQL_ACCEPT = {**AUTH, "Accept": GRAPHQL_RESPONSE_JSON}
+JSON_ACCEPT = {**AUTH, "Accept": JSON}
+COERCION = {"query": "query One($id: ID!) { contact(id: $id) { id } }", "variables": {"id": None}}
+
+
+async def post(gateway: Gateway, body: Any, headers: dict[str, str]) -> httpx.Response:
+    return await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)
+
+
+def media_type(response: httpx.Response) -> str:
+    return response.headers["content-type"].split(";", 1)[0].strip()
+
+
+async def test_graphql_http_audit_passes_every_must_and_should(gateway: Gateway) -> None:
+    require_node()
+    audit = await run_script(
+        "audit.mjs", f"{gateway.url}/graphql", "--header", f"Authorization: Bearer {READ_TOKEN}", "--json"
+    )
+    report = json.loads(audit.stdout) if audit.stdout.strip() else {}
+    assert audit.returncode == 0, f"a MUST failed:\n{audit.stdout}{audit.stderr}"
+    failed = [r for r in report["results"] if r["status"] != "ok"]
+    assert [r for r in failed if r["level"] in {"MUST", "SHOULD"}] == [], json.dumps(failed, indent=2)
+    assert report["levels"]["MUST"]["ok"] > 0 and report["levels"]["SHOULD"]["ok"] > 0
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, JSON),
+        ("", JSON),
+        ("*/*", JSON),
+        ("application/*", JSON),
+        (JSON, JSON),
+        (GRAPHQL_RESPONSE_JSON, GRAPHQL_RESPONSE_JSON),
+        (f"{GRAPHQL_RESPONSE_JSON}, {JSON};q=0.9", GRAPHQL_RESPONSE_JSON),
+        (f"{JSON}, {GRAPHQL_RESPONSE_JSON}", GRAPHQL_RESPONSE_JSON),
+        (f"{GRAPHQL_RESPONSE_JSON};q=0.5, {JSON}", JSON),
+        (f"{GRAPHQL_RESPONSE_JSON};q=0, */*", JSON),
+        ("Application/GraphQL-Response+JSON; charset=utf-8", GRAPHQL_RESPONSE_JSON),
+        ("text/html", None),
+        (f"text/html, {JSON};q=0", None),
+    ],
+)
+def test_response_media_type(accept: str | None, expected: str | None) -> None:
+    assert response_media_type(accept) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({**AUTH}, JSON), ({**AUTH, "Accept": "*/*"}, JSON), (JSON_ACCEPT, JSON), (GRAPHQL_ACCEPT, GRAPHQL_RESPONSE_JSON)],
+)
+async def test_answers_in_the_media_type_the_client_accepts(
+    gateway: Gateway, headers: dict[str, str], expected: str
+) -> None:
+    response = await post(gateway, {"query": "{ __typename }"}, headers)
+    assert response.status_code == 200
+    assert media_type(response) == expected
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"query": "{"}, id="parse"),
+        pytest.param({"query": "{ noSuchField }"}, id="validation"),
+        pytest.param(COERCION, id="variable-coercion"),
+    ],
+)
+async def test_request_errors_are_400_for_graphql_response_json_and_200_for_json(
+    gateway: Gateway, body: dict[str, Any]
+) -> None:
+    strict = await post(gateway, body, GRAPHQL_ACCEPT)
+    assert strict.status_code == 400
+    assert media_type(strict) == GRAPHQL_RESPONSE_JSON
+    assert "data" not in strict.json() and strict.json()["errors"]
+
+    legacy = await post(gateway, body, JSON_ACCEPT)
+    assert legacy.status_code == 200
+    assert media_type(legacy) == JSON
+    assert legacy.json() == strict.json()
+
+
+async def test_field_errors_stay_200_with_data_for_graphql_response_json(gateway: Gateway) -> None:
+    response = await post(gateway, {"query": "{ contacts(first: 1000) { totalCount } }"}, GRAPHQL_ACCEPT)
+    assert response.status_code == 200
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_posts_other_than_json_are_415(gateway: Gateway, content_type: str | None) -> None:
+    headers = {**GRAPHQL_ACCEPT, **({"Content-Type": content_type} if content_type else {})}
+    response = await gateway.client.post(
+        f"{gateway.url}/graphql", content=b'{"query": "{ __typename }"}', headers=headers
+    )
+    assert response.status_code == 415
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    assert response.json()["errors"][0]["message"].startswith("send the operation as application/json")
+
+
+async def test_an_accept_naming_neither_json_type_is_406(gateway: Gateway) -> None:
+    response = await post(gateway, {"query": "{ __typename }"}, {**AUTH, "Accept": "text/html"})
+    assert response.status_code == 406
+    assert media_type(response) == JSON
+    assert "errors" in response.json()
+
+
+async def test_mutations_over_get_are_405(gateway: Gateway) -> None:
+    response = await gateway.client.get(
+        f"{gateway.url}/graphql",
+        params={"query": 'mutation { deleteContact(id: "C-1") { status } }'},
+        headers={"Authorization": f"Bearer {WRITE_TOKEN}", "Accept": GRAPHQL_RESPONSE_JSON},
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert "data" not in response.json()
+
+
+async def test_queries_over_get_negotiate_too(gateway: Gateway) -> None:
+    response = await gateway.client.get(
+        f"{gateway.url}/graphql", params={"query": "{ __typename }"}, headers=GRAPHQL_ACCEPT
+    )
+    assert response.status_code == 200
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+
+
+async def test_a_body_that_is_not_json_is_400_with_a_graphql_error(gateway: Gateway) -> None:
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON}
+    response = await gateway.client.post(f"{gateway.url}/graphql", content=b'{"query', headers=headers)
+    assert response.status_code == 400
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+
+
+async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:
+    response = await gateway.client.post(
+        f"{gateway.url}/graphql", content=b"not json", headers={"Accept": "text/html", "Content-Type": "text/plain"}
+    )
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
