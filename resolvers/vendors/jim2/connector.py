@@ -36,7 +36,9 @@ Decisions:
   change only in fields Jim2 does not hold) the PATCH is still sent with empty attributes: valid JSON:API, and it
   proves the record still exists (a 404 recreates it).
 - Reconciliation: with no remote id, the card's contacts are listed and one with the same e-mail (EMail detail,
-  case-insensitive) is adopted (`matched_by="email"`) and updated with every attribute, before any create.
+  case-insensitive) is adopted (`matched_by="email"`) and updated with every attribute, before any create. The
+  listing asks for that e-mail with the ASSUMED JSON:API filter `lookup_filter` (`filter[email]`), so a first write
+  does not read the whole card; every returned contact is checked here too, so a server ignoring it stays correct.
 - A changed card number creates the contact on the new card (Jim2 ids belong to one card) and leaves the old record
   in place, with a warning naming it.
 - Deleting a record Jim2 no longer has reports DELETED with a warning (the end state holds).
@@ -51,6 +53,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlencode
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
@@ -125,6 +128,9 @@ class Jim2Settings(VendorSettings):
     dob_format: str = Field(default=DEFAULT_DOB_FORMAT, min_length=2)
     #: ASSUMED: a contact needs a lastName or a displayName.
     name_required: bool = True
+    #: ASSUMED: the JSON:API filter parameter that narrows the card's contacts to one e-mail address (None: list the
+    #: whole card). Every contact returned is checked here anyway, so a server that ignores it only sends more.
+    lookup_filter: str | None = "filter[email]"
 
     @field_validator("token_path", "logoff_path")
     @classmethod
@@ -306,19 +312,9 @@ class Jim2Connector(Connector[Jim2Settings]):
         """The id of the card's contact that has one of the payload's e-mail addresses, if any, and that no other
         contact of the gateway is linked to."""
         wanted = [e.casefold() for e in _emails(payload, self._email_type)]
-        # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts returns all; no paging per VENDORS.md).
-        response = await self._call("GET", self.contacts_url(card_no))
-        if not 200 <= response.status < 300:
-            raise self._error(response, payload, collection=True)
-        try:
-            contacts = CollectionDocument.model_validate(response.json()).data
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Jim2 listed card {card_no}'s contacts in an unexpected shape: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
         email_type = (self._email_type or "").casefold()
         for email in wanted:
+            contacts = await self._list_card(card_no, payload, email)
             matches = [
                 c.id
                 for c in contacts
@@ -332,6 +328,23 @@ class Jim2Connector(Connector[Jim2Settings]):
                     )
                 return matches[0]
         return None
+
+    async def _list_card(self, card_no: str, payload: Mapping[str, Any], email: str) -> list[ResourceRead]:
+        """The card's contacts, narrowed to `email` when the (ASSUMED) filter is configured."""
+        url = self.contacts_url(card_no)
+        if self.settings.lookup_filter:
+            url += f"?{urlencode({self.settings.lookup_filter: email})}"
+        # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts returns all; no paging per VENDORS.md).
+        response = await self._call("GET", url)
+        if not 200 <= response.status < 300:
+            raise self._error(response, payload, collection=True)
+        try:
+            return list(CollectionDocument.model_validate(response.json()).data)
+        except ValidationError as exc:
+            raise VendorProtocolError(
+                f"Jim2 listed card {card_no}'s contacts in an unexpected shape: {response.excerpt()}",
+                http_status=response.status,
+            ) from exc
 
     # -- HTTP and auth --------------------------------------------------------------------------------------------
 

@@ -119,6 +119,8 @@ class Jim2Simulator(Simulator):
         self.sessions: dict[str, float] = {}
         #: The last contact number given out per card (numbers are never reused).
         self.last_cont_no: dict[str, int] = {}
+        #: E-mail address -> ids of the records holding it (the e-mail filter stays fast on big cards).
+        self.by_email: dict[str, set[str]] = {}
 
     def is_write(self, request: web.Request) -> bool:
         """Only the contact endpoints write records; token and logoff calls do not."""
@@ -145,6 +147,15 @@ class Jim2Simulator(Simulator):
         self.tokens.clear()
         self.sessions.clear()
         self.last_cont_no.clear()
+        self.by_email.clear()
+
+    def _index(self, record: dict[str, Any], *, remove: bool = False) -> None:
+        for email in _record_emails(record):
+            ids = self.by_email.setdefault(email, set())
+            if remove:
+                ids.discard(record["id"])
+            else:
+                ids.add(record["id"])
 
     def licences_in_use(self) -> int:
         """Licensed sessions alive now."""
@@ -269,7 +280,13 @@ class Jim2Simulator(Simulator):
         if card is None:
             return self._unknown_card(request)
         prefix = f"{card}-"
-        return self._document([self._resource(r) for k, r in self.state.records.items() if k.startswith(prefix)])
+        email = request.query.get("filter[email]")
+        if email is not None:  # the JSON:API filter the connector's reconciliation asks for (ASSUMED)
+            ids = sorted(self.by_email.get(email.strip().casefold(), ()))
+            found = [self.state.records[i] for i in ids if i.startswith(prefix) and i in self.state.records]
+        else:
+            found = [r for k, r in self.state.records.items() if k.startswith(prefix)]
+        return self._document([self._resource(r) for r in found])
 
     async def _read(self, request: web.Request) -> web.Response:
         issued = self._authorize(request)
@@ -315,12 +332,13 @@ class Jim2Simulator(Simulator):
             "attributes": {
                 "contNo": cont_no,
                 **{name: attributes.get(name) for name in _TEXT_ATTRIBUTES},
-                "isPrimary": not any(k.startswith(f"{card}-") for k in self.state.records),
+                "isPrimary": cont_no == 1,  # the card's first contact
                 "details": [_detail(d) for d in attributes.get("details") or []],
                 "webAccount": attributes.get("webAccount"),
             },
         }
         self.state.records[record["id"]] = record
+        self._index(record)
         self.state.count("creates")
         body = self._resource(record)
         return self._document(body, status=201, headers={"Location": body["links"]["self"]})
@@ -345,6 +363,7 @@ class Jim2Simulator(Simulator):
         errors = self._violations(attributes, record)
         if errors:
             return self._errors(422, errors)
+        self._index(record, remove=True)
         stored = record["attributes"]
         for name in _TEXT_ATTRIBUTES:
             if name in attributes:
@@ -353,6 +372,7 @@ class Jim2Simulator(Simulator):
             stored["details"] = [_detail(d) for d in attributes["details"] or []]
         if "webAccount" in attributes:
             stored["webAccount"] = attributes["webAccount"]
+        self._index(record)
         self.state.count("updates")
         return self._document(self._resource(record))
 
@@ -366,6 +386,7 @@ class Jim2Simulator(Simulator):
         if record is None:
             return self._unknown_contact(request.match_info["id"])
         del self.state.records[record["id"]]
+        self._index(record, remove=True)
         self.state.count("deletes")
         return web.Response(status=204)
 
@@ -495,3 +516,13 @@ def _parses(value: str, fmt: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _record_emails(record: dict[str, Any]) -> set[str]:
+    """The e-mail addresses of a stored record (EMail details), case-folded."""
+    details = (record.get("attributes") or {}).get("details") or []
+    return {
+        str(d.get("value", "")).strip().casefold()
+        for d in details
+        if isinstance(d, dict) and str(d.get("type", "")).casefold() == "email"
+    }

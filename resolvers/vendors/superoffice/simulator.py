@@ -147,6 +147,9 @@ class SuperOfficeSimulator(Simulator):
         self._next_person = 1000
         #: ContactId -> how many coming PUTs find the record changed just before they apply.
         self.races: dict[str, int] = {}
+        #: Case-folded DbiKey -> contact ids (the DbiKey lookup stays fast with many contacts).
+        self._by_dbi_key: dict[str, set[str]] = {}
+        self._indexed = 0
 
     def add_routes(self, app: web.Application) -> None:
         """The ContactEntity collection (search, create), one record (read, replace, delete), and `touch`."""
@@ -168,6 +171,8 @@ class SuperOfficeSimulator(Simulator):
         self._next_contact = 100
         self._next_person = 1000
         self.races.clear()
+        self._by_dbi_key.clear()
+        self._indexed = 0
 
     def touch(self, contact_id: str, races: int = 0) -> str:
         """Mark a record changed now (and the next `races` PUTs of it changed again); returns its UpdatedDate."""
@@ -201,11 +206,37 @@ class SuperOfficeSimulator(Simulator):
         if request.method == "GET":
             return self._answer(request, record)
         if request.method == "DELETE":
+            self._index(contact_id, record, remove=True)
             del self.state.records[contact_id]
             self.races.pop(contact_id, None)
             self.state.count("deletes")
             return web.Response(status=204)
         return await self._replace(request, record)
+
+    def _candidates(self, where: str | None) -> list[dict[str, Any]]:
+        """Rows a `$filter` may match: by the DbiKey index when it filters on DbiKey text, else every row."""
+        match = _FILTER.match(where or "")
+        if match is not None and match["text"] is not None and self._columns().get(match["column"]) == "DbiKey":
+            wanted = match["text"].replace("''", "'").casefold()
+            if self._indexed != len(self.state.records):
+                # Records put in place directly (tests do): index them all again.
+                self._by_dbi_key.clear()
+                self._indexed = 0
+                for contact_id, record in self.state.records.items():
+                    self._index(contact_id, record)
+            ids = sorted(self._by_dbi_key.get(wanted, ()), key=int)
+            return [self.state.records[i] for i in ids if i in self.state.records]
+        return list(self.state.records.values())
+
+    def _index(self, contact_id: str, record: dict[str, Any] | None, *, remove: bool = False) -> None:
+        key = str((record or {}).get("DbiKey") or "").casefold()
+        ids = self._by_dbi_key.setdefault(key, set())
+        if remove and contact_id in ids:
+            ids.discard(contact_id)
+            self._indexed -= 1
+        elif not remove and contact_id not in ids:
+            ids.add(contact_id)
+            self._indexed += 1
 
     async def _admin_touch(self, request: web.Request) -> web.Response:
         contact_id = request.match_info["id"]
@@ -252,8 +283,8 @@ class SuperOfficeSimulator(Simulator):
     def _search(self, request: web.Request) -> web.Response:
         self.state.count("lookups")
         columns = self._columns()
-        rows = list(self.state.records.values())
         where = request.query.get("$filter")
+        rows = self._candidates(where)
         if where:
             match = _FILTER.match(where)
             if match is None:
@@ -298,6 +329,7 @@ class SuperOfficeSimulator(Simulator):
         record: dict[str, Any] = {"ContactId": int(contact_id), "CreatedDate": now, "UpdatedDate": now}
         self._apply(record, body)
         self.state.records[contact_id] = record
+        self._index(contact_id, record)
         self.state.count("creates")
         return self._answer(request, record)
 
@@ -322,7 +354,9 @@ class SuperOfficeSimulator(Simulator):
         fault = self._check(body, record)
         if fault is not None:
             return _error(400, "ArgumentException", fault)
+        self._index(str(record["ContactId"]), record, remove=True)
         self._apply(record, body)
+        self._index(str(record["ContactId"]), record)
         record["UpdatedDate"] = max(_now(), datetime.fromisoformat(record["UpdatedDate"])).isoformat()
         self.state.count("updates")
         return self._answer(request, record)

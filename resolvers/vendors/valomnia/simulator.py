@@ -172,6 +172,8 @@ class ValomniaSimulator(Simulator):
         #: Contact id -> the photo bytes last uploaded.
         self.photos: dict[str, bytes] = {}
         self._next_id = 1
+        #: Case-folded e-mail -> contact ids (the e-mail filter stays fast with many contacts).
+        self.by_email: dict[str, set[str]] = {}
 
     def reset(self) -> None:
         """Forget records, calls, faults, sessions, tokens and photos."""
@@ -338,7 +340,12 @@ class ValomniaSimulator(Simulator):
             query = request.query
             size = min(self._number("max", query.get("max", "10")), self.max_page_size)
             offset = self._number("offset", query.get("offset", "0"))
-            items = sorted(self.state.records.values(), key=lambda r: int(r["id"]))
+            if self.list_filters and query.get("email"):
+                ids = self.by_email.get(query["email"].casefold(), set())
+                candidates = [self.state.records[i] for i in ids if i in self.state.records]
+            else:
+                candidates = list(self.state.records.values())
+            items = sorted(candidates, key=lambda r: int(r["id"]))
             if self.list_filters and query.get("customerId"):
                 customer = self._customer(query["customerId"], _truthy(query.get("useExternalId")))
                 items = [r for r in items if r["customer"]["id"] == customer.id]
@@ -447,7 +454,12 @@ class ValomniaSimulator(Simulator):
                 f"{request.url.origin()}/{self.name}/{ORGANIZATION}/photoContact/{stamp}_{key}_{image.filename}"
             )
         record["lastUpdated"] = now
-        self.state.records[str(record["id"])] = record
+        key = str(record["id"])
+        old = self.state.records.get(key)
+        if old is not None:
+            self.by_email.get(str(old.get("email", "")).casefold(), set()).discard(key)
+        self.state.records[key] = record
+        self.by_email.setdefault(str(record.get("email", "")).casefold(), set()).add(key)
         return record
 
 
