@@ -238,18 +238,15 @@ class FanOut:
 
             async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
                 version = await self.store.save_contact(conn, contact)
-                return {
-                    vendor: await self.outbox.enqueue(
-                        conn,
-                        contact_id=contact.id,
-                        vendor=vendor,
-                        operation=Operation.UPSERT,
-                        version=version,
-                        force=force,
-                        lease_s=self.lease_s(vendor),
-                    )
-                    for vendor in to_send
-                }
+                return await self.outbox.enqueue(
+                    conn,
+                    contact_id=contact.id,
+                    vendors=list(to_send),
+                    operation=Operation.UPSERT,
+                    version=version,
+                    force=force,
+                    lease_s={v: self.lease_s(v) for v in to_send},
+                )
 
             queued = await self.store.write(accept)
             sent = await self._send(
@@ -289,18 +286,15 @@ class FanOut:
             version = stored.version if stored is not None else 0
 
             async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
-                return {
-                    vendor: await self.outbox.enqueue(
-                        conn,
-                        contact_id=contact_id,
-                        vendor=vendor,
-                        operation=Operation.DELETE,
-                        version=version,
-                        force=True,
-                        lease_s=self.lease_s(vendor),
-                    )
-                    for vendor in capable
-                }
+                return await self.outbox.enqueue(
+                    conn,
+                    contact_id=contact_id,
+                    vendors=capable,
+                    operation=Operation.DELETE,
+                    version=version,
+                    force=True,
+                    lease_s={v: self.lease_s(v) for v in capable},
+                )
 
             queued = await self.store.write(accept)
             sent = await self._send(

@@ -134,44 +134,52 @@ class Outbox:
         conn: AsyncConnection,
         *,
         contact_id: str,
-        vendor: Vendor,
+        vendors: Sequence[Vendor],
         operation: Operation,
         version: int,
         force: bool,
-        lease_s: float,
-    ) -> tuple[int, bool]:
-        """Add a delivery; supersede older ones not in flight. Returns its id and whether this process may send it
-        now (False when an older delivery of the same contact to the same vendor is still in flight)."""
+        lease_s: dict[Vendor, float],
+    ) -> dict[Vendor, tuple[int, bool]]:
+        """Add one delivery per vendor (three statements whatever their number); supersede older ones not in flight.
+
+        Returns each delivery's id and whether this process may send it now (False when an older delivery of the
+        same contact to the same vendor is still in flight: this one then waits for the worker).
+        """
+        if not vendors:
+            return {}
         now = utcnow()
-        pair = _same_pair(contact_id, vendor.value)
-        pending = deliveries.c.status == DeliveryStatus.PENDING.value
-        busy = await conn.scalar(sa.select(sa.func.count()).where(pair, pending, _leased(now)))
+        names = [v.value for v in vendors]
+        mine = sa.and_(
+            deliveries.c.contact_id == contact_id,
+            deliveries.c.vendor.in_(names),
+            deliveries.c.status == DeliveryStatus.PENDING.value,
+        )
+        busy = {row.vendor for row in await conn.execute(sa.select(deliveries.c.vendor).where(mine, _leased(now)))}
         await conn.execute(
             sa.update(deliveries)
-            .where(pair, pending, sa.not_(_leased(now)))
+            .where(mine, sa.not_(_leased(now)))
             .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
         )
-        leased = not busy
-        new_id = await conn.scalar(
-            sa.insert(deliveries)
-            .values(
-                contact_id=contact_id,
-                vendor=vendor.value,
-                operation=operation.value,
-                contact_version=version,
-                force=force,
-                status=DeliveryStatus.PENDING.value,
-                attempts=0,
-                next_attempt_at=now,
-                lease_owner=self.owner if leased else None,
-                lease_until=now + timedelta(seconds=lease_s) if leased else None,
-                expires_at=now + self.expire_after,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(deliveries.c.id)
-        )
-        return int(new_id), leased
+        rows = [
+            {
+                "contact_id": contact_id,
+                "vendor": vendor.value,
+                "operation": operation.value,
+                "contact_version": version,
+                "force": force,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_owner": None if vendor.value in busy else self.owner,
+                "lease_until": None if vendor.value in busy else now + timedelta(seconds=lease_s[vendor]),
+                "expires_at": now + self.expire_after,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for vendor in vendors
+        ]
+        ids = await conn.execute(sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True), rows)
+        return {vendor: (int(row.id), vendor.value not in busy) for vendor, row in zip(vendors, ids.all(), strict=True)}
 
     async def complete(
         self,
