@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from resolvers.breaker import BreakerState, CircuitBreaker
 from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.model import Contact, payload_hash
-from resolvers.outbox import Delivery, Operation, Outbox, utcnow
+from resolvers.outbox import Completion, Delivery, Operation, Outbox, utcnow
 from resolvers.results import (
     SUCCESS_STATUSES,
     ErrorCode,
@@ -413,12 +413,14 @@ class FanOut:
                 if item.result.status is VendorStatus.QUEUED and not item.result.attempts
             ]
             await self.store.apply_links(conn, contact_id, updates)
-            for vendor, item in sent.items():
-                if vendor in waiting and waiting[vendor] is None:
-                    continue
-                await self.outbox.complete(
-                    conn, item.delivery_id, item.result, retry_at=waiting.get(vendor), answered=answered[vendor]
-                )
+            await self.outbox.complete(
+                conn,
+                [
+                    Completion(item.delivery_id, item.result, waiting.get(vendor), answered[vendor])
+                    for vendor, item in sent.items()
+                    if not (vendor in waiting and waiting[vendor] is None)
+                ],
+            )
 
         await self.store.write(op)
         if waiting:

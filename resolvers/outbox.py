@@ -119,6 +119,34 @@ def describe_errors(result: VendorResult) -> str | None:
     return f"{codes}: {result.errors[0].message}"[:1000]
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One attempt's outcome for `Outbox.complete` (`answered`: the vendor's status when the result says QUEUED)."""
+
+    delivery_id: int
+    result: VendorResult
+    retry_at: datetime | None
+    answered: VendorStatus | None = None
+
+
+#: The completion update, built once (executemany with one parameter set per delivery).
+_COMPLETE = (
+    sa.update(deliveries)
+    .where(deliveries.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        attempts=deliveries.c.attempts + sa.bindparam("b_attempts", type_=sa.Integer),
+        result_status=sa.bindparam("b_result"),
+        last_error=sa.bindparam("b_error"),
+        last_http_status=sa.bindparam("b_http", type_=sa.Integer),
+        next_attempt_at=sa.bindparam("b_next", type_=sa.DateTime(timezone=True)),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=sa.bindparam("b_now", type_=sa.DateTime(timezone=True)),
+    )
+)
+
+
 class Outbox:
     """Delivery rows: enqueue with the accepted write, complete with the vendor's answer, claim for redelivery."""
 
@@ -181,59 +209,61 @@ class Outbox:
         ids = await conn.execute(sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True), rows)
         return {vendor: (int(row.id), vendor.value not in busy) for vendor, row in zip(vendors, ids.all(), strict=True)}
 
-    async def complete(
-        self,
-        conn: AsyncConnection,
-        delivery_id: int,
-        result: VendorResult,
-        *,
-        retry_at: datetime | None,
-        answered: VendorStatus | None = None,
-    ) -> DeliveryStatus:
-        """Record an attempt's outcome (`answered`: the vendor's status, when `result` now says QUEUED):
-        DELIVERED, back to PENDING until `retry_at`, or FAILED.
+    async def complete(self, conn: AsyncConnection, completions: Sequence[Completion]) -> None:
+        """Record attempts' outcomes: DELIVERED, back to PENDING until `retry_at`, or FAILED.
 
         A delivery that would wait again while a newer one of the same pair is pending is superseded instead, and
-        one an operator cancelled meanwhile stays cancelled.
+        one an operator cancelled meanwhile stays cancelled. One read and one update statement for all of them.
         """
+        if not completions:
+            return
         now = utcnow()
-        row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
-        if row is None:
-            return DeliveryStatus.CANCELLED
-        answered = answered or result.status
-        if answered in SUCCESS_STATUSES or answered is VendorStatus.SKIPPED:
-            status = DeliveryStatus.DELIVERED
-        elif retry_at is not None:
-            status = DeliveryStatus.PENDING
-            newer = await conn.scalar(
-                sa.select(sa.func.count()).where(
-                    _same_pair(row.contact_id, row.vendor),
-                    deliveries.c.status == DeliveryStatus.PENDING.value,
-                    deliveries.c.id > delivery_id,
+        ids = [c.delivery_id for c in completions]
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status).where(
+                    deliveries.c.id.in_(ids)
                 )
             )
-            if newer:
-                status = DeliveryStatus.SUPERSEDED
-        else:
-            status = DeliveryStatus.FAILED
-        if row.status in (DeliveryStatus.CANCELLED.value, DeliveryStatus.SUPERSEDED.value):
-            status = DeliveryStatus(row.status)
-        await conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(
-                status=status.value,
-                attempts=deliveries.c.attempts + result.attempts,
-                result_status=answered.value,
-                last_error=describe_errors(result),
-                last_http_status=result.http_status,
-                next_attempt_at=retry_at or now,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
+        }
+        params: list[dict[str, Any]] = []
+        for done in completions:
+            row = rows.get(done.delivery_id)
+            if row is None:
+                continue
+            answered = done.answered or done.result.status
+            if answered in SUCCESS_STATUSES or answered is VendorStatus.SKIPPED:
+                status = DeliveryStatus.DELIVERED
+            elif done.retry_at is not None:
+                status = DeliveryStatus.PENDING
+                newer = await conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        _same_pair(row.contact_id, row.vendor),
+                        deliveries.c.status == DeliveryStatus.PENDING.value,
+                        deliveries.c.id > done.delivery_id,
+                    )
+                )
+                if newer:
+                    status = DeliveryStatus.SUPERSEDED
+            else:
+                status = DeliveryStatus.FAILED
+            if row.status in (DeliveryStatus.CANCELLED.value, DeliveryStatus.SUPERSEDED.value):
+                status = DeliveryStatus(row.status)
+            params.append(
+                {
+                    "b_id": done.delivery_id,
+                    "b_status": status.value,
+                    "b_attempts": done.result.attempts,
+                    "b_result": answered.value,
+                    "b_error": describe_errors(done.result),
+                    "b_http": done.result.http_status,
+                    "b_next": done.retry_at or now,
+                    "b_now": now,
+                }
             )
-        )
-        return status
+        if params:
+            await conn.execute(_COMPLETE, params)
 
     # -- the worker's side ------------------------------------------------------------------------------------------
 

@@ -199,6 +199,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        #: Statements built once and reused (see `_link_upsert`).
+        self._statements: dict[tuple[str, bool], Any] = {}
         async_url = engine_url(url)
         if async_url.startswith("postgresql"):
             self.engine: AsyncEngine = create_async_engine(
@@ -318,32 +320,59 @@ class Store:
         return int(version or 1)
 
     async def apply_links(self, conn: AsyncConnection, contact_id: str, updates: Sequence[LinkUpdate]) -> None:
-        """Within a write: record what each vendor did with the contact (its cross-reference)."""
+        """Within a write: record what each vendor did with the contact (its cross-reference).
+
+        One statement for all vendors (executemany): a value left None keeps what is stored (a failure keeps the
+        remote id and hash the vendor last accepted), except `deleted`, set only by updates that say.
+        """
         now = datetime.now(UTC)
-        for update in updates:
-            values: dict[str, Any] = {
+        rows = [
+            {
+                "contact_id": contact_id,
+                "vendor": update.vendor.value,
+                "remote_id": update.remote_id,
+                "hash": update.hash,
+                "payload": orjson.dumps(update.payload).decode() if update.payload is not None else None,
                 "last_status": update.status.value,
                 "last_error": update.error,
                 "synced_at": now,
+                "deleted": bool(update.deleted),
             }
-            if update.remote_id is not None:
-                values["remote_id"] = update.remote_id
-            if update.hash is not None:
-                values["hash"] = update.hash
-            if update.payload is not None:
-                values["payload"] = orjson.dumps(update.payload).decode()
-            if update.deleted is not None:
-                values["deleted"] = update.deleted
-            stmt = self._insert(vendor_links).values(
-                contact_id=contact_id,
-                vendor=update.vendor.value,
-                deleted=bool(update.deleted),
-                **{k: v for k, v in values.items() if k != "deleted"},
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=values
-            )
-            await conn.execute(stmt)
+            for update in updates
+        ]
+        for statement, chosen in (
+            (
+                self._link_upsert(set_deleted=True),
+                [r for r, u in zip(rows, updates, strict=True) if u.deleted is not None],
+            ),
+            (
+                self._link_upsert(set_deleted=False),
+                [r for r, u in zip(rows, updates, strict=True) if u.deleted is None],
+            ),
+        ):
+            if chosen:
+                await conn.execute(statement, chosen)
+
+    def _link_upsert(self, *, set_deleted: bool) -> Any:
+        """The vendor-link upsert (built once per store and kind: statement construction is a real cost)."""
+        cached = self._statements.get(("link_upsert", set_deleted))
+        if cached is not None:
+            return cached
+        stmt = self._insert(vendor_links)
+        excluded = stmt.excluded
+        set_: dict[str, Any] = {
+            "last_status": excluded.last_status,
+            "last_error": excluded.last_error,
+            "synced_at": excluded.synced_at,
+            "remote_id": sa.func.coalesce(excluded.remote_id, vendor_links.c.remote_id),
+            "hash": sa.func.coalesce(excluded.hash, vendor_links.c.hash),
+            "payload": sa.func.coalesce(excluded.payload, vendor_links.c.payload),
+        }
+        if set_deleted:
+            set_["deleted"] = excluded.deleted
+        built = stmt.on_conflict_do_update(index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=set_)
+        self._statements[("link_upsert", set_deleted)] = built
+        return built
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
