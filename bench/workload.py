@@ -4,9 +4,9 @@ Every operation writes a contact with a fresh id, so it is a create at every ven
 naive clients use each vendor's own mapping and connector (the gateway's code, without GraphQL, store or engine)
 over one shared aiohttp session opened like the gateway's: the vendor-side work per operation is identical.
 
-The contact carries no e-mail address: with one, Jim2's connector lists the whole card file before every create
-(the card's contacts, no paging) and Valomnia's looks the address up, which measures the simulators' record
-counts rather than anyone's overhead. SuperOffice always looks its DbiKey up first (a search, then the create).
+The contact carries no e-mail address: with one, Jim2's and Valomnia's connectors look the address up before every
+create (a call more each) and Valomnia's simulator scans all its records to answer, which measures the simulators'
+record counts more than anyone's overhead. SuperOffice always looks its DbiKey up first (a search, then the create).
 """
 
 from __future__ import annotations
