@@ -362,9 +362,12 @@ class Connector(ABC, Generic[SettingsT]):
         owner = await self.link_owner(remote_id)
         return owner is None or owner == contact_id
 
-    @abstractmethod
+    #: The vendor's pure `mapping.to_wire(contact, settings, options)`.
+    to_wire: ClassVar[Callable[..., Mapped]]
+
     def map(self, contact: Contact) -> Mapped:
-        """Build this vendor's wire payload from a canonical contact (pure: no I/O)."""
+        """Build this vendor's wire payload from a canonical contact (pure: no I/O), with its `vendorOptions`."""
+        return type(self).to_wire(contact, self.settings, self.options(contact))
 
     @abstractmethod
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:

@@ -35,7 +35,6 @@ from uuid import UUID
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from resolvers.errors import AuthFailed, VendorError, VendorProtocolError, VendorRejected
-from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.transport import Transport, VendorResponse, status_error
 from resolvers.vendors.base import (
@@ -43,7 +42,6 @@ from resolvers.vendors.base import (
     Connector,
     CrossReference,
     Delivered,
-    Mapped,
     Prepared,
     VendorSettings,
 )
@@ -183,6 +181,7 @@ class ErosConnector(Connector[ErosSettings]):
     settings_type: ClassVar[type[VendorSettings]] = ErosSettings
     wire_model: ClassVar[type[BaseModel]] = SaveContact
     capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=False, native_upsert=True)
+    to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: ErosSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
@@ -199,10 +198,6 @@ class ErosConnector(Connector[ErosSettings]):
     def auth_url(self) -> str:
         """The credentials login endpoint."""
         return f"{self.settings.base}{self.settings.auth_path}"
-
-    def map(self, contact: Contact) -> Mapped:
-        """SaveContact for `contact` (see `mapping.to_wire`)."""
-        return to_wire(contact, self.settings, self.options(contact))
 
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
         """Insert or update: Eros keys the contact on (data source, AlternateKey), so a repeat is safe."""

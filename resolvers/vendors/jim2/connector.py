@@ -58,7 +58,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from resolvers.errors import AuthFailed, VendorError, VendorNotFound, VendorProtocolError, VendorUnavailable
-from resolvers.model import Contact, DetailKind
+from resolvers.model import DetailKind
 from resolvers.results import FieldError, Vendor, VendorStatus
 from resolvers.transport import Transport, VendorResponse, status_error
 from resolvers.vendors.base import (
@@ -163,6 +163,7 @@ class Jim2Connector(Connector[Jim2Settings]):
     settings_type: ClassVar[type[VendorSettings]] = Jim2Settings
     wire_model: ClassVar[type[BaseModel]] = ContactWrite
     capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=True, native_upsert=False)
+    to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: Jim2Settings, transport: Transport) -> None:
         super().__init__(settings, transport)
@@ -191,10 +192,6 @@ class Jim2Connector(Connector[Jim2Settings]):
         return f"{self.settings.base}{self.settings.logoff_path}"
 
     # -- the engine's interface -----------------------------------------------------------------------------------
-
-    def map(self, contact: Contact) -> Mapped:
-        """The Jim2 payload for `contact` (see `mapping.to_wire`)."""
-        return to_wire(contact, self.settings, self.options(contact))
 
     def reconciles(self, prepared: Prepared) -> bool:
         """True when the contact has an e-mail detail: the card's contacts are searched for it before creating."""

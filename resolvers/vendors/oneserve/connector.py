@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from resolvers.errors import VendorError, VendorProtocolError, VendorRejected, VendorUnavailable
-from resolvers.model import Contact, DetailKind
+from resolvers.model import DetailKind
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.transport import VendorResponse, status_error
 from resolvers.vendors.base import (
@@ -35,7 +35,6 @@ from resolvers.vendors.base import (
     Connector,
     CrossReference,
     Delivered,
-    Mapped,
     Prepared,
     VendorSettings,
 )
@@ -84,10 +83,7 @@ class OneserveConnector(Connector[OneserveSettings]):
     settings_type = OneserveSettings
     wire_model = OneserveContact
     capabilities = Capabilities(native_upsert=True, delete=False, read=False)
-
-    def map(self, contact: Contact) -> Mapped:
-        """The Oneserve payload for a contact (pure)."""
-        return to_wire(contact, self.settings, self.options(contact))
+    to_wire = staticmethod(to_wire)
 
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
         """Create or update the contact (Oneserve decides by clientRef + contactRef)."""

@@ -52,7 +52,6 @@ from resolvers.errors import (
     VendorProtocolError,
     VendorRejected,
 )
-from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.transport import Transport, VendorResponse, status_error
 from resolvers.vendors.base import (
@@ -142,6 +141,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
     settings_type: ClassVar[type[VendorSettings]] = SuperOfficeSettings
     wire_model: ClassVar[type[BaseModel]] = ContactEntity
     capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=True, native_upsert=False)
+    to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: SuperOfficeSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
@@ -156,10 +156,6 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
     def lookup_url(self) -> str:
         """The OData search the DbiKey lookup runs on."""
         return f"{self.settings.base}{self.settings.lookup_path}"
-
-    def map(self, contact: Contact) -> Mapped:
-        """The ContactEntity for `contact` (see `mapping.to_wire`)."""
-        return to_wire(contact, self.settings, self.options(contact))
 
     def reconciles(self, prepared: Prepared) -> bool:
         """Always: DbiKey (the contact's id) is always sent, and a create first looks it up."""

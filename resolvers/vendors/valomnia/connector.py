@@ -44,7 +44,6 @@ from urllib.parse import quote
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from resolvers.errors import AuthFailed, VendorError, VendorProtocolError
-from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.transport import FilePart, Transport, VendorResponse, status_error
 from resolvers.vendors.base import (
@@ -53,7 +52,6 @@ from resolvers.vendors.base import (
     CrossReference,
     Delivered,
     FieldCoverage,
-    Mapped,
     Prepared,
     VendorSettings,
 )
@@ -174,6 +172,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
     settings_type: ClassVar[type[VendorSettings]] = ValomniaSettings
     wire_model: ClassVar[type[BaseModel]] = ValomniaContact
     capabilities: ClassVar[Capabilities] = Capabilities(create=True, update=True, delete=False, read=True)
+    to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: ValomniaSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
@@ -199,10 +198,6 @@ class ValomniaConnector(Connector[ValomniaSettings]):
     def token_url(self) -> str:
         """Where a logged-in session picks up its bearer token."""
         return f"{self.settings.base}{self.settings.token_path}"
-
-    def map(self, contact: Contact) -> Mapped:
-        """The contact form for `contact` (see `mapping.to_wire`)."""
-        return to_wire(contact, self.settings, self.options(contact))
 
     def reconciles(self, prepared: Prepared) -> bool:
         """True when the contact has an e-mail: a create is then preceded by a lookup that adopts a lost one."""
