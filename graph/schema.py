@@ -16,7 +16,7 @@ from strawberry.types import Info
 from graph import convert, types
 from graph.auth import CanAdmin, CanRead, CanWrite
 from graph.context import Context
-from resolvers.fanout import Outcome
+from resolvers.fanout import Outcome, Readback
 from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
 from resolvers.model import parse_contact
 from resolvers.outbox import DeliveryStatus
@@ -65,20 +65,33 @@ def _vendors(vendors: list[Vendor] | None) -> list[Vendor] | None:
     return vendors
 
 
-async def _upsert(ctx: Context, value: types.ContactInput, vendors: list[Vendor] | None, force: bool) -> Outcome:
+#: An operation's outcome, with the contact read back in its last transaction when the engine did (see `FanOut.write`).
+Written = tuple[Outcome, Readback | None]
+
+
+async def _upsert(ctx: Context, value: types.ContactInput, vendors: list[Vendor] | None, force: bool) -> Written:
     parsed = parse_contact(convert.contact_data(value))
     if isinstance(parsed, list):
-        return ctx.runtime.fanout.invalid(parsed, vendors)
-    return await ctx.runtime.fanout.upsert(parsed, vendors, force=force)
+        return ctx.runtime.fanout.invalid(parsed, vendors), None
+    return await ctx.runtime.fanout.write(parsed, vendors, force=force)
 
 
-async def _answer(ctx: Context, outcome: Outcome) -> Answer:
+async def _answer(ctx: Context, written: Written) -> tuple[Answer, Readback | None]:
+    outcome, readback = written
+    if readback is not None:
+        return Answer(outcome=outcome, contact=readback.contact), readback
     stored = await ctx.runtime.store.get_contact(outcome.contact_id) if outcome.contact_id else None
-    return Answer(outcome=outcome, contact=stored)
+    return Answer(outcome=outcome, contact=stored), None
 
 
-async def _payload(ctx: Context, answer: Answer) -> types.UpsertContactPayload:
-    open_deliveries = await ctx.runtime.fanout.outbox.open_for([answer.contact.contact.id]) if answer.contact else {}
+async def _payload(ctx: Context, answered: tuple[Answer, Readback | None]) -> types.UpsertContactPayload:
+    answer, readback = answered
+    if readback is not None:
+        open_deliveries = readback.open_deliveries
+    elif answer.contact:
+        open_deliveries = await ctx.runtime.fanout.outbox.open_for([answer.contact.contact.id])
+    else:
+        open_deliveries = {}
     return convert.payload(answer.outcome, answer.contact, open_deliveries)
 
 
@@ -102,7 +115,7 @@ async def _keyed_upsert(
     value: types.ContactInput,
     vendors: list[Vendor] | None,
     force: bool,
-) -> Answer:
+) -> tuple[Answer, Readback | None]:
     """Run a keyed upsert once; repeats with the same input get the first answer, a different input CONFLICT."""
     ctx = info.context
     idempotency = ctx.runtime.idempotency
@@ -114,7 +127,7 @@ async def _keyed_upsert(
     longest = max((c.settings.timeout_s for c in ctx.runtime.connectors.values()), default=10.0)
     begun = await idempotency.wait(principal, key, asked, timeout_s=longest + 5)
     if begun.claim is Claim.REPLAY and begun.answer is not None:
-        return begun.answer
+        return begun.answer, None
     if begun.claim is Claim.CONFLICT:
         raise GraphQLError(
             "idempotencyKey: already used for a different input; use a new key for a new write",
@@ -126,12 +139,12 @@ async def _keyed_upsert(
             extensions={"code": "CONFLICT", "argument": "idempotencyKey"},
         )
     try:
-        answer = await _answer(ctx, await _upsert(ctx, value, vendors, force))
+        answered = await _answer(ctx, await _upsert(ctx, value, vendors, force))
     except BaseException:
         await idempotency.abandon(principal, key)
         raise
-    await idempotency.finish(principal, key, answer)
-    return answer
+    await idempotency.finish(principal, key, answered[0])
+    return answered
 
 
 @strawberry.type
@@ -272,10 +285,10 @@ class Mutation:
         targets = _vendors(vendors)
         key = _idempotency_key(info, idempotency_key)
         if key is None:
-            answer = await _answer(info.context, await _upsert(info.context, input, targets, force))
+            answered = await _answer(info.context, await _upsert(info.context, input, targets, force))
         else:
-            answer = await _keyed_upsert(info, key, input, targets, force)
-        return await _payload(info.context, answer)
+            answered = await _keyed_upsert(info, key, input, targets, force)
+        return await _payload(info.context, answered)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
@@ -293,8 +306,9 @@ class Mutation:
 
         async def one(value: types.ContactInput) -> types.UpsertContactPayload:
             async with slots:
-                outcome = await _upsert(info.context, value, targets, force)
-                return await _payload(info.context, await _answer(info.context, outcome))
+                return await _payload(
+                    info.context, await _answer(info.context, await _upsert(info.context, value, targets, force))
+                )
 
         return list(await asyncio.gather(*(one(v) for v in inputs)))
 
@@ -306,7 +320,7 @@ class Mutation:
         self, info: Info[Context, None], id: strawberry.ID, vendors: types.VendorList = None
     ) -> types.UpsertContactPayload:
         outcome = await info.context.runtime.fanout.delete(str(id), _vendors(vendors))
-        return await _payload(info.context, await _answer(info.context, outcome))
+        return await _payload(info.context, await _answer(info.context, (outcome, None)))
 
     @strawberry.mutation(
         permission_classes=[CanAdmin],

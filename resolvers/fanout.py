@@ -29,12 +29,12 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection
 
 from resolvers.breaker import BreakerState, CircuitBreaker
 from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.model import Contact, payload_hash
-from resolvers.outbox import Completion, Delivery, Operation, Outbox, utcnow
+from resolvers.outbox import Completion, Delivery, Operation, Outbox, read_open, utcnow
 from resolvers.results import (
     SUCCESS_STATUSES,
     ErrorCode,
@@ -45,7 +45,7 @@ from resolvers.results import (
     VendorStatus,
     overall_status,
 )
-from resolvers.store import LinkUpdate, Store
+from resolvers.store import LinkUpdate, Store, StoredContact, contact_json, read_contacts, read_links
 from resolvers.vendors.base import Connector, CrossReference, Delivered, Prepared
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,18 @@ class OutboxSettings:
     poll_interval_s: float = 1.0
     #: Deliveries one worker sends at once.
     max_parallel: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Readback:
+    """A contact as stored right after a write, and its open (pending or failed) deliveries by vendor."""
+
+    contact: StoredContact | None
+    open_deliveries: dict[tuple[str, Vendor], list[Delivery]]
+
+
+def _read_back(conn: Connection, contact_id: str) -> Readback:
+    return Readback(read_contacts(conn, [contact_id]).get(contact_id), read_open(conn, [contact_id]))
 
 
 @dataclass(slots=True)
@@ -215,10 +227,19 @@ class FanOut:
 
     async def upsert(self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False) -> Outcome:
         """Validate; accept the contact with one delivery per vendor to call; call them; record every answer."""
+        return (await self.write(contact, vendors, force=force))[0]
+
+    async def write(
+        self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False
+    ) -> tuple[Outcome, Readback | None]:
+        """`upsert`, also returning the contact as stored after it and its open deliveries (None when not stored).
+
+        Two transactions: accept (read the cross-references, decide UNCHANGED, save the contact, enqueue the
+        deliveries) before any vendor is called, and complete (every answer) after; the read-back rides on the last.
+        """
         prepared = self.prepare(contact, vendors)
-        links = await self.store.links(contact.id)
         results: dict[Vendor, VendorResult] = {}
-        to_send: dict[Vendor, Prepared] = {}
+        candidates: dict[Vendor, Prepared] = {}
         for vendor, item in prepared.items():
             if isinstance(item, VendorResult):
                 results[vendor] = item
@@ -226,39 +247,55 @@ class FanOut:
                 results[vendor] = VendorResult(
                     vendor=vendor, status=VendorStatus.INVALID, errors=item.errors, warnings=item.warnings
                 )
-            elif not force and _unchanged(links.get(vendor), payload_hash(item.payload)):
-                link = links[vendor]
-                results[vendor] = VendorResult(
-                    vendor=vendor, status=VendorStatus.UNCHANGED, remote_id=link.remote_id, warnings=item.warnings
-                )
             else:
-                to_send[vendor] = item
-        stored = any(isinstance(p, Prepared) and p.valid for p in prepared.values())
-        if stored:
+                candidates[vendor] = item
+        readback: Readback | None = None
+        if candidates:
+            hashes = {v: payload_hash(p.payload) for v, p in candidates.items()}
+            data = contact_json(contact)
+            leases = {v: self.lease_s(v) for v in candidates}
 
-            async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
-                version = await self.store.save_contact(conn, contact)
-                return await self.outbox.enqueue(
+            def accept(
+                conn: Connection,
+            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None]:
+                links = read_links(conn, contact.id)
+                send = [v for v in candidates if force or not _unchanged(links.get(v), hashes[v])]
+                version = self.store.save_contact(conn, contact, data)
+                queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact.id,
-                    vendors=list(to_send),
+                    vendors=send,
                     operation=Operation.UPSERT,
                     version=version,
                     force=force,
-                    lease_s={v: self.lease_s(v) for v in to_send},
+                    lease_s=leases,
                 )
+                # Nothing to send: no completion transaction follows, so read the answer back here.
+                return links, queued, None if send else _read_back(conn, contact.id)
 
-            queued = await self.store.write(accept)
-            sent = await self._send(
-                queued,
-                {v: partial(self._upsert_one, v, p, links.get(v)) for v, p in to_send.items()},
-                hashes={v: payload_hash(p.payload) for v, p in to_send.items()},
-                payloads={v: p.payload for v, p in to_send.items()},
-            )
-            await self._complete(contact.id, sent)
-            results.update({v: s.result for v, s in sent.items()})
+            links, queued, readback = await self.store.write(accept)
+            for vendor, item in candidates.items():
+                if vendor not in queued:
+                    results[vendor] = VendorResult(
+                        vendor=vendor,
+                        status=VendorStatus.UNCHANGED,
+                        remote_id=links[vendor].remote_id,
+                        warnings=item.warnings,
+                    )
+            if queued:
+                sent = await self._send(
+                    queued,
+                    {v: partial(self._upsert_one, v, candidates[v], links.get(v)) for v in queued},
+                    hashes=hashes,
+                    payloads={v: p.payload for v, p in candidates.items()},
+                )
+                readback = await self._complete(contact.id, sent, read_back=True)
+                results.update({v: s.result for v, s in sent.items()})
         ordered = [results[v] for v in prepared]
-        return Outcome(status=overall_status(ordered), contact_id=contact.id, results=ordered, stored=stored)
+        outcome = Outcome(
+            status=overall_status(ordered), contact_id=contact.id, results=ordered, stored=bool(candidates)
+        )
+        return outcome, readback
 
     async def delete(self, contact_id: str, vendors: Sequence[Vendor] | None) -> Outcome:
         """Delete the contact at every targeted vendor that can delete; the others report SKIPPED."""
@@ -285,8 +322,8 @@ class FanOut:
             stored = await self.store.get_contact(contact_id)
             version = stored.version if stored is not None else 0
 
-            async def accept(conn: AsyncConnection) -> dict[Vendor, tuple[int, bool]]:
-                return await self.outbox.enqueue(
+            def accept(conn: Connection) -> dict[Vendor, tuple[int, bool]]:
+                return self.outbox.enqueue(
                     conn,
                     contact_id=contact_id,
                     vendors=capable,
@@ -371,10 +408,15 @@ class FanOut:
             sent[vendor] = _Sent(queued[vendor][0], result, (hashes or {}).get(vendor), (payloads or {}).get(vendor))
         return sent
 
-    async def _complete(self, contact_id: str, sent: dict[Vendor, _Sent]) -> None:
-        """One transaction: each vendor's cross-reference and delivery. Transient failures become QUEUED."""
+    async def _complete(
+        self, contact_id: str, sent: dict[Vendor, _Sent], *, read_back: bool = False
+    ) -> Readback | None:
+        """One transaction: each vendor's cross-reference and delivery. Transient failures become QUEUED.
+
+        `read_back`: also read the contact and its open deliveries as they stand after it (in the same transaction).
+        """
         if not sent:
-            return
+            return None
         now = utcnow()
         waiting: dict[Vendor, datetime | None] = {}
         answered = {vendor: item.result.status for vendor, item in sent.items()}  # before QUEUED replaces it
@@ -402,7 +444,7 @@ class FanOut:
                     f"{waiting[vendor]:%H:%M:%S} UTC"
                 )
 
-        async def op(conn: AsyncConnection) -> None:
+        def op(conn: Connection) -> Readback | None:
             updates = [
                 _link_update(item.result, item.hash, item.payload)
                 for item in sent.values()
@@ -412,8 +454,8 @@ class FanOut:
                 for v, item in sent.items()
                 if item.result.status is VendorStatus.QUEUED and not item.result.attempts
             ]
-            await self.store.apply_links(conn, contact_id, updates)
-            await self.outbox.complete(
+            self.store.apply_links(conn, contact_id, updates)
+            self.outbox.complete(
                 conn,
                 [
                     Completion(item.delivery_id, item.result, waiting.get(vendor), answered[vendor])
@@ -421,10 +463,12 @@ class FanOut:
                     if not (vendor in waiting and waiting[vendor] is None)
                 ],
             )
+            return _read_back(conn, contact_id) if read_back else None
 
-        await self.store.write(op)
+        readback = await self.store.write(op)
         if waiting:
             self.wakeup.set()
+        return readback
 
     async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
         connector = self.connectors[vendor]

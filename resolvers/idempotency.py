@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from pydantic import TypeAdapter
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers.fanout import Outcome
 from resolvers.outbox import utcnow
@@ -67,13 +66,13 @@ class Idempotency:
     async def begin(self, principal: str, key: str, request_hash: str) -> Begun:
         """Reserve `key` for this request, or say why not (replay, conflict, busy)."""
 
-        async def op(conn: AsyncConnection) -> Begun:
+        def op(conn: sa.Connection) -> Begun:
             now = utcnow()
             where = sa.and_(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
-            await conn.execute(sa.delete(idempotency_keys).where(where, idempotency_keys.c.expires_at <= now))
-            row = (await conn.execute(sa.select(idempotency_keys).where(where))).one_or_none()
+            conn.execute(sa.delete(idempotency_keys).where(where, idempotency_keys.c.expires_at <= now))
+            row = (conn.execute(sa.select(idempotency_keys).where(where))).one_or_none()
             if row is None:
-                await conn.execute(
+                conn.execute(
                     sa.insert(idempotency_keys).values(
                         principal=principal,
                         key=key,
@@ -93,7 +92,7 @@ class Idempotency:
             if lease_until > now:
                 return Begun(Claim.BUSY)
             # The first call's process died before answering: this repeat takes the key over.
-            await conn.execute(sa.update(idempotency_keys).where(where).values(lease_until=now + self.lease))
+            conn.execute(sa.update(idempotency_keys).where(where).values(lease_until=now + self.lease))
             return Begun(Claim.NEW)
 
         return await self.store.write(op)
@@ -112,8 +111,8 @@ class Idempotency:
         """Store the answer for repeats."""
         response = _ANSWER.dump_json(answer).decode()
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def op(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.update(idempotency_keys)
                 .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
                 .values(response=response)
@@ -124,8 +123,8 @@ class Idempotency:
     async def abandon(self, principal: str, key: str) -> None:
         """Forget a reservation whose operation failed unexpectedly, so a repeat runs it afresh."""
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(
+        def op(conn: sa.Connection) -> None:
+            conn.execute(
                 sa.delete(idempotency_keys).where(
                     idempotency_keys.c.principal == principal,
                     idempotency_keys.c.key == key,
@@ -138,8 +137,8 @@ class Idempotency:
     async def purge(self) -> int:
         """Delete expired keys; how many."""
 
-        async def op(conn: AsyncConnection) -> int:
-            result = await conn.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.expires_at <= utcnow()))
+        def op(conn: sa.Connection) -> int:
+            result = conn.execute(sa.delete(idempotency_keys).where(idempotency_keys.c.expires_at <= utcnow()))
             return int(result.rowcount or 0)
 
         return await self.store.write(op)

@@ -19,7 +19,6 @@ from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
 from resolvers.store import Store, deliveries, vendor_links
@@ -147,6 +146,45 @@ _COMPLETE = (
 )
 
 
+#: Enqueue's statements, built once (statement construction costs more than SQLite running them).
+_MINE = sa.and_(
+    deliveries.c.contact_id == sa.bindparam("b_contact"),
+    deliveries.c.vendor.in_(sa.bindparam("b_vendors", expanding=True)),
+    deliveries.c.status == DeliveryStatus.PENDING.value,
+)
+_LEASED_NOW = sa.and_(deliveries.c.lease_until.is_not(None), deliveries.c.lease_until > sa.bindparam("b_now"))
+_BUSY = sa.select(deliveries.c.vendor).where(_MINE, _LEASED_NOW)
+_SUPERSEDE = (
+    sa.update(deliveries)
+    .where(_MINE, sa.not_(_LEASED_NOW))
+    .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=sa.bindparam("b_now"))
+)
+_ENQUEUE = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_STATES = sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status).where(
+    deliveries.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_NEXT_DUE = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
+    deliveries.c.status == DeliveryStatus.PENDING.value
+)
+_OPEN_FOR = (
+    sa.select(deliveries)
+    .where(
+        deliveries.c.contact_id.in_(sa.bindparam("ids", expanding=True)),
+        deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
+    )
+    .order_by(deliveries.c.id.desc())
+)
+
+
+def read_open(conn: sa.Connection, contact_ids: list[str]) -> dict[tuple[str, Vendor], list[Delivery]]:
+    """Within a read or a write: pending and failed deliveries of these contacts, by (contact, vendor), newest first."""
+    out: dict[tuple[str, Vendor], list[Delivery]] = {}
+    for row in conn.execute(_OPEN_FOR, {"ids": contact_ids}):
+        delivery = _delivery(row)
+        out.setdefault((delivery.contact_id, delivery.vendor), []).append(delivery)
+    return out
+
+
 class Outbox:
     """Delivery rows: enqueue with the accepted write, complete with the vendor's answer, claim for redelivery."""
 
@@ -157,9 +195,9 @@ class Outbox:
 
     # -- inside the accept and complete transactions (called with the writer's connection) -------------------------
 
-    async def enqueue(
+    def enqueue(
         self,
-        conn: AsyncConnection,
+        conn: sa.Connection,
         *,
         contact_id: str,
         vendors: Sequence[Vendor],
@@ -177,17 +215,9 @@ class Outbox:
             return {}
         now = utcnow()
         names = [v.value for v in vendors]
-        mine = sa.and_(
-            deliveries.c.contact_id == contact_id,
-            deliveries.c.vendor.in_(names),
-            deliveries.c.status == DeliveryStatus.PENDING.value,
-        )
-        busy = {row.vendor for row in await conn.execute(sa.select(deliveries.c.vendor).where(mine, _leased(now)))}
-        await conn.execute(
-            sa.update(deliveries)
-            .where(mine, sa.not_(_leased(now)))
-            .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
-        )
+        params = {"b_contact": contact_id, "b_vendors": names, "b_now": now}
+        busy = {row.vendor for row in conn.execute(_BUSY, params)}
+        conn.execute(_SUPERSEDE, params)
         rows = [
             {
                 "contact_id": contact_id,
@@ -206,10 +236,10 @@ class Outbox:
             }
             for vendor in vendors
         ]
-        ids = await conn.execute(sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True), rows)
+        ids = conn.execute(_ENQUEUE, rows)
         return {vendor: (int(row.id), vendor.value not in busy) for vendor, row in zip(vendors, ids.all(), strict=True)}
 
-    async def complete(self, conn: AsyncConnection, completions: Sequence[Completion]) -> None:
+    def complete(self, conn: sa.Connection, completions: Sequence[Completion]) -> None:
         """Record attempts' outcomes: DELIVERED, back to PENDING until `retry_at`, or FAILED.
 
         A delivery that would wait again while a newer one of the same pair is pending is superseded instead, and
@@ -219,14 +249,7 @@ class Outbox:
             return
         now = utcnow()
         ids = [c.delivery_id for c in completions]
-        rows = {
-            r.id: r
-            for r in await conn.execute(
-                sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status).where(
-                    deliveries.c.id.in_(ids)
-                )
-            )
-        }
+        rows = {r.id: r for r in conn.execute(_STATES, {"ids": ids})}
         params: list[dict[str, Any]] = []
         for done in completions:
             row = rows.get(done.delivery_id)
@@ -237,7 +260,7 @@ class Outbox:
                 status = DeliveryStatus.DELIVERED
             elif done.retry_at is not None:
                 status = DeliveryStatus.PENDING
-                newer = await conn.scalar(
+                newer = conn.scalar(
                     sa.select(sa.func.count()).where(
                         _same_pair(row.contact_id, row.vendor),
                         deliveries.c.status == DeliveryStatus.PENDING.value,
@@ -263,7 +286,7 @@ class Outbox:
                 }
             )
         if params:
-            await conn.execute(_COMPLETE, params)
+            conn.execute(_COMPLETE, params)
 
     # -- the worker's side ------------------------------------------------------------------------------------------
 
@@ -272,10 +295,10 @@ class Outbox:
         if not vendors or limit <= 0:
             return []
 
-        async def op(conn: AsyncConnection) -> list[Delivery]:
+        def op(conn: sa.Connection) -> list[Delivery]:
             now = utcnow()
             pending = deliveries.c.status == DeliveryStatus.PENDING.value
-            await self._expire(conn, now)
+            self._expire(conn, now)
             query = (
                 sa.select(deliveries)
                 .where(
@@ -291,13 +314,13 @@ class Outbox:
                 query = query.with_for_update(skip_locked=True)
             claimed: list[Delivery] = []
             seen: set[tuple[str, str]] = set()
-            for row in (await conn.execute(query)).all():
+            for row in (conn.execute(query)).all():
                 pair = (row.contact_id, row.vendor)
                 if pair in seen:
                     continue
                 seen.add(pair)
                 others = (
-                    await conn.execute(
+                    conn.execute(
                         sa.select(deliveries.c.id, deliveries.c.lease_until).where(
                             _same_pair(*pair), pending, deliveries.c.id != row.id
                         )
@@ -307,43 +330,43 @@ class Outbox:
                     continue  # an older one is in flight: this one waits for it
                 if any(o.id > row.id for o in others):
                     # A newer write of this contact is pending: it is the one to send.
-                    await conn.execute(
+                    conn.execute(
                         sa.update(deliveries)
                         .where(deliveries.c.id == row.id)
                         .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
                     )
                     continue
                 until = now + timedelta(seconds=lease_s.get(Vendor(row.vendor), 30.0))
-                taken = await conn.execute(
+                taken = conn.execute(
                     sa.update(deliveries)
                     .where(deliveries.c.id == row.id, pending, sa.not_(_leased(now)))
                     .values(lease_owner=self.owner, lease_until=until, updated_at=now)
                 )
                 if taken.rowcount == 1:
                     claimed.append(
-                        _delivery((await conn.execute(sa.select(deliveries).where(deliveries.c.id == row.id))).one())
+                        _delivery((conn.execute(sa.select(deliveries).where(deliveries.c.id == row.id))).one())
                     )
             return claimed
 
         return await self.store.write(op)
 
-    async def _expire(self, conn: AsyncConnection, now: datetime) -> None:
+    def _expire(self, conn: sa.Connection, now: datetime) -> None:
         """Pending deliveries past their expiry become FAILED, and their vendor links say so."""
         due = sa.and_(
             deliveries.c.status == DeliveryStatus.PENDING.value,
             deliveries.c.expires_at <= now,
             sa.not_(_leased(now)),
         )
-        expired = (await conn.execute(sa.select(deliveries.c.contact_id, deliveries.c.vendor).where(due))).all()
+        expired = (conn.execute(sa.select(deliveries.c.contact_id, deliveries.c.vendor).where(due))).all()
         if not expired:
             return
-        await conn.execute(
+        conn.execute(
             sa.update(deliveries)
             .where(due)
             .values(status=DeliveryStatus.FAILED.value, last_error=EXPIRED, updated_at=now)
         )
         for contact_id, vendor in set(expired):
-            await conn.execute(
+            conn.execute(
                 sa.update(vendor_links)
                 .where(
                     vendor_links.c.contact_id == contact_id,
@@ -355,20 +378,16 @@ class Outbox:
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery becomes due (None: nothing pending)."""
-        async with self.store.engine.connect() as conn:
-            value = await conn.scalar(
-                sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.status == DeliveryStatus.PENDING.value
-                )
-            )
+        value = await self.store.read(lambda conn: conn.scalar(_NEXT_DUE))
         return _aware(value)
 
     # -- operators --------------------------------------------------------------------------------------------------
 
     async def get(self, delivery_id: int) -> Delivery | None:
         """One delivery by id."""
-        async with self.store.engine.connect() as conn:
-            row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+        row = await self.store.read(
+            lambda conn: conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id)).one_or_none()
+        )
         return _delivery(row) if row is not None else None
 
     async def page(
@@ -390,8 +409,7 @@ class Outbox:
             query = query.where(deliveries.c.contact_id == contact_id)
         if before_id is not None:
             query = query.where(deliveries.c.id < before_id)
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self.store.read(lambda conn: conn.execute(query).all())
         return [_delivery(r) for r in rows[:first]], len(rows) > first
 
     async def total(
@@ -405,28 +423,15 @@ class Outbox:
             query = query.where(deliveries.c.vendor == vendor.value)
         if contact_id is not None:
             query = query.where(deliveries.c.contact_id == contact_id)
-        async with self.store.engine.connect() as conn:
-            return int((await conn.scalar(query)) or 0)
+        found: int | None = await self.store.read(lambda conn: conn.scalar(query))
+        return int(found or 0)
 
     async def open_for(self, contact_ids: Sequence[str]) -> dict[tuple[str, Vendor], list[Delivery]]:
         """Pending and failed deliveries of these contacts, by (contact, vendor), newest first."""
         if not contact_ids:
             return {}
-        query = (
-            sa.select(deliveries)
-            .where(
-                deliveries.c.contact_id.in_(list(contact_ids)),
-                deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
-            )
-            .order_by(deliveries.c.id.desc())
-        )
-        async with self.store.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        out: dict[tuple[str, Vendor], list[Delivery]] = {}
-        for row in rows:
-            delivery = _delivery(row)
-            out.setdefault((delivery.contact_id, delivery.vendor), []).append(delivery)
-        return out
+        ids = list(contact_ids)
+        return await self.store.read(lambda conn: read_open(conn, ids))
 
     async def retry(self, delivery_id: int) -> Delivery | None:
         """Make a failed, cancelled or waiting delivery due now (with a fresh expiry); None if it cannot be."""
@@ -449,15 +454,15 @@ class Outbox:
     async def _set_status(
         self, delivery_id: int, *, allowed: tuple[DeliveryStatus, ...], status: DeliveryStatus, retry: bool
     ) -> Delivery | None:
-        async def op(conn: AsyncConnection) -> Delivery | None:
+        def op(conn: sa.Connection) -> Delivery | None:
             now = utcnow()
-            row = (await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
+            row = (conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
             if row is None or DeliveryStatus(row.status) not in allowed:
                 return None
             values: dict[str, Any] = {"status": status.value, "updated_at": now}
             if retry:
                 # Retrying an older delivery must not resurrect it behind a newer one: supersede the others.
-                await conn.execute(
+                conn.execute(
                     sa.update(deliveries)
                     .where(
                         _same_pair(row.contact_id, row.vendor),
@@ -468,7 +473,7 @@ class Outbox:
                     .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
                 )
                 values |= {"next_attempt_at": now, "expires_at": now + self.expire_after}
-            await conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
-            return _delivery((await conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one())
+            conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
+            return _delivery((conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one())
 
         return await self.store.write(op)

@@ -7,13 +7,21 @@ test holds the two equal on both databases. Every write goes through one
 writer task that commits whatever is queued in one transaction (group commit): SQLite allows one writer at a time,
 one aiosqlite connection shared by concurrent requests interleaves their transactions, and one commit per batch is
 what makes many small writes fast. Reads use their own pooled connections (WAL lets them run beside the writer).
+
+Write operations and reads are plain functions of a synchronous SQLAlchemy `Connection`: on SQLite a whole batch
+runs in the writer thread in one hop (and a read in one hop to a reader thread), through the standard library's
+sqlite3, not statement by statement through aiosqlite's thread and SQLAlchemy's greenlet bridge, which cost more
+than SQLite itself (bench/README.md); on PostgreSQL they run inside `AsyncConnection.run_sync` over asyncpg. The
+async engine stays for migrations and for callers that want an `AsyncConnection`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,7 +29,7 @@ from typing import Any, TypeVar
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resolvers import migrations
 from resolvers.errors import ConfigError
@@ -31,6 +39,9 @@ from resolvers.vendors.base import CrossReference
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+#: A write operation: runs inside the writer's transaction, on its connection (never awaits).
+WriteOp = Callable[[sa.Connection], Any]
 
 metadata = sa.MetaData()
 
@@ -197,11 +208,18 @@ class Store:
     pg_pool_size = 5
     pg_max_overflow = 5
 
+    #: SQLite reads run on this many threads (WAL: they never wait for the writer).
+    sqlite_readers = 4
+
     def __init__(self, url: str) -> None:
         self.url = url
         #: Statements built once and reused (see `_link_upsert`).
         self._statements: dict[tuple[str, bool], Any] = {}
         async_url = engine_url(url)
+        #: The synchronous engine reads and writes use on SQLite (None on PostgreSQL, which uses `run_sync`).
+        self._sync: sa.Engine | None = None
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
         if async_url.startswith("postgresql"):
             self.engine: AsyncEngine = create_async_engine(
                 async_url,
@@ -214,14 +232,23 @@ class Store:
         else:
             self.engine = create_async_engine(async_url)
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self._queue: asyncio.Queue[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]] = (
-            asyncio.Queue()
-        )
+            self._sync = sa.create_engine(
+                "sqlite:///" + async_url.removeprefix("sqlite+aiosqlite:///"),
+                # Connections move between the writer thread and the reader threads (never used by two at once).
+                connect_args={"check_same_thread": False},
+                pool_size=self.sqlite_readers + 1,
+                max_overflow=0,
+            )
+            sa.event.listen(self._sync, "connect", _sqlite_pragmas)
+        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Migrate the schema to the head revision (under the migration lock) and start the writer."""
         await migrations.migrate(self.engine)
+        if self._sync is not None:
+            self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+            self._read_threads = ThreadPoolExecutor(self.sqlite_readers, thread_name_prefix="store-reader")
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -231,6 +258,12 @@ class Store:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        for pool in (self._write_thread, self._read_threads):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._write_thread = self._read_threads = None
+        if self._sync is not None:
+            self._sync.dispose()
         await self.engine.dispose()
 
     async def migrated(self) -> bool:
@@ -240,16 +273,21 @@ class Store:
 
     async def ping(self) -> bool:
         """True when the store answers a trivial query."""
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
         return True
 
     # -- writes ---------------------------------------------------------------------------------------------------
 
-    async def write(self, op: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `op` in the writer's next transaction (committed with whatever else is queued); its result."""
+    async def write(self, op: Callable[[sa.Connection], T]) -> T:
+        """Run `op` in the writer's next transaction (committed with whatever else is queued); its result.
+
+        `op` is a plain function of the transaction's connection: it runs in the writer (a thread on SQLite), so it
+        must not touch the event loop.
+        """
         if self._writer is None:
             raise RuntimeError("store is not open")
+        if inspect.iscoroutinefunction(op):
+            raise TypeError("Store.write: the operation must be a plain function of the connection, not async")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put((op, future))
         return await future
@@ -260,30 +298,65 @@ class Store:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit(batch)
+                ops = [op for op, _ in batch]
+                if self._sync is not None:
+                    loop = asyncio.get_running_loop()
+                    outcomes = await loop.run_in_executor(self._write_thread, self._commit_sqlite, ops)
+                else:
+                    outcomes = await self._commit_pg(ops)
+                for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+            except Exception as exc:  # the store itself failed (connection lost...): every op in the batch did
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _commit(
-        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
-    ) -> None:
+    def _commit_sqlite(self, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
+        """In the writer thread: run the batch in one transaction (each op alone if one of them fails)."""
+        assert self._sync is not None
+        try:
+            with self._sync.begin() as conn:
+                return [(True, op(conn)) for op in ops]
+        except Exception as exc:
+            if len(ops) == 1:
+                return [(False, exc)]
+        # One bad operation must not fail its neighbours: commit each alone.
+        return [outcome for op in ops for outcome in self._commit_sqlite([op])]
+
+    async def _commit_pg(self, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
         try:
             async with self.engine.begin() as conn:
-                results = [await op(conn) for op, _ in batch]
-        except Exception:
-            if len(batch) == 1:
-                _, future = batch[0]
-                if not future.done():
-                    future.set_exception(_current_exception())
-                return
-            # One bad operation must not fail its neighbours: commit each alone.
-            for item in batch:
-                await self._commit([item])
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+                results = await conn.run_sync(lambda sync: [op(sync) for op in ops])
+            return [(True, result) for result in results]
+        except Exception as exc:
+            if len(ops) == 1:
+                return [(False, exc)]
+        return [outcome for op in ops for outcome in await self._commit_pg([op])]
+
+    async def read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run `fn` (a plain function of a connection) on a read connection: a reader thread on SQLite."""
+        if self._sync is not None:
+            if self._read_threads is None:
+                raise RuntimeError("store is not open")
+            return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read_sqlite, fn)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    def _read_sqlite(self, fn: Callable[[sa.Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()  # end the read transaction: WAL keeps old pages while a reader holds a snapshot
 
     def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -292,34 +365,49 @@ class Store:
     async def record(self, contact: Contact | None, updates: Sequence[LinkUpdate], contact_id: str) -> None:
         """Save the accepted contact (if given) and what each vendor did with it, in one transaction."""
 
-        async def op(conn: AsyncConnection) -> None:
+        def op(conn: sa.Connection) -> None:
             if contact is not None:
-                await self.save_contact(conn, contact)
-            await self.apply_links(conn, contact_id, updates)
+                self.save_contact(conn, contact)
+            self.apply_links(conn, contact_id, updates)
 
         await self.write(op)
 
-    async def save_contact(self, conn: AsyncConnection, contact: Contact) -> int:
-        """Within a write: store `contact` as the latest accepted version; returns that version number."""
+    def save_contact(self, conn: sa.Connection, contact: Contact, data: str | None = None) -> int:
+        """Within a write: store `contact` as the latest accepted version; returns that version number.
+
+        `data`: the contact's JSON (`contact_json`), when the caller has it already.
+        """
         now = datetime.now(UTC)
-        data = orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
-        stmt = self._insert(contacts).values(
-            id=contact.id, data=data, hash=contact.content_hash(), version=1, created_at=now, updated_at=now
-        )
-        stmt = stmt.on_conflict_do_update(
+        params = {
+            "id": contact.id,
+            "data": data if data is not None else contact_json(contact),
+            "hash": contact.content_hash(),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        version = conn.execute(self._contact_upsert(), params).scalar_one()
+        return int(version)
+
+    def _contact_upsert(self) -> Any:
+        """Insert or replace a contact, bumping its version; returns the version (built once per store)."""
+        cached = self._statements.get(("contact_upsert", False))
+        if cached is not None:
+            return cached
+        stmt = self._insert(contacts)
+        built = stmt.on_conflict_do_update(
             index_elements=[contacts.c.id],
             set_={
                 "data": stmt.excluded.data,
                 "hash": stmt.excluded.hash,
                 "version": contacts.c.version + 1,
-                "updated_at": now,
+                "updated_at": stmt.excluded.updated_at,
             },
-        )
-        await conn.execute(stmt)
-        version = await conn.scalar(sa.select(contacts.c.version).where(contacts.c.id == contact.id))
-        return int(version or 1)
+        ).returning(contacts.c.version)
+        self._statements[("contact_upsert", False)] = built
+        return built
 
-    async def apply_links(self, conn: AsyncConnection, contact_id: str, updates: Sequence[LinkUpdate]) -> None:
+    def apply_links(self, conn: sa.Connection, contact_id: str, updates: Sequence[LinkUpdate]) -> None:
         """Within a write: record what each vendor did with the contact (its cross-reference).
 
         One statement for all vendors (executemany): a value left None keeps what is stored (a failure keeps the
@@ -351,7 +439,7 @@ class Store:
             ),
         ):
             if chosen:
-                await conn.execute(statement, chosen)
+                conn.execute(statement, chosen)
 
     def _link_upsert(self, *, set_deleted: bool) -> Any:
         """The vendor-link upsert (built once per store and kind: statement construction is a real cost)."""
@@ -378,33 +466,21 @@ class Store:
 
     async def link_owner(self, vendor: Vendor, remote_id: str) -> str | None:
         """The contact whose live cross-reference at `vendor` is `remote_id`, if any."""
-        async with self.engine.connect() as conn:
-            owner = await conn.scalar(
-                sa.select(vendor_links.c.contact_id)
-                .where(
-                    vendor_links.c.vendor == vendor.value,
-                    vendor_links.c.remote_id == remote_id,
-                    vendor_links.c.deleted.is_(False),
-                )
-                .limit(1)
-            )
+        owner = await self.read(
+            lambda conn: conn.execute(_LINK_OWNER, {"vendor": vendor.value, "remote_id": remote_id}).scalar()
+        )
         return str(owner) if owner is not None else None
 
     async def links(self, contact_id: str) -> dict[Vendor, CrossReference]:
         """The cross-references of one contact, by vendor."""
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id == contact_id))
-            return {link.vendor: link for link in map(_link, rows)}
+        return await self.read(lambda conn: read_links(conn, contact_id))
 
     async def get_contacts(self, ids: Iterable[str]) -> dict[str, StoredContact]:
         """Several contacts by id (missing ones are absent from the answer), in two queries."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(contacts).where(contacts.c.id.in_(wanted)))).all()
-            link_rows = (await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id.in_(wanted)))).all()
-        return self._assemble(rows, link_rows)
+        return await self.read(lambda conn: read_contacts(conn, wanted))
 
     async def get_contact(self, contact_id: str) -> StoredContact | None:
         """One contact by id."""
@@ -412,49 +488,77 @@ class Store:
 
     async def list_contacts(self, first: int, after: str | None) -> tuple[list[StoredContact], bool]:
         """Up to `first` contacts ordered by id, strictly after `after`; and whether more follow."""
-        query = sa.select(contacts).order_by(contacts.c.id).limit(first + 1)
-        if after is not None:
-            query = query.where(contacts.c.id > after)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+
+        def fn(conn: sa.Connection) -> tuple[list[StoredContact], bool]:
+            query = sa.select(contacts).order_by(contacts.c.id).limit(first + 1)
+            if after is not None:
+                query = query.where(contacts.c.id > after)
+            rows = conn.execute(query).all()
             page = rows[:first]
             ids = [r.id for r in page]
-            link_rows = (
-                (await conn.execute(sa.select(vendor_links).where(vendor_links.c.contact_id.in_(ids)))).all()
-                if ids
-                else []
-            )
-        found = self._assemble(page, link_rows)
-        return [found[i] for i in ids], len(rows) > first
+            link_rows = conn.execute(_LINKS_OF, {"ids": ids}).all() if ids else []
+            found = assemble(page, link_rows)
+            return [found[i] for i in ids], len(rows) > first
+
+        return await self.read(fn)
 
     async def count_contacts(self) -> int:
         """How many contacts the store holds."""
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(contacts))).scalar_one())
+        return await self.read(
+            lambda conn: int(conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one())
+        )
 
     @staticmethod
     def _assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
-        links: dict[str, list[CrossReference]] = {}
-        for row in link_rows:
-            links.setdefault(row.contact_id, []).append(_link(row))
-        out: dict[str, StoredContact] = {}
-        for row in rows:
-            out[row.id] = StoredContact(
-                contact=Contact.model_validate(orjson.loads(row.data)),
-                links=tuple(sorted(links.get(row.id, []), key=lambda link: list(Vendor).index(link.vendor))),
-                created_at=_utc(row.created_at) or datetime.now(UTC),
-                updated_at=_utc(row.updated_at) or datetime.now(UTC),
-                version=int(row.version),
-            )
-        return out
+        return assemble(rows, link_rows)
 
 
-def _current_exception() -> BaseException:
-    import sys
+def contact_json(contact: Contact) -> str:
+    """The JSON a contact is stored as."""
+    return orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
 
-    exc = sys.exc_info()[1]
-    assert exc is not None
-    return exc
+
+_LINK_OWNER = (
+    sa.select(vendor_links.c.contact_id)
+    .where(
+        vendor_links.c.vendor == sa.bindparam("vendor"),
+        vendor_links.c.remote_id == sa.bindparam("remote_id"),
+        vendor_links.c.deleted.is_(False),
+    )
+    .limit(1)
+)
+_LINKS_OF = sa.select(vendor_links).where(vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+_CONTACTS_OF = sa.select(contacts).where(contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
+_VENDOR_ORDER = {vendor: index for index, vendor in enumerate(Vendor)}
+
+
+def read_links(conn: sa.Connection, contact_id: str) -> dict[Vendor, CrossReference]:
+    """Within a read or a write: the cross-references of one contact, by vendor."""
+    return {link.vendor: link for link in map(_link, conn.execute(_LINKS_OF, {"ids": [contact_id]}))}
+
+
+def read_contacts(conn: sa.Connection, ids: list[str]) -> dict[str, StoredContact]:
+    """Within a read or a write: several contacts by id with their cross-references (two queries)."""
+    rows = conn.execute(_CONTACTS_OF, {"ids": ids}).all()
+    link_rows = conn.execute(_LINKS_OF, {"ids": ids}).all()
+    return assemble(rows, link_rows)
+
+
+def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
+    """Contacts rows and their vendor-link rows as `StoredContact`s, by id."""
+    links: dict[str, list[CrossReference]] = {}
+    for row in link_rows:
+        links.setdefault(row.contact_id, []).append(_link(row))
+    out: dict[str, StoredContact] = {}
+    for row in rows:
+        out[row.id] = StoredContact(
+            contact=Contact.model_validate_json(row.data),
+            links=tuple(sorted(links.get(row.id, []), key=lambda link: _VENDOR_ORDER[link.vendor])),
+            created_at=_utc(row.created_at) or datetime.now(UTC),
+            updated_at=_utc(row.updated_at) or datetime.now(UTC),
+            version=int(row.version),
+        )
+    return out
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -99,14 +99,24 @@ async def test_concurrent_writes_are_all_committed(store: Store) -> None:
 
 
 async def test_one_bad_write_does_not_fail_its_batch(store: Store) -> None:
-    async def bad(conn: object) -> None:
+    def bad(conn: object) -> None:
         raise RuntimeError("boom")
 
     good = [store.record(Contact(id=f"g{i}"), [], f"g{i}") for i in range(20)]
-    results = await asyncio.gather(store.write(bad), *good, return_exceptions=True)  # type: ignore[arg-type]
+    results = await asyncio.gather(store.write(bad), *good, return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
     assert results[1:] == [None] * 20
     assert await store.count_contacts() == 20
+
+
+async def test_write_operations_are_plain_functions(store: Store) -> None:
+    """An async operation would never run inside the transaction: the store refuses it instead of committing nothing."""
+
+    async def op(conn: object) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="plain function"):
+        await store.write(op)  # type: ignore[arg-type]
 
 
 async def test_paging_by_id(store: Store) -> None:
