@@ -11,6 +11,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import date, datetime
 from itertools import pairwise
 from typing import Any, ClassVar, Generic, TypeVar
@@ -271,9 +272,12 @@ def _message(code: ErrorCode, err: Any) -> str:
     return str(err["msg"])
 
 
+_GENERIC_DIGITS = re.compile(r"\[\d+\]")
+
+
 def _generic(path: str) -> str:
     """`details[2].value` -> `details[].value`: one row per field, not per list item."""
-    return re.sub(r"\[\d+\]", "[]", path)
+    return _GENERIC_DIGITS.sub("[]", path)
 
 
 #: The last contact `_filled_paths` looked at, and its answer: the engine prepares one contact for every vendor in
@@ -296,7 +300,13 @@ def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
 
     Named at the widest level the vendor ignores entirely: `locations` once, not each location's every field.
     """
-    used = {_generic(source) for source in mapped.sources.values()}
+    used = frozenset(_GENERIC_DIGITS.sub("[]", source) for source in mapped.sources.values())
+    return list(_unsent_for(tuple(_filled_paths(contact)), used, vendor))
+
+
+@lru_cache(maxsize=4096)
+def _unsent_for(paths: tuple[str, ...], used: frozenset[str], vendor: Vendor) -> tuple[str, ...]:
+    """`_unsent` for a contact's shape (its filled paths) and what the mapping used: callers send few shapes."""
 
     def covered(generic: str) -> bool:
         return any(u == generic or u.startswith((generic + ".", generic + "[")) for u in used) or any(
@@ -304,7 +314,7 @@ def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
         )
 
     out: list[str] = []
-    for path in _filled_paths(contact):
+    for path in paths:
         if covered(_generic(path)):
             continue
         # Climb to the widest prefix that nothing under it was sent from.
@@ -319,7 +329,7 @@ def _unsent(contact: Contact, mapped: Mapped, vendor: Vendor) -> list[str]:
         message = f"{widest}: not supported by {vendor.name}, not sent"
         if message not in out:
             out.append(message)
-    return out
+    return tuple(out)
 
 
 def _leaf_paths(value: Any, prefix: str = "") -> list[str]:
