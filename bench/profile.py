@@ -82,21 +82,31 @@ def _aiosqlite_wait() -> str:
     return f"_connection_worker_thread (aiosqlite/core.py:{number})"
 
 
-def _idle(frames: list[str], aiosqlite_wait: str) -> bool:
+def _pool_wait() -> str:
+    """`_worker (concurrent/futures/thread.py:N)` where N is its `work_queue.get`: a pool thread waiting for work
+    (the store's writer and reader threads on SQLite)."""
+    import concurrent.futures.thread
+
+    lines, first = inspect.getsourcelines(concurrent.futures.thread._worker)
+    number = next(first + i for i, text in enumerate(lines) if "work_queue.get(block=True)" in text)
+    return f"_worker (concurrent/futures/thread.py:{number})"
+
+
+def _idle(frames: list[str], *waits: str) -> bool:
     python = [f for f in frames if ".py:" in f]
-    if python and python[-1].endswith(aiosqlite_wait):
+    if python and python[-1].endswith(waits):
         return True
     return frames[-1].startswith(_IDLE_LEAVES)
 
 
 def summarise(lines: Iterable[str], top: int = 25) -> str:
     """Self and inclusive time by function and self time by package, from py-spy's collapsed stacks, without the
-    samples of threads waiting (epoll, aiosqlite's idle worker threads)."""
+    samples of threads waiting (epoll, aiosqlite's and thread pools' idle worker threads)."""
     own: Counter[str] = Counter()
     areas: Counter[str] = Counter()
     project: Counter[str] = Counter()
     total = idle = 0
-    aiosqlite_wait = _aiosqlite_wait()
+    waits = (_aiosqlite_wait(), _pool_wait())
     for line in lines:
         stack, _, count_text = line.rstrip("\n").rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -105,7 +115,7 @@ def summarise(lines: Iterable[str], top: int = 25) -> str:
         frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
-        if _idle(frames, aiosqlite_wait):
+        if _idle(frames, *waits):
             idle += count
             continue
         total += count

@@ -174,7 +174,7 @@ class Query:
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
-            total_count=await store.count_contacts(),
+            count=store.count_contacts,
         )
 
     @strawberry.field(

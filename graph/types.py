@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -220,7 +221,12 @@ class ContactEdge:
 class ContactConnection:
     edges: list[ContactEdge]
     page_info: PageInfo
-    total_count: int
+    #: Counts the stored contacts; called only when `totalCount` is selected (a count scans the table).
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many contacts the gateway holds.")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 # -- inputs ---------------------------------------------------------------------------------------------------------
