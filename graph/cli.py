@@ -64,13 +64,22 @@ EXAMPLE_VARIABLES: dict[str, Any] = {
 
 
 def demo_config(simulator_base: str, token: str, store_url: str) -> dict[str, Any]:
-    """A full configuration: every registered vendor pointed at its simulator, one read/write token.
+    """A full configuration: every registered vendor pointed at its simulator, one token (read, write, federation).
 
-    GraphiQL falls back to the built-in minimal page when its npm files are missing (`demo` tries npm first).
+    Introspection is on (GraphiQL's docs need it; `serve` leaves it off unless configured). GraphiQL falls back to
+    the built-in minimal page when its npm files are missing (`demo` tries npm first).
     """
     return {
-        "server": {"graphiql": True, "graphiql_fallback": True},
-        "auth": {"tokens": [{"name": "demo", "token": token, "scopes": ["contacts:read", "contacts:write"]}]},
+        "server": {"graphiql": True, "graphiql_fallback": True, "introspection": True},
+        "auth": {
+            "tokens": [
+                {
+                    "name": "demo",
+                    "token": token,
+                    "scopes": ["contacts:read", "contacts:write", "contacts:federation"],
+                }
+            ]
+        },
         "store": {"url": store_url},
         "vendors": {
             plugin.vendor.value: plugin.demo_config(f"{simulator_base}{plugin.vendor.value}/")

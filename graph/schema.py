@@ -5,22 +5,37 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
+import uuid
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graph import convert, types
-from graph.auth import CanAdmin, CanRead, CanWrite
+from graph.auth import CanAdmin, CanRead, CanWrite, audit
 from graph.context import Context
+from resolvers.config import ServerConfig
 from resolvers.fanout import Outcome, Readback
 from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
 from resolvers.model import parse_contact
-from resolvers.outbox import DeliveryStatus
+from resolvers.outbox import Delivery, DeliveryStatus
 from resolvers.results import Vendor
+
+log = logging.getLogger(__name__)
 
 #: Page size when `first` is not given.
 DEFAULT_PAGE = 20
@@ -63,6 +78,52 @@ def _vendors(vendors: list[Vendor] | None) -> list[Vendor] | None:
     if vendors is not None and not vendors:
         raise bad_input("vendors: name at least one vendor, or omit the argument for all of them", "vendors")
     return vendors
+
+
+def forbidden(message: str, argument: str | None = None) -> GraphQLError:
+    """A refusal for lack of rights (the token's scopes or its vendor allow-list)."""
+    extensions = {"code": "FORBIDDEN"} | ({"argument": argument} if argument else {})
+    return GraphQLError(message, extensions=extensions)
+
+
+def _targets(info: Info[Context, None], vendors: list[Vendor] | None) -> list[Vendor] | None:
+    """The vendors a write addresses, within the token's vendor allow-list (if it has one).
+
+    Omitting `vendors` means every vendor the token may write to; naming one it may not is FORBIDDEN.
+    """
+    vendors = _vendors(vendors)
+    principal = info.context.principal
+    if principal is None or principal.vendors is None:
+        return vendors
+    if vendors is None:
+        allowed = [v for v in Vendor if v in principal.vendors]
+        if not allowed:
+            raise forbidden("vendors: this token may not write to any vendor", "vendors")
+        return allowed
+    refused = [v.name for v in vendors if v not in principal.vendors]
+    if refused:
+        raise forbidden(f"vendors: this token may not write to {', '.join(refused)}", "vendors")
+    return vendors
+
+
+def _allowed_vendor(info: Info[Context, None], vendor: Vendor) -> None:
+    principal = info.context.principal
+    if principal is not None and principal.vendors is not None and vendor not in principal.vendors:
+        raise forbidden(f"id: this token may not write to {vendor.name}", "id")
+
+
+def _audit_outcome(info: Info[Context, None], operation: str, contact_id: str, outcome: Outcome, **extra: Any) -> None:
+    principal = info.context.principal
+    audit(
+        "write",
+        principal=principal.name if principal else None,
+        operation=operation,
+        contact_id=contact_id,
+        vendors=[r.vendor.name for r in outcome.results],
+        status=outcome.status.value,
+        results={r.vendor.name: r.status.value for r in outcome.results},
+        **extra,
+    )
 
 
 #: An operation's outcome, with the contact read back in its last transaction when the engine did (see `FanOut.write`).
@@ -282,12 +343,15 @@ class Mutation:
             ),
         ] = None,
     ) -> types.UpsertContactPayload:
-        targets = _vendors(vendors)
+        targets = _targets(info, vendors)
         key = _idempotency_key(info, idempotency_key)
         if key is None:
             answered = await _answer(info.context, await _upsert(info.context, input, targets, force))
         else:
             answered = await _keyed_upsert(info, key, input, targets, force)
+        _audit_outcome(
+            info, "upsertContact", str(input.id), answered[0].outcome, **({"idempotency_key": True} if key else {})
+        )
         return await _payload(info.context, answered)
 
     @strawberry.mutation(
@@ -301,14 +365,19 @@ class Mutation:
         vendors: types.VendorList = None,
         force: bool = False,
     ) -> list[types.UpsertContactPayload]:
-        targets = _vendors(vendors)
+        most = info.context.runtime.config.server.max_batch_contacts
+        if len(inputs) > most:
+            raise bad_input(
+                f"inputs: at most {most} contacts per upsertContacts (got {len(inputs)}); split the batch", "inputs"
+            )
+        targets = _targets(info, vendors)
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
         async def one(value: types.ContactInput) -> types.UpsertContactPayload:
             async with slots:
-                return await _payload(
-                    info.context, await _answer(info.context, await _upsert(info.context, value, targets, force))
-                )
+                answered = await _answer(info.context, await _upsert(info.context, value, targets, force))
+                _audit_outcome(info, "upsertContacts", str(value.id), answered[0].outcome)
+                return await _payload(info.context, answered)
 
         return list(await asyncio.gather(*(one(v) for v in inputs)))
 
@@ -319,7 +388,8 @@ class Mutation:
     async def delete_contact(
         self, info: Info[Context, None], id: strawberry.ID, vendors: types.VendorList = None
     ) -> types.UpsertContactPayload:
-        outcome = await info.context.runtime.fanout.delete(str(id), _vendors(vendors))
+        outcome = await info.context.runtime.fanout.delete(str(id), _targets(info, vendors))
+        _audit_outcome(info, "deleteContact", str(id), outcome)
         return await _payload(info.context, await _answer(info.context, (outcome, None)))
 
     @strawberry.mutation(
@@ -327,7 +397,12 @@ class Mutation:
         description="Send a failed, cancelled or waiting delivery again now (the contact as stored now).",
     )
     async def retry_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
-        found = await info.context.runtime.fanout.outbox.retry(_delivery_id(id))
+        outbox = info.context.runtime.fanout.outbox
+        existing = await outbox.get(_delivery_id(id))
+        if existing is not None:
+            _allowed_vendor(info, existing.vendor)
+        found = await outbox.retry(_delivery_id(id))
+        _audit_delivery(info, "retryDelivery", id, found)
         if found is None:
             raise bad_input("id: no FAILED, CANCELLED or PENDING delivery has this id", "id")
         info.context.runtime.fanout.wakeup.set()
@@ -337,17 +412,91 @@ class Mutation:
         permission_classes=[CanAdmin], description="Stop a pending or failed delivery from being sent (again)."
     )
     async def cancel_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
-        found = await info.context.runtime.fanout.outbox.cancel(_delivery_id(id))
+        outbox = info.context.runtime.fanout.outbox
+        existing = await outbox.get(_delivery_id(id))
+        if existing is not None:
+            _allowed_vendor(info, existing.vendor)
+        found = await outbox.cancel(_delivery_id(id))
+        _audit_delivery(info, "cancelDelivery", id, found)
         if found is None:
             raise bad_input("id: no PENDING or FAILED delivery has this id", "id")
         return convert.delivery(found)
 
 
-schema = strawberry.federation.Schema(
-    query=Query,
-    mutation=Mutation,
-    types=[types.Contact],
-    federation_version="2.9",
-    # Factories, not instances: a fresh extension per operation, the LRU caches shared at module level.
-    extensions=[partial(ParserCache, maxsize=512), partial(ValidationCache, maxsize=512)],
-)
+def _audit_delivery(info: Info[Context, None], operation: str, id: str, found: Delivery | None) -> None:
+    principal = info.context.principal
+    audit(
+        "write",
+        principal=principal.name if principal else None,
+        operation=operation,
+        delivery_id=str(id),
+        contact_id=found.contact_id if found else None,
+        vendors=[found.vendor.name] if found else [],
+        status=found.status.value if found else "REFUSED",
+    )
+
+
+def _introspection_field(ignore: IgnoreContext) -> bool:
+    # Introspection is allowed or refused as a whole (`server.introspection`); GraphiQL's own query is 13 deep.
+    return ignore.field_name.startswith("__")
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask errors nobody meant to show: an exception from inside a resolver that is not a GraphQL error (database,
+    bug, anything unexpected), logged with a reference the answer carries.
+
+    Request errors (syntax, validation, variables, limits) and the API's own errors (BAD_USER_INPUT, FORBIDDEN,
+    CONFLICT, ...) keep their message and code.
+    """
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return False  # graphql-core's request errors and the API's own (with their codes) are meant to be read
+    reference = uuid.uuid4().hex[:12]
+    log.error(
+        "unexpected error in %s (reference %s)",
+        ".".join(str(p) for p in error.path or []),
+        reference,
+        exc_info=(type(original), original, original.__traceback__),
+    )
+    error.extensions = {**(error.extensions or {}), "reference": reference}
+    return True
+
+
+class _MaskErrors(MaskErrors):
+    """Strawberry's MaskErrors, keeping the log reference and the INTERNAL code on a masked error."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL", "reference": (error.extensions or {}).get("reference")}
+        return masked
+
+
+def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Schema:
+    """The federation schema with the refusals `[server]` configures (depth, tokens, aliases, introspection, batching)
+    and unexpected errors masked. Extensions are factories, not instances: a fresh one per operation."""
+    server = server or ServerConfig()
+    extensions: list[Any] = [
+        partial(MaxTokensLimiter, max_token_count=server.max_tokens),
+        partial(ParserCache, maxsize=512),
+        partial(QueryDepthLimiter, max_depth=server.max_depth, should_ignore=_introspection_field),
+        partial(MaxAliasesLimiter, max_alias_count=server.max_aliases),
+    ]
+    if not server.introspection:
+        extensions.append(DisableIntrospection)
+    extensions += [partial(ValidationCache, maxsize=512), partial(_MaskErrors, should_mask_error=_unexpected)]
+    config = StrawberryConfig(
+        batching_config={"max_operations": server.batch_max_operations} if server.batch_max_operations else None
+    )
+    return strawberry.federation.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[types.Contact],
+        federation_version="2.9",
+        extensions=extensions,
+        config=config,
+    )
+
+
+#: The schema with default limits and introspection on (what `strawberry export-schema` prints; the app builds its
+#: own from the configuration).
+schema = build_schema(ServerConfig(introspection=True))

@@ -12,14 +12,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from resolvers.errors import ConfigError
 from resolvers.model import render_path
 from resolvers.results import Vendor
 from resolvers.vendors.base import VendorSettings
 
-Scope = Literal["contacts:read", "contacts:write", "contacts:admin"]
+Scope = Literal["contacts:read", "contacts:write", "contacts:admin", "contacts:federation"]
+#: Signature algorithms accepted for JWTs: one shared secret (HS*) or public keys from a JWKS (RS*, ES*), never both.
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -53,6 +55,21 @@ class ServerConfig(Strict):
     graphiql_example: GraphiQLExample | None = None
     #: Operations over the WebSocket endpoint must come from these origins (empty: same-origin only).
     allowed_origins: list[str] = Field(default_factory=list)
+    #: Schema introspection (`__schema`, `__type`). Off by default in `serve`; `demo` turns it on. GraphiQL's docs
+    #: and autocompletion need it.
+    introspection: bool = False
+    #: Addresses of the federation router(s): they may ask `_service { sdl }` without a `contacts:federation` token.
+    router_addresses: list[str] = Field(default_factory=list)
+    #: Refusals before execution: deeper selections, longer documents and more aliases than these are errors.
+    max_depth: int = Field(default=12, ge=1, le=100)
+    max_tokens: int = Field(default=10_000, ge=100, le=1_000_000)
+    max_aliases: int = Field(default=30, ge=1, le=10_000)
+    #: Most contacts one `upsertContacts` may carry.
+    max_batch_contacts: int = Field(default=1_000, ge=1, le=100_000)
+    #: Largest request body accepted, in bytes (413 beyond it, before anything is parsed).
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: Operations one HTTP request may carry as a JSON array; 0 (the default) refuses batched requests.
+    batch_max_operations: int = Field(default=0, ge=0, le=100)
 
 
 class TokenConfig(Strict):
@@ -61,12 +78,60 @@ class TokenConfig(Strict):
     name: str = Field(min_length=1)
     token: SecretStr = Field(min_length=16)
     scopes: list[Scope] = Field(min_length=1)
+    #: When given, the only vendors this token may write to (omitted: every configured vendor).
+    vendors: list[Vendor] | None = Field(default=None, min_length=1)
+
+
+class JwtConfig(Strict):
+    """`[auth.jwt]`: bearer JWTs from the company's identity provider (checked with PyJWT).
+
+    Issuer, audience, expiry and not-before are always checked (expiry and issued-at required). Scopes come from
+    the `scope` claim (space-separated) or `scp` (a list or space-separated); unknown scopes are ignored.
+    """
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    algorithms: list[JwtAlgorithm] = Field(min_length=1)
+    #: The shared secret for HS* algorithms.
+    secret: SecretStr | None = Field(default=None, min_length=32)
+    #: Public keys for RS*/ES* algorithms: a JWKS file, or a URL fetched (and cached) when a new key id appears.
+    jwks_file: str | None = None
+    jwks_url: str | None = None
+    #: Clock skew tolerated on exp/nbf/iat, in seconds.
+    leeway_s: float = Field(default=30.0, ge=0, le=600)
+    #: The claim naming the caller in logs and idempotency keys.
+    name_claim: str = "sub"
+    #: An optional claim listing the vendors the caller may write to (a list or space-separated names).
+    vendors_claim: str | None = None
+    #: How long a fetched JWKS is trusted before it is fetched again, in seconds.
+    jwks_cache_s: float = Field(default=300.0, ge=0)
+
+    @model_validator(mode="after")
+    def _keys_match_algorithms(self) -> JwtConfig:
+        shared = {a for a in self.algorithms if a.startswith("HS")}
+        if shared and len(shared) != len(self.algorithms):
+            # A verifier that accepts both lets a public key be used as an HMAC secret (algorithm confusion).
+            raise ValueError("algorithms: use HS* (shared secret) or RS*/ES* (public keys), not both")
+        if shared and self.secret is None:
+            raise ValueError("secret: required for HS* algorithms")
+        if shared and (self.jwks_file or self.jwks_url):
+            raise ValueError("jwks_file/jwks_url: only for RS*/ES* algorithms")
+        if not shared and self.secret is not None:
+            raise ValueError("secret: only for HS* algorithms")
+        if not shared and bool(self.jwks_file) == bool(self.jwks_url):
+            raise ValueError("jwks_file, jwks_url: give exactly one for RS*/ES* algorithms")
+        return self
 
 
 class AuthConfig(Strict):
     """`[auth]`: who may call the API."""
 
     tokens: list[TokenConfig] = Field(default_factory=list)
+    jwt: JwtConfig | None = None
+    #: Failed authentications per client address within `failure_window_s` before that address is refused (429)
+    #: until the window has passed. Counted per process.
+    max_failures: int = Field(default=10, ge=1)
+    failure_window_s: float = Field(default=60.0, gt=0)
 
 
 class StoreConfig(Strict):
@@ -134,6 +199,12 @@ def _describe(exc: ValidationError, prefix: str) -> str:
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         if err["type"] == "missing":
             message = "required key is missing"
+        if err["type"] == "value_error":
+            # A table-level check names its key first ("secret: required ..."): move it into the path.
+            message = str(err.get("ctx", {}).get("error", message))
+            named, sep, rest = message.partition(": ")
+            if sep and re.fullmatch(r"[a-z_]+(?:/[a-z_]+)?", named):
+                key, message = f"{key}.{named}" if key else named, rest
         lines.append(f"{key}: {message}")
     return "; ".join(lines)
 

@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from resolvers.results import ErrorCode, FieldError, VendorStatus
+
+#: Secrets the gateway holds (vendor passwords, tokens, tickets, client secrets): never repeated in a message.
+_KNOWN_SECRETS: set[str] = set()
+#: What a credential looks like in text a vendor sent back: an authorization scheme and its value, a JWT, or a
+#: JSON/form field whose name says secret.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer|basic|soticket)\s+[A-Za-z0-9._~+/=:-]{4,}"), r"\1 ***"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "***"),
+    (
+        re.compile(
+            r"(?i)(\"?[A-Za-z_-]*(?:token|secret|password|passwd|ticket|api[_-]?key|authorization|credential|session)"
+            r"[A-Za-z_-]*\"?\s*[:=]\s*)(\"[^\"]*\"|[^\s,&}\]]+)"
+        ),
+        r'\1"***"',
+    ),
+)
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret so that `scrub` removes it from any message (values under 4 characters are ignored)."""
+    if len(value) >= 4:
+        _KNOWN_SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """`text` without credentials: every registered secret, and anything shaped like one, becomes `***`."""
+    for secret in _KNOWN_SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 class GatewayError(Exception):
@@ -36,6 +69,8 @@ class VendorError(GatewayError):
         sent: bool = True,
         retry_after: float | None = None,
     ) -> None:
+        # Vendor bodies end up in messages (and so in answers, delivery rows and logs): never a credential.
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.http_status = http_status

@@ -26,6 +26,8 @@ WRITE_TOKEN = "test-write-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"
 WRITE_ONLY_TOKEN = "test-writeonly-token-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
+#: What a federation router holds: read, and `_service { sdl }`.
+ROUTER_TOKEN = "test-router-token-0123456789"
 
 VENDORS = list(REGISTRY)
 
@@ -97,6 +99,7 @@ def gateway_config_data(
         {"name": "reader", "token": READ_TOKEN, "scopes": ["contacts:read"]},
         {"name": "writer-only", "token": WRITE_ONLY_TOKEN, "scopes": ["contacts:write"]},
         {"name": "operator", "token": ADMIN_TOKEN, "scopes": ["contacts:read", "contacts:write", "contacts:admin"]},
+        {"name": "router", "token": ROUTER_TOKEN, "scopes": ["contacts:read", "contacts:federation"]},
     ]
     for name, override in (vendor_overrides or {}).items():
         data["vendors"][name].update(override)

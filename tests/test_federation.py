@@ -24,7 +24,7 @@ from strawberry.federation.schema_directives import Key
 from strawberry.federation.types import FieldSet
 
 from resolvers.store import Store, StoredContact
-from tests.conftest import READ_TOKEN, Gateway, free_port
+from tests.conftest import READ_TOKEN, ROUTER_TOKEN, Gateway, free_port
 from tests.node import FEDERATION, require_node, run_script
 from tests.support import UPSERT, contact
 
@@ -119,7 +119,7 @@ async def node_gateway(supergraph: Path, log: Path) -> AsyncIterator[str]:
 
 
 async def service_sdl(gateway: Gateway) -> str:
-    answer = await gateway.graphql("{ _service { sdl } }", token=READ_TOKEN)
+    answer = await gateway.graphql("{ _service { sdl } }", token=ROUTER_TOKEN)
     sdl: str = answer["data"]["_service"]["sdl"]
     return sdl
 
@@ -153,7 +153,7 @@ async def test_composed_with_a_workorder_subgraph_and_joined_through_apollo_gate
             "--subgraph",
             f"workorders={workorders}",
             "--header",
-            f"Authorization: Bearer {READ_TOKEN}",
+            f"Authorization: Bearer {ROUTER_TOKEN}",
             "--out",
             str(supergraphs["apollo"]),
             "--out-guild",

@@ -16,8 +16,9 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
 
+from resolvers.errors import register_secret
 from resolvers.model import Address, Contact, ContactDetail, DetailKind, Location, error_code, render_path
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.simulation import Simulator
@@ -361,6 +362,10 @@ class Connector(ABC, Generic[SettingsT]):
     def __init__(self, settings: SettingsT, transport: Transport) -> None:
         self.settings = settings
         self.transport = transport
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())  # scrubbed from every error message from now on
         #: Who owns a remote record in the gateway's cross-reference (set by the engine; None: nobody known).
         self.link_owner: Callable[[str], Awaitable[str | None]] | None = None
 
