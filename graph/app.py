@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
+import hmac
 import logging
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import (
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    parse,
-)
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -31,18 +25,38 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
+from strawberry.http.streaming import HTTPStreamTransport, SSETransport
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL, GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult
-from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UnsetType
 
-from graph.auth import FEDERATION, Authenticator, FailureLimiter, Principal, audit
+from graph.auth import Authenticator, FailureLimiter, Principal, audit
 from graph.context import Context, Runtime
 from graph.graphiql import graphiql_page, refuse_embedded_headers
-from graph.negotiation import GRAPHQL_RESPONSE_JSON, JSON, is_request_error, response_media_type
+from graph.negotiation import (
+    EVENT_STREAM,
+    GRAPHQL_RESPONSE_JSON,
+    JSON,
+    accepts_event_stream,
+    is_request_error,
+    is_subscription,
+    response_media_type,
+)
+from graph.observability import (
+    RequestIdMiddleware,
+    configure_logging,
+    configure_tracing,
+    outbox_families,
+    render_metrics,
+)
 from graph.schema import build_schema
+from resolvers import observe
 from resolvers.config import GatewayConfig
+from resolvers.events import DeliveryEvents
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
 from resolvers.idempotency import Idempotency
 from resolvers.store import Store
@@ -75,7 +89,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     #: Set by `create_app`.
     max_body_bytes = 4 * 1024 * 1024
-    router_addresses: frozenset[str] = frozenset()
+    #: Token limit for the parse that tells a subscription from other operations (SSE negotiation).
+    max_tokens: int | None = None
     failures: FailureLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,7 +104,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 return
             principal = await runtime.authenticator.authenticate(headers.get("authorization"))
             scope.setdefault("state", {})["principal"] = principal
-            if principal is None and not self._is_ide_request(scope, headers):
+            # Browsers cannot set headers on a WebSocket: one without any Authorization header authenticates in its
+            # connection_init payload instead (`on_ws_connect`); a header that names no valid token is refused here.
+            ws_token_later = scope["type"] == "websocket" and "authorization" not in headers
+            if principal is None and not ws_token_later and not self._is_ide_request(scope, headers):
                 if self.failures is not None:
                     self.failures.failed(address)
                 audit("unauthenticated", address=address, presented="authorization" in headers)
@@ -173,11 +191,63 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 raise HTTPException(
                     415, f"send the operation as {JSON} (Content-Type), not {content_type or 'nothing'}"
                 )
-        if response_media_type(request.headers.get("accept")) is None:
+        accept = request.headers.get("accept")
+        answers_json = response_media_type(accept) is not None
+        may_stream = request.method == "POST" and accepts_event_stream(accept)
+        if not answers_json and not may_stream:
             raise HTTPException(
-                406, f"this endpoint answers in {GRAPHQL_RESPONSE_JSON} or {JSON}; Accept names neither"
+                406,
+                f"this endpoint answers in {GRAPHQL_RESPONSE_JSON} or {JSON} (subscriptions also in {EVENT_STREAM} "
+                "over POST); Accept names none of them",
             )
-        return await super().parse_http_body(request)
+        data = await super().parse_http_body(request)
+        operations = data if isinstance(data, list) else [data]
+        subscribes = [is_subscription(o.query, o.operation_name, max_tokens=self.max_tokens) for o in operations]
+        # An unparsable document from a client that takes only SSE gets its error as an SSE event.
+        if (
+            may_stream
+            and isinstance(data, GraphQLRequestData)
+            and (subscribes[0] or (subscribes[0] is None and not answers_json))
+        ):
+            return dataclasses.replace(data, protocol=SSETransport.protocol)
+        if any(subscribes):
+            raise HTTPException(
+                406,
+                f"a subscription streams: POST it with Accept: {EVENT_STREAM}, or subscribe over a "
+                "graphql-transport-ws WebSocket at /graphql",
+            )
+        if not answers_json:
+            raise HTTPException(
+                406, f"{EVENT_STREAM} answers subscriptions only; accept {GRAPHQL_RESPONSE_JSON} or {JSON} for the rest"
+            )
+        return data
+
+    def _get_stream_transport_from_headers(self, headers: Mapping[str, str]) -> HTTPStreamTransport | None:
+        """None: `parse_http_body` picks SSE itself, and only for a subscription POSTed with `Accept:
+        text/event-stream`, so queries, mutations and batches keep their JSON answers whatever else Accept names."""
+        return None
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """`connection_init`: a WebSocket opened without an Authorization header (a browser cannot send one)
+        authenticates with `{"Authorization": "Bearer <token>"}` (or `authorization`) in the payload.
+
+        Refused with close code 4403 (graphql-transport-ws; `connection_error` then 1011 on the legacy graphql-ws)
+        when neither the handshake nor the payload names a valid token; the refusal counts as a failed
+        authentication of the client address (`auth.max_failures`), like a bad header does.
+        """
+        if context.principal is not None:
+            return UnsetType()  # acknowledge without a payload
+        params = context.connection_params or {}
+        presented = params.get("Authorization", params.get("authorization"))
+        principal = await context.runtime.authenticator.authenticate(presented if isinstance(presented, str) else None)
+        if principal is None:
+            address = (context.request.scope.get("client") or ("unknown", 0))[0]
+            if self.failures is not None:
+                self.failures.failed(address)
+            audit("unauthenticated", address=address, presented=presented is not None, via="connection_init")
+            raise ConnectionRejectionError({"message": "missing or invalid bearer token in connection_init"})
+        context.principal = principal
+        return UnsetType()
 
     async def execute_single(
         self,
@@ -188,9 +258,6 @@ class GatewayGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        refused = self._federation_refusal(request, context, request_data)
-        if refused is not None:
-            return refused
         try:
             result = await super().execute_single(
                 request=request,
@@ -210,36 +277,6 @@ class GatewayGraphQL(GraphQL[Context, None]):
             sub_response.status_code = 400
         return result
 
-    def _federation_refusal(
-        self, request: Request, context: Context, request_data: GraphQLRequestData
-    ) -> ExecutionResult | None:
-        """`_service { sdl }` (the whole schema, even with introspection off) only for a `contacts:federation`
-        token or a configured router address."""
-        query = request_data.query or ""
-        if "_service" not in query:
-            return None
-        principal = context.principal
-        if principal is not None and FEDERATION in principal.scopes:
-            return None
-        if request.client is not None and request.client.host in self.router_addresses:
-            return None
-        try:
-            asks = "_service" in top_level_fields(parse(query), request_data.operation_name)
-        except GraphQLError:
-            return None  # not a valid document: execution reports the syntax error itself
-        if not asks:
-            return None
-        return PreExecutionError(
-            data=None,
-            errors=[
-                GraphQLError(
-                    f"_service: needs a token with the {FEDERATION} scope or a router address "
-                    "(server.router_addresses)",
-                    extensions={"code": "FORBIDDEN"},
-                )
-            ],
-        )
-
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         processed = await super().process_result(request, result)
         if is_request_error(result):
@@ -252,30 +289,6 @@ class GatewayGraphQL(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = sub_response.media_type or JSON
         return response
-
-
-def top_level_fields(document: DocumentNode, operation_name: str | None) -> set[str]:
-    """The names of the root fields an operation selects (through fragments too)."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    names: set[str] = set()
-
-    def visit(selections: Any, seen: frozenset[str]) -> None:
-        for selection in selections:
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                visit(selection.selection_set.selections, seen)
-            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
-                fragment = fragments.get(selection.name.value)
-                if fragment is not None:
-                    visit(fragment.selection_set.selections, seen | {selection.name.value})
-
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            operation_name is None or (definition.name is not None and definition.name.value == operation_name)
-        ):
-            visit(definition.selection_set.selections, frozenset())
-    return names
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
@@ -327,12 +340,49 @@ def _refusal(request: Request, exc: HTTPException) -> Response:
     )
 
 
+async def _readiness(runtime: Runtime, *, verbose: bool) -> Response:
+    """`/readyz`: the store answers, its schema is at the head revision, the outbox worker runs (503 otherwise).
+
+    With `verbose`, each vendor's state as this process sees it: reachable, breaker, last success, last failure and
+    its code, deliveries waiting.
+    """
+    checks: dict[str, bool] = {}
+    try:
+        async with asyncio.timeout(2):
+            checks["store"] = await runtime.store.ping()
+            checks["migrations"] = await runtime.store.migrated()
+    except Exception:
+        checks.setdefault("store", False)
+        checks.setdefault("migrations", False)
+    checks["outbox_worker"] = runtime.worker.alive
+    ready = all(checks.values())
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if verbose:
+        try:
+            stats = await runtime.fanout.outbox.stats()
+        except Exception:
+            stats = {}
+        body["vendors"] = {
+            vendor.name: {
+                "reachable": health.reachable,
+                "breaker": runtime.fanout.breakers[vendor].state.value,
+                "last_success_at": health.last_success_at.isoformat() if health.last_success_at else None,
+                "last_failure_at": health.last_failure_at.isoformat() if health.last_failure_at else None,
+                "last_failure_code": health.last_failure_code,
+                "queued_deliveries": stats.get(vendor, (0, None))[0],
+            }
+            for vendor, health in runtime.fanout.health.items()
+        }
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
 def app_from_env() -> Starlette:
     """Factory for `uvicorn --factory` (multi-worker `serve`): the config file named by CONTACT_GATEWAY_CONFIG."""
     from resolvers.config import load_config
 
     config = load_config(os.environ["CONTACT_GATEWAY_CONFIG"])
     refuse_embedded_headers(config)
+    configure_logging(config.logging)  # each worker process logs JSON lines too
     return create_app(config)
 
 
@@ -345,6 +395,8 @@ def create_app(config: GatewayConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        observe.personal_data = config.logging.personal_data
+        tracing = configure_tracing(config.telemetry)
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
@@ -354,7 +406,8 @@ def create_app(config: GatewayConfig) -> Starlette:
         await store.open()
         connectors = _connectors(config, Transport(session))
         settings = OutboxSettings(**config.outbox.model_dump())
-        fanout = FanOut(connectors, store, settings=settings)
+        events = DeliveryEvents()
+        fanout = FanOut(connectors, store, settings=settings, events=events)
         worker = OutboxWorker(fanout)
         app.state.runtime = Runtime(
             config=config,
@@ -365,12 +418,19 @@ def create_app(config: GatewayConfig) -> Starlette:
             authenticator=authenticator,
             worker=worker,
             idempotency=Idempotency(store, ttl_s=config.idempotency.ttl_s),
+            events=events,
         )
         worker.start()
         try:
             yield
         finally:
             await worker.stop()
+            try:
+                released = await fanout.outbox.release()
+                if released:
+                    log.info("shutdown: %d deliveries left in the outbox for the next process", released)
+            except Exception:
+                log.exception("shutdown: releasing outbox leases failed (they run out on their own)")
             for connector in connectors.values():
                 try:
                     await connector.aclose()
@@ -378,6 +438,8 @@ def create_app(config: GatewayConfig) -> Starlette:
                     log.exception("closing the %s connector failed", connector.vendor.name)
             await store.close()
             await session.close()
+            if tracing is not None:
+                tracing.shutdown()  # flushes the spans still batched
 
     ide = graphiql_page(config.server)  # refuses to start when the page would need another host
     authenticator = Authenticator(config.auth)  # a bad JWKS file stops start-up here
@@ -385,9 +447,13 @@ def create_app(config: GatewayConfig) -> Starlette:
         build_schema(config.server),
         graphql_ide="graphiql" if ide else None,
         allowed_origins=config.server.allowed_origins,
+        # WebSocket (graphql-transport-ws, legacy graphql-ws) and SSE for `deliveryUpdates`.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL),
+        # A socket that has not authenticated (connection_init) within this long is closed (4408).
+        connection_init_wait_timeout=timedelta(seconds=10),
     )
     graphql.max_body_bytes = config.server.max_body_bytes
-    graphql.router_addresses = frozenset(config.server.router_addresses)
+    graphql.max_tokens = config.server.max_tokens
     graphql.failures = FailureLimiter(config.auth.max_failures, config.auth.failure_window_s)
     if ide:
         graphql.ide_html = ide.html
@@ -395,7 +461,21 @@ def create_app(config: GatewayConfig) -> Starlette:
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    middleware = []
+    async def readyz(request: Request) -> Response:
+        return await _readiness(request.app.state.runtime, verbose=request.query_params.get("verbose") in ("1", "true"))
+
+    async def metrics(request: Request) -> Response:
+        if config.metrics.token is not None:
+            presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip().encode()
+            if not hmac.compare_digest(presented, config.metrics.token.get_secret_value().encode()):
+                return PlainTextResponse("metrics: send Authorization: Bearer <metrics.token>", status_code=401)
+        runtime: Runtime = request.app.state.runtime
+        stats = await runtime.fanout.outbox.stats()
+        families = outbox_families({vendor.value: stats.get(vendor, (0, None)) for vendor in runtime.connectors})
+        body, media_type = render_metrics(families)
+        return Response(body, media_type=media_type)
+
+    middleware = [Middleware(RequestIdMiddleware)]
     if config.server.cors_origins:
         middleware.append(
             Middleware(
@@ -410,6 +490,8 @@ def create_app(config: GatewayConfig) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            *([Route("/metrics", metrics)] if config.metrics.enabled else []),
             *(ide.routes if ide else []),
         ],
         middleware=middleware,

@@ -14,12 +14,22 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import jwt
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+)
+from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
@@ -239,11 +249,71 @@ class CanAdmin(_ScopePermission):
     message = f"this token lacks the {ADMIN} scope"
 
 
-#: The audit trail: one JSON line per write (and per refused write), on the `contact_gateway.audit` logger.
+class FederationGuard(SchemaExtension):
+    """`_service { sdl }` (the whole schema, even with introspection off) only for a `contacts:federation` token or
+    a configured router address (`server.router_addresses`): over HTTP and WebSocket alike, at validation (it must
+    come after ValidationCache in the extensions)."""
+
+    def __init__(self, router_addresses: frozenset[str] = frozenset()) -> None:
+        self.router_addresses = router_addresses
+
+    def on_validate(self) -> Iterator[None]:
+        execution = self.execution_context
+        document = execution.graphql_document
+        asks = (
+            document is not None
+            and "_service" in (execution.query or "_service")
+            and "_service" in top_level_fields(document, execution.operation_name)
+        )
+        if asks and not self._allowed():
+            # A validation error (runs after ValidationCache, which sets the errors it found): refused before
+            # execution over HTTP and WebSocket alike, with the same answer shape as any invalid document.
+            refusal = GraphQLError(
+                f"_service: needs a token with the {FEDERATION} scope or a router address (server.router_addresses)",
+                extensions={"code": "FORBIDDEN"},
+            )
+            execution.pre_execution_errors = [*(execution.pre_execution_errors or []), refusal]
+        yield
+
+    def _allowed(self) -> bool:
+        context = self.execution_context.context
+        principal = getattr(context, "principal", None)
+        if principal is not None and FEDERATION in principal.scopes:
+            return True
+        client = getattr(getattr(context, "request", None), "client", None)
+        return client is not None and client.host in self.router_addresses
+
+
+def top_level_fields(document: DocumentNode, operation_name: str | None) -> set[str]:
+    """The names of the root fields an operation selects (through fragments too)."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    names: set[str] = set()
+
+    def visit(selections: Any, seen: frozenset[str]) -> None:
+        for selection in selections:
+            if isinstance(selection, FieldNode):
+                names.add(selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                visit(selection.selection_set.selections, seen)
+            elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    visit(fragment.selection_set.selections, seen | {selection.name.value})
+
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            operation_name is None or (definition.name is not None and definition.name.value == operation_name)
+        ):
+            visit(definition.selection_set.selections, frozenset())
+    return names
+
+
+#: The audit trail: one log line per write (and per refused write or failed authentication), on the
+#: `contact_gateway.audit` logger; `serve` renders it as one JSON object (graph/observability.py).
 audit_log = logging.getLogger("contact_gateway.audit")
 
 
 def audit(event: str, **fields: Any) -> None:
     """Record one audited event: who, which contact, which vendors, what came of it (never secrets or payloads)."""
     if audit_log.isEnabledFor(logging.INFO):
-        audit_log.info(json.dumps({"event": event, **fields}, default=str, ensure_ascii=False))
+        audit_log.info(event, extra={"fields": {"audit": True, **fields}})

@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
+import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from graph.graphiql import (
     install_assets,
     refuse_embedded_headers,
 )
+from graph.observability import configure_logging
 from resolvers.config import ServerConfig, build_config, load_config
 from resolvers.errors import ConfigError
 from resolvers.simulation import start_simulators
@@ -171,6 +174,21 @@ async def _simulate(host: str, port: int) -> None:
         await runner.cleanup()
 
 
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a fresh `PROMETHEUS_MULTIPROC_DIR` for their metric files (set before they start, so
+    each writes there and `/metrics` sums them); removed afterwards. A directory set by the operator is kept."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="contact-gateway-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `contact-gateway` console script."""
     parser = argparse.ArgumentParser(prog="contact-gateway", description=__doc__)
@@ -217,15 +235,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             refuse_embedded_headers(config)
             graphiql_page(config.server)
             os.environ["CONTACT_GATEWAY_CONFIG"] = config_path
-            uvicorn.run(
-                "graph.app:app_from_env",
-                factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                loop="uvloop",
-                http="httptools",
-            )
+            configure_logging(config.logging)
+            # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler found before
+            # it started: make that an exit with status 0 (a clean stop), not death by the signal.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            with _metrics_dir(args.workers):
+                uvicorn.run(
+                    "graph.app:app_from_env",
+                    factory=True,
+                    host=args.host,
+                    port=args.port,
+                    workers=args.workers,
+                    loop="uvloop",
+                    http="httptools",
+                    log_config=None,  # our JSON logging (configure_logging), in every worker too
+                    # SIGTERM: stop accepting, let requests in flight finish up to this long, then shut down.
+                    timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace_s),
+                )
         else:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(_simulate(args.host, args.port))

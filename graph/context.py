@@ -14,6 +14,7 @@ from strawberry.dataloader import DataLoader
 from graph import convert, types
 from graph.auth import Authenticator, Principal
 from resolvers.config import GatewayConfig
+from resolvers.events import DeliveryEvents
 from resolvers.fanout import FanOut, OutboxWorker
 from resolvers.idempotency import Idempotency
 from resolvers.results import Vendor
@@ -33,6 +34,8 @@ class Runtime:
     authenticator: Authenticator
     worker: OutboxWorker
     idempotency: Idempotency
+    #: Live delivery status (`deliveryUpdates`): the same object `fanout` publishes to.
+    events: DeliveryEvents = field(default_factory=DeliveryEvents)
 
 
 @dataclass(slots=True)
@@ -43,6 +46,8 @@ class Context:
     response: Response | WebSocket | None
     runtime: Runtime
     principal: Principal | None
+    #: A WebSocket's `connection_init` payload (strawberry sets it; `GatewayGraphQL.on_ws_connect` reads the token).
+    connection_params: dict[str, Any] | None = None
     contact_loader: DataLoader[str, types.Contact | None] = field(init=False)
 
     def __post_init__(self) -> None:

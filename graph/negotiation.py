@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 
 JSON = "application/json"
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+#: Server-sent events: subscriptions over plain HTTP (GraphQL over SSE, "distinct connections mode").
+EVENT_STREAM = "text/event-stream"
 
 
 def _ranges(accept: str) -> list[tuple[str, float]]:
@@ -58,6 +60,31 @@ def response_media_type(accept: str | None) -> str | None:
     if graphql_weight > json_weight or (graphql_weight == json_weight and named):
         return GRAPHQL_RESPONSE_JSON
     return JSON
+
+
+def accepts_event_stream(accept: str | None) -> bool:
+    """The Accept header names `text/event-stream` with a weight above 0 (a wildcard does not count)."""
+    if not accept:
+        return False
+    weight, named = _weight(_ranges(accept), EVENT_STREAM)
+    return named and weight > 0
+
+
+def is_subscription(query: object, operation_name: object, *, max_tokens: int | None = None) -> bool | None:
+    """Whether the operation a request would run is a subscription; None when the document does not parse or has
+    no such operation (execution reports that itself). Parsed only when the word `subscription` is in it."""
+    if not isinstance(query, str) or "subscription" not in query:
+        return False
+    try:
+        document = parse(query, no_location=True, max_tokens=max_tokens)
+    except (GraphQLError, RecursionError):  # a hostile nesting depth: execution refuses it with its own error
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None
+    return operations[0].operation is OperationType.SUBSCRIPTION
 
 
 def is_request_error(result: ExecutionResult) -> bool:

@@ -7,6 +7,7 @@ import base64
 import binascii
 import logging
 import uuid
+from collections.abc import AsyncGenerator
 from functools import partial
 from typing import Annotated, Any
 
@@ -26,9 +27,11 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from graph import convert, types
-from graph.auth import CanAdmin, CanRead, CanWrite, audit
+from graph.auth import CanAdmin, CanRead, CanWrite, FederationGuard, audit
 from graph.context import Context
+from graph.observability import OperationObserver
 from resolvers.config import ServerConfig
+from resolvers.events import DeliveryEvent, TooManySubscribers, current_state
 from resolvers.fanout import Outcome, Readback
 from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
 from resolvers.model import parse_contact
@@ -78,6 +81,14 @@ def _vendors(vendors: list[Vendor] | None) -> list[Vendor] | None:
     if vendors is not None and not vendors:
         raise bad_input("vendors: name at least one vendor, or omit the argument for all of them", "vendors")
     return vendors
+
+
+def field_errors_of_id(value: str) -> str | None:
+    """Why `value` cannot be a contact id (the canonical model's rule), or None when it can."""
+    parsed = parse_contact({"id": value})
+    if isinstance(parsed, list):
+        return "; ".join(e.message for e in parsed if e.field == "id") or None
+    return None
 
 
 def forbidden(message: str, argument: str | None = None) -> GraphQLError:
@@ -316,6 +327,10 @@ class Query:
                     ],
                     circuit=fanout.breakers[vendor].state,
                     queued_deliveries=await fanout.outbox.total(status=DeliveryStatus.PENDING, vendor=vendor),
+                    reachable=fanout.health[vendor].reachable,
+                    last_success_at=fanout.health[vendor].last_success_at,
+                    last_failure_at=fanout.health[vendor].last_failure_at,
+                    last_failure_code=fanout.health[vendor].last_failure_code,
                 )
             )
         return out
@@ -388,6 +403,9 @@ class Mutation:
     async def delete_contact(
         self, info: Info[Context, None], id: strawberry.ID, vendors: types.VendorList = None
     ) -> types.UpsertContactPayload:
+        problems = field_errors_of_id(str(id))
+        if problems:
+            raise bad_input(f"id: {problems}", "id")
         outcome = await info.context.runtime.fanout.delete(str(id), _targets(info, vendors))
         _audit_outcome(info, "deleteContact", str(id), outcome)
         return await _payload(info.context, await _answer(info.context, (outcome, None)))
@@ -421,6 +439,50 @@ class Mutation:
         if found is None:
             raise bad_input("id: no PENDING or FAILED delivery has this id", "id")
         return convert.delivery(found)
+
+
+def _update(event: DeliveryEvent) -> types.DeliveryUpdate:
+    return types.DeliveryUpdate(
+        contact_id=strawberry.ID(event.contact_id),
+        vendor=event.vendor,
+        status=event.status,
+        delivery_id=strawberry.ID(str(event.delivery_id)) if event.delivery_id is not None else None,
+        attempts=event.attempts,
+        error=event.error,
+        at=event.at,
+        next_attempt_at=event.next_attempt_at,
+        remote_id=event.remote_id,
+        snapshot=event.snapshot,
+        missed=event.missed,
+    )
+
+
+@strawberry.type
+class Subscription:
+    """Live delivery status, over graphql-transport-ws (WebSocket) or SSE (POST with `Accept: text/event-stream`)."""
+
+    @strawberry.subscription(
+        permission_classes=[CanRead],
+        description="Each vendor's delivery status for a contact: first where every vendor stands now (from the "
+        "store), then each change as this process records it (write answers, QUEUED, background redeliveries). "
+        "Per process: with several workers or hosts, changes made by another process are not seen live.",
+    )
+    async def delivery_updates(
+        self, info: Info[Context, None], contact_id: strawberry.ID
+    ) -> AsyncGenerator[types.DeliveryUpdate, None]:
+        runtime = info.context.runtime
+        key = str(contact_id)
+        try:
+            feed = runtime.events.subscribe(key)  # before the snapshot read: no change can fall in between
+        except TooManySubscribers as exc:
+            raise GraphQLError(str(exc), extensions={"code": "RATE_LIMITED"}) from None
+        with feed:
+            links = await runtime.store.links(key)
+            open_deliveries = await runtime.fanout.outbox.open_for([key])
+            for event in current_state(key, links, open_deliveries):
+                yield _update(event)
+            async for event in feed:
+                yield _update(event)
 
 
 def _audit_delivery(info: Info[Context, None], operation: str, id: str, found: Delivery | None) -> None:
@@ -476,6 +538,7 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
     and unexpected errors masked. Extensions are factories, not instances: a fresh one per operation."""
     server = server or ServerConfig()
     extensions: list[Any] = [
+        OperationObserver,
         partial(MaxTokensLimiter, max_token_count=server.max_tokens),
         partial(ParserCache, maxsize=512),
         partial(QueryDepthLimiter, max_depth=server.max_depth, should_ignore=_introspection_field),
@@ -483,13 +546,18 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
     ]
     if not server.introspection:
         extensions.append(DisableIntrospection)
-    extensions += [partial(ValidationCache, maxsize=512), partial(_MaskErrors, should_mask_error=_unexpected)]
+    extensions += [
+        partial(ValidationCache, maxsize=512),
+        partial(FederationGuard, router_addresses=frozenset(server.router_addresses)),  # after ValidationCache
+        partial(_MaskErrors, should_mask_error=_unexpected),
+    ]
     config = StrawberryConfig(
         batching_config={"max_operations": server.batch_max_operations} if server.batch_max_operations else None
     )
     return strawberry.federation.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[types.Contact],
         federation_version="2.9",
         extensions=extensions,

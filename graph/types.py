@@ -174,6 +174,34 @@ class VendorResult:
     )
 
 
+@strawberry.type(
+    description="One vendor's delivery status for a contact (`deliveryUpdates`): first the current state of each "
+    "vendor (`snapshot: true`), then each change as it happens in the process the subscriber is connected to."
+)
+class DeliveryUpdate:
+    contact_id: strawberry.ID
+    vendor: Vendor
+    status: VendorStatus = strawberry.field(
+        description="QUEUED: waiting for a background redelivery; otherwise the vendor's answer (CREATED, UPDATED, "
+        "UNCHANGED, DELETED, REJECTED, UNAVAILABLE, ...)."
+    )
+    delivery_id: strawberry.ID | None = strawberry.field(
+        description="The outbox delivery that carries the write (null for UNCHANGED: nothing was sent)."
+    )
+    attempts: int = strawberry.field(description="Calls made to the vendor for this delivery so far.")
+    error: str | None = strawberry.field(description="Error codes and the first message, when it failed.")
+    at: datetime = strawberry.field(description="When this status was recorded (UTC).")
+    next_attempt_at: datetime | None = strawberry.field(description="For QUEUED: when the outbox tries again.")
+    remote_id: str | None = strawberry.field(description="The vendor's own id for the contact, once it has one.")
+    snapshot: bool = strawberry.field(
+        description="True: the state when the subscription started (read from the store); false: a change."
+    )
+    missed: int = strawberry.field(
+        description="Updates dropped just before this one because the subscriber read too slowly; when above 0, "
+        "re-read `contact { vendorLinks }` or subscribe again."
+    )
+
+
 @strawberry.type(description="The answer to a write: overall status, the stored contact, one result per vendor.")
 class UpsertContactPayload:
     status: UpsertStatus
@@ -209,6 +237,14 @@ class VendorInfo:
         description="CLOSED: calls flow; OPEN: calls paused after repeated failures; HALF_OPEN: one probe decides."
     )
     queued_deliveries: int = strawberry.field(description="Writes waiting in the outbox for this vendor (PENDING).")
+    reachable: bool | None = strawberry.field(
+        description="Whether the vendor answered this process's last call to it (null: no call yet)."
+    )
+    last_success_at: datetime | None = strawberry.field(description="This process's last successful call.")
+    last_failure_at: datetime | None = strawberry.field(description="This process's last failed call.")
+    last_failure_code: str | None = strawberry.field(
+        description="The error code of that failure (VENDOR_ERROR, TIMEOUT, AUTH_FAILED, RATE_LIMITED, ...)."
+    )
 
 
 @strawberry.type(description="A contact in a page of contacts.")

@@ -22,8 +22,16 @@ class CircuitBreaker:
     throttle is an answer from a working vendor. `threshold` 0 disables the breaker.
     """
 
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[BreakerState], None] | None = None,
+    ) -> None:
         self.threshold = threshold
+        #: Told the state entered on every transition (metrics, logs).
+        self.on_change = on_change
         self.cooldown_s = cooldown_s
         self._clock = clock
         self._state = BreakerState.CLOSED
@@ -85,3 +93,5 @@ class CircuitBreaker:
         key = (self._state, to)
         self.transitions[key] = self.transitions.get(key, 0) + 1
         self._state = to
+        if self.on_change is not None:
+            self.on_change(to)

@@ -70,6 +70,9 @@ class ServerConfig(Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Operations one HTTP request may carry as a JSON array; 0 (the default) refuses batched requests.
     batch_max_operations: int = Field(default=0, ge=0, le=100)
+    #: On SIGTERM, requests in flight get this long to finish before the server stops; what is left of their
+    #: fan-outs stays in the outbox for the next process.
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
 
 
 class TokenConfig(Strict):
@@ -162,6 +165,33 @@ class IdempotencyConfig(Strict):
     ttl_s: float = Field(default=86_400.0, gt=0)
 
 
+class LoggingConfig(Strict):
+    """`[logging]`: how `serve` and `demo` log (one JSON object per line by default)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+    #: Log vendor error messages, which may quote the contact's personal data (names, e-mails, phones, addresses).
+    personal_data: bool = False
+
+
+class TelemetryConfig(Strict):
+    """`[telemetry]`: OpenTelemetry tracing, off unless an OTLP endpoint is given."""
+
+    #: OTLP/HTTP collector base URL, e.g. `http://otel-collector:4318` (spans go to `<url>/v1/traces`).
+    otlp_endpoint: str | None = None
+    service_name: str = "contact-gateway"
+    #: Share of traces started here that are recorded (a caller's sampled `traceparent` is always honoured).
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+
+
+class MetricsConfig(Strict):
+    """`[metrics]`: Prometheus text at GET /metrics."""
+
+    enabled: bool = True
+    #: When set, a scrape must send `Authorization: Bearer <token>`.
+    token: SecretStr | None = Field(default=None, min_length=16)
+
+
 class GatewayConfig(Strict):
     """The whole configuration file."""
 
@@ -170,6 +200,9 @@ class GatewayConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     idempotency: IdempotencyConfig = Field(default_factory=IdempotencyConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     #: One settings object per enabled vendor, validated by that vendor's own settings model.
     vendors: dict[Vendor, VendorSettings] = Field(default_factory=dict)
 

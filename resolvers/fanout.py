@@ -23,7 +23,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -31,10 +31,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from resolvers import observe
 from resolvers.breaker import BreakerState, CircuitBreaker
 from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
+from resolvers.events import DeliveryEvent, DeliveryEvents
 from resolvers.model import Contact, payload_hash
-from resolvers.outbox import Completion, Delivery, Operation, Outbox, read_open, utcnow
+from resolvers.outbox import Completion, Delivery, Operation, Outbox, describe_errors, read_open, utcnow
 from resolvers.results import (
     SUCCESS_STATUSES,
     ErrorCode,
@@ -101,8 +103,9 @@ class RateLimit:
     that counts per second would throttle that.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, vendor: Vendor | None = None) -> None:
         self.rate = rate
+        self.vendor = vendor
         self._next = 0.0
         self._lock = asyncio.Lock()
 
@@ -115,7 +118,37 @@ class RateLimit:
             wait = self._next - now
             self._next = max(now, self._next) + 1.0 / self.rate
         if wait > 0:
+            if self.vendor is not None:
+                observe.rate_limit_waited(self.vendor, wait)
             await asyncio.sleep(wait)
+
+
+@dataclass(slots=True)
+class VendorHealth:
+    """What this process last saw of a vendor (for `/readyz?verbose=1` and the `vendors` query)."""
+
+    #: The vendor answered the last call (any answer, a rejection included); None before any call.
+    reachable: bool | None = None
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    #: The error code of the last failure (`VENDOR_ERROR`, `TIMEOUT`, ...).
+    last_failure_code: str | None = None
+
+    def record(self, result: VendorResult) -> None:
+        """Note one finished vendor operation."""
+        now = utcnow()
+        if result.status in SUCCESS_STATUSES:
+            self.reachable = True
+            self.last_success_at = now
+            return
+        if result.status in (VendorStatus.UNAVAILABLE, VendorStatus.QUEUED, VendorStatus.REJECTED):
+            self.last_failure_at = now
+            self.last_failure_code = result.errors[0].code.value if result.errors else result.status.value
+            self.reachable = result.status is VendorStatus.REJECTED or result.http_status is not None
+
+
+def _breaker_moved(vendor: Vendor, state: BreakerState) -> None:
+    observe.breaker_moved(vendor, state.value)
 
 
 def default_owner() -> str:
@@ -141,6 +174,8 @@ class _Sent:
     result: VendorResult
     hash: str | None = None
     payload: dict[str, Any] | None = None
+    #: Calls made for this delivery before this one (a redelivery's earlier tries), for the published event.
+    prior_attempts: int = 0
 
 
 class FanOut:
@@ -152,17 +187,25 @@ class FanOut:
         store: Store,
         outbox: Outbox | None = None,
         settings: OutboxSettings | None = None,
+        events: DeliveryEvents | None = None,
     ) -> None:
         self.connectors = connectors
         self.store = store
+        #: Where each vendor's status change is published once committed (`deliveryUpdates`); None: nowhere.
+        self.events = events
         self.settings = settings or OutboxSettings()
         self.outbox = outbox or Outbox(store, owner=default_owner(), expire_after_s=self.settings.expire_after_s)
         self._slots = {v: asyncio.Semaphore(c.settings.max_concurrency) for v, c in connectors.items()}
-        self._rates = {v: RateLimit(c.settings.rate_per_s) for v, c in connectors.items()}
+        self._rates = {v: RateLimit(c.settings.rate_per_s, v) for v, c in connectors.items()}
         self.breakers = {
-            v: CircuitBreaker(c.settings.breaker_threshold, c.settings.breaker_cooldown_s)
+            v: CircuitBreaker(
+                c.settings.breaker_threshold,
+                c.settings.breaker_cooldown_s,
+                on_change=partial(_breaker_moved, v),
+            )
             for v, c in connectors.items()
         }
+        self.health = {v: VendorHealth() for v in connectors}
         #: Set when a delivery is queued, so this process's worker looks at once.
         self.wakeup = asyncio.Event()
         for vendor, connector in connectors.items():
@@ -282,12 +325,14 @@ class FanOut:
                         remote_id=links[vendor].remote_id,
                         warnings=item.warnings,
                     )
+            self._publish_unchanged(contact.id, [results[v] for v in candidates if v not in queued])
             if queued:
                 sent = await self._send(
                     queued,
                     {v: partial(self._upsert_one, v, candidates[v], links.get(v)) for v in queued},
                     hashes=hashes,
                     payloads={v: p.payload for v, p in candidates.items()},
+                    contact_id=contact.id,
                 )
                 readback = await self._complete(contact.id, sent, read_back=True)
                 results.update({v: s.result for v, s in sent.items()})
@@ -335,7 +380,9 @@ class FanOut:
 
             queued = await self.store.write(accept)
             sent = await self._send(
-                queued, {v: partial(self._delete_one, v, contact_id, links.get(v)) for v in capable}
+                queued,
+                {v: partial(self._delete_one, v, contact_id, links.get(v)) for v in capable},
+                contact_id=contact_id,
             )
             await self._complete(contact_id, sent)
             results.update({v: s.result for v, s in sent.items()})
@@ -351,7 +398,9 @@ class FanOut:
             await self._complete(delivery.contact_id, {vendor: _Sent(delivery.id, result)})
             return result
         link = (await self.store.links(delivery.contact_id)).get(vendor)
-        sent = _Sent(delivery.id, VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE))
+        sent = _Sent(
+            delivery.id, VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE), prior_attempts=delivery.attempts
+        )
         if delivery.operation is Operation.DELETE:
             sent.result = await self._delete_one(vendor, delivery.contact_id, link)
         else:
@@ -381,14 +430,15 @@ class FanOut:
     async def _send(
         self,
         queued: dict[Vendor, tuple[int, bool]],
-        calls: dict[Vendor, Callable[[], Awaitable[VendorResult]]],
+        calls: dict[Vendor, Callable[[], Coroutine[Any, Any, VendorResult]]],
         *,
         hashes: dict[Vendor, str] | None = None,
         payloads: dict[Vendor, dict[str, Any]] | None = None,
+        contact_id: str | None = None,
     ) -> dict[Vendor, _Sent]:
         """Call every vendor whose delivery this process leased, concurrently; the others wait in the outbox."""
         sent: dict[Vendor, _Sent] = {}
-        running: dict[Vendor, Awaitable[VendorResult]] = {}
+        running: dict[Vendor, Coroutine[Any, Any, VendorResult]] = {}
         for vendor, (delivery_id, leased) in queued.items():
             if leased:
                 running[vendor] = calls[vendor]()
@@ -404,7 +454,24 @@ class FanOut:
                         delivery_id=delivery_id,
                     ),
                 )
-        for vendor, result in zip(running, await asyncio.gather(*running.values()), strict=True):
+        tasks = {vendor: asyncio.ensure_future(call) for vendor, call in running.items()}
+        try:
+            results = await asyncio.gather(*tasks.values())
+        except asyncio.CancelledError:
+            # Cut short (shutdown past its grace period, a client gone): record what the vendors that did answer
+            # said, so their deliveries are not sent again; the rest stay pending in the outbox.
+            finished = {
+                vendor: _Sent(
+                    queued[vendor][0], task.result(), (hashes or {}).get(vendor), (payloads or {}).get(vendor)
+                )
+                for vendor, task in tasks.items()
+                if task.done() and not task.cancelled() and task.exception() is None
+            }
+            if finished and contact_id is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._complete(contact_id, finished))
+            raise
+        for vendor, result in zip(tasks, results, strict=True):
             sent[vendor] = _Sent(queued[vendor][0], result, (hashes or {}).get(vendor), (payloads or {}).get(vendor))
         return sent
 
@@ -468,7 +535,56 @@ class FanOut:
         readback = await self.store.write(op)
         if waiting:
             self.wakeup.set()
+        self._publish(contact_id, sent, waiting, now)
         return readback
+
+    # -- live delivery status (resolvers/events.py) -----------------------------------------------------------------
+
+    def _publish(
+        self, contact_id: str, sent: dict[Vendor, _Sent], waiting: dict[Vendor, datetime | None], now: datetime
+    ) -> None:
+        """After a completion committed: one event per vendor. Never awaits, never raises into the write."""
+        if self.events is None:
+            return
+        try:
+            self.events.publish_all(
+                DeliveryEvent(
+                    contact_id=contact_id,
+                    vendor=vendor,
+                    status=item.result.status,
+                    delivery_id=item.delivery_id,
+                    attempts=item.prior_attempts + item.result.attempts,
+                    error=describe_errors(item.result),
+                    at=now,
+                    next_attempt_at=waiting.get(vendor),
+                    remote_id=item.result.remote_id,
+                )
+                for vendor, item in sent.items()
+            )
+        except Exception:
+            log.exception("publishing delivery events failed")
+
+    def _publish_unchanged(self, contact_id: str, unchanged: list[VendorResult]) -> None:
+        """After an accept committed: the vendors the write did not need to call (UNCHANGED)."""
+        if self.events is None or not unchanged:
+            return
+        now = utcnow()
+        try:
+            self.events.publish_all(
+                DeliveryEvent(
+                    contact_id=contact_id,
+                    vendor=r.vendor,
+                    status=r.status,
+                    delivery_id=None,
+                    attempts=0,
+                    error=None,
+                    at=now,
+                    remote_id=r.remote_id,
+                )
+                for r in unchanged
+            )
+        except Exception:
+            log.exception("publishing delivery events failed")
 
     async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
         connector = self.connectors[vendor]
@@ -481,13 +597,41 @@ class FanOut:
         )
         live_link = link if link is not None and not link.deleted else None
         return await self._run(
-            vendor, lambda: connector.upsert(prepared, live_link), safe=safe, warnings=prepared.warnings
+            vendor,
+            lambda: connector.upsert(prepared, live_link),
+            safe=safe,
+            warnings=prepared.warnings,
+            operation="upsert",
+            contact_id=prepared.contact_id,
         )
 
     async def _delete_one(self, vendor: Vendor, contact_id: str, link: CrossReference | None) -> VendorResult:
-        return await self._run(vendor, partial(self.connectors[vendor].delete, contact_id, link), safe=True)
+        return await self._run(
+            vendor,
+            partial(self.connectors[vendor].delete, contact_id, link),
+            safe=True,
+            operation="delete",
+            contact_id=contact_id,
+        )
 
     async def _run(
+        self,
+        vendor: Vendor,
+        call: Callable[[], Awaitable[Delivered]],
+        *,
+        safe: bool,
+        warnings: Sequence[str] = (),
+        operation: str = "upsert",
+        contact_id: str | None = None,
+    ) -> VendorResult:
+        """`_attempt` in a trace span, then counted, timed, logged and noted in the vendor's health."""
+        with observe.vendor_span(vendor, operation, contact_id) as span:
+            result = await self._attempt(vendor, call, safe=safe, warnings=warnings)
+            observe.vendor_call_done(span, vendor, operation, contact_id, result)
+        self.health[vendor].record(result)
+        return result
+
+    async def _attempt(
         self,
         vendor: Vendor,
         call: Callable[[], Awaitable[Delivered]],
@@ -574,6 +718,11 @@ class OutboxWorker:
         self._inflight: set[asyncio.Task[VendorResult]] = set()
         #: Set once the loop has started (readiness checks read it).
         self.running = False
+
+    @property
+    def alive(self) -> bool:
+        """The loop has started and has not stopped or died (readiness)."""
+        return self.running and self._task is not None and not self._task.done()
 
     def start(self) -> None:
         """Start the loop in the background."""

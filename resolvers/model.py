@@ -53,6 +53,12 @@ def _country(value: str) -> str:
     return value
 
 
+#: Most details or locations one contact may carry, and most street lines of an address: no vendor takes more, and
+#: a huge list is refused at once (TOO_MANY) rather than validated item by item.
+MAX_LIST_ITEMS = 50
+MAX_ADDRESS_LINES = 10
+
+
 class CanonicalModel(BaseModel):
     """Base of every canonical model: camelCase aliases, no unknown fields, immutable."""
 
@@ -87,7 +93,7 @@ class ContactDetail(CanonicalModel):
 class Address(CanonicalModel):
     """A postal address; `lines` are the street lines, most specific first."""
 
-    lines: list[str] = Field(default_factory=list)
+    lines: list[str] = Field(default_factory=list, max_length=MAX_ADDRESS_LINES)
     city: str | None = None
     region: str | None = None
     post_code: str | None = None
@@ -134,9 +140,11 @@ class Contact(CanonicalModel):
     birth_date: date | None = None
     notes: str | None = None
     considerations: str | None = None
-    details: Annotated[list[ContactDetail], AfterValidator(_one_preferred)] = Field(default_factory=list)
+    details: Annotated[list[ContactDetail], AfterValidator(_one_preferred)] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS
+    )
     address: Address | None = None
-    locations: list[Location] = Field(default_factory=list)
+    locations: list[Location] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     #: Per-vendor overrides of configured defaults, keyed by vendor name (`oneserve`, `eros`, ...). Each connector
     #: validates its own entry.
     vendor_options: dict[str, dict[str, Any]] = Field(default_factory=dict)

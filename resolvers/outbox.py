@@ -163,6 +163,11 @@ _ENQUEUE = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_or
 _STATES = sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status).where(
     deliveries.c.id.in_(sa.bindparam("ids", expanding=True))
 )
+_WAITING = (
+    sa.select(deliveries.c.vendor, sa.func.count(), sa.func.min(deliveries.c.created_at))
+    .where(deliveries.c.status == DeliveryStatus.PENDING.value)
+    .group_by(deliveries.c.vendor)
+)
 _NEXT_DUE = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
     deliveries.c.status == DeliveryStatus.PENDING.value
 )
@@ -375,6 +380,30 @@ class Outbox:
                 )
                 .values(last_status=VendorStatus.UNAVAILABLE.value, last_error="EXPIRED", synced_at=now)
             )
+
+    async def release(self) -> int:
+        """Give up this process's leases on deliveries still pending (at shutdown, after the grace period): the next
+        process sends them at once instead of waiting for the leases to run out. Returns how many."""
+
+        def op(conn: sa.Connection) -> int:
+            result = conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.lease_owner == self.owner, deliveries.c.status == DeliveryStatus.PENDING.value)
+                .values(lease_owner=None, lease_until=None, updated_at=utcnow())
+            )
+            return int(result.rowcount or 0)
+
+        return await self.store.write(op)
+
+    async def stats(self) -> dict[Vendor, tuple[int, float | None]]:
+        """Per vendor: how many deliveries wait (PENDING) and the age in seconds of the oldest (for metrics)."""
+        rows = await self.store.read(lambda conn: conn.execute(_WAITING).all())
+        now = utcnow()
+        out: dict[Vendor, tuple[int, float | None]] = {}
+        for vendor, count, oldest in rows:
+            since = _aware(datetime.fromisoformat(oldest) if isinstance(oldest, str) else oldest)
+            out[Vendor(vendor)] = (int(count), (now - since).total_seconds() if since else None)
+        return out
 
     async def next_due(self) -> datetime | None:
         """When the earliest pending delivery becomes due (None: nothing pending)."""

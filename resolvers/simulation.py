@@ -8,6 +8,9 @@ Admin endpoint of each simulator (no auth; for tests and demos):
   `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`, `hang_next`: the next N
   calls fail, throttle with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost
   answer; `_write` counts only record writes, not logins or lookups), or never answer.
+- `POST /<vendor>/_admin/next-ids` with `{"ids": [...]}`: the next records the simulator creates get these ids, in
+  order, instead of its own (for simulators that assign ids: Jim2, Valomnia), so tests can make a vendor issue an id
+  holding `/`, `?`, `#` or `..` and check the gateway encodes it in later URLs.
 - `POST /<vendor>/_admin/reset`: forget faults, records and calls.
 - `GET /<vendor>/_admin/state`: the records it holds, the calls it received and how many of each kind.
 """
@@ -67,6 +70,8 @@ class SimulatorState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    #: Ids the next created records get (`POST _admin/next-ids`), before the simulator's own again.
+    next_ids: list[str] = field(default_factory=list)
     #: Calls being handled right now, and the most there ever were at once (to check concurrency limits).
     in_flight: int = 0
     max_in_flight: int = 0
@@ -112,11 +117,16 @@ class Simulator(ABC):
         """Forget everything; subclasses that hold more state extend this."""
         self.state = SimulatorState()
 
+    def issued_id(self) -> str | None:
+        """The id queued by `POST _admin/next-ids` for the record being created now; None: the simulator's own."""
+        return self.state.next_ids.pop(0) if self.state.next_ids else None
+
     def app(self) -> web.Application:
         """The simulator as an aiohttp application (mounted at `/<name>/` by `simulator_app`)."""
         app = web.Application(middlewares=[self._faults_middleware], client_max_size=MAX_BODY)
         app.router.add_post("/_admin/faults", self._admin_faults)
         app.router.add_post("/_admin/reset", self._admin_reset)
+        app.router.add_post("/_admin/next-ids", self._admin_next_ids)
         app.router.add_get("/_admin/state", self._admin_state)
         self.add_routes(app)
         return app
@@ -190,6 +200,13 @@ class Simulator(ABC):
                 return web.json_response({"error": f"unknown fault {key!r}"}, status=400)
             setattr(faults, key, type(getattr(faults, key))(value))
         return web.json_response(asdict(faults))
+
+    async def _admin_next_ids(self, request: web.Request) -> web.Response:
+        ids = (await request.json()).get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            return web.json_response({"error": "ids must be a list of non-empty strings"}, status=400)
+        self.state.next_ids.extend(ids)
+        return web.json_response({"next_ids": self.state.next_ids})
 
     async def _admin_reset(self, request: web.Request) -> web.Response:
         self.reset()

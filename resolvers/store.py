@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from resolvers import migrations
+from resolvers import migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
@@ -308,11 +308,12 @@ class Store:
                 batch.append(self._queue.get_nowait())
             try:
                 ops = [op for op, _ in batch]
-                if self._sync is not None:
-                    loop = asyncio.get_running_loop()
-                    outcomes = await loop.run_in_executor(self._write_thread, self._commit_sqlite, ops)
-                else:
-                    outcomes = await self._commit_pg(ops)
+                with observe.store_timer("write"):
+                    if self._sync is not None:
+                        loop = asyncio.get_running_loop()
+                        outcomes = await loop.run_in_executor(self._write_thread, self._commit_sqlite, ops)
+                    else:
+                        outcomes = await self._commit_pg(ops)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if future.done():
                         continue
@@ -352,12 +353,13 @@ class Store:
 
     async def read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run `fn` (a plain function of a connection) on a read connection: a reader thread on SQLite."""
-        if self._sync is not None:
-            if self._read_threads is None:
-                raise RuntimeError("store is not open")
-            return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read_sqlite, fn)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(fn)
+        with observe.store_timer("read"):
+            if self._sync is not None:
+                if self._read_threads is None:
+                    raise RuntimeError("store is not open")
+                return await asyncio.get_running_loop().run_in_executor(self._read_threads, self._read_sqlite, fn)
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(fn)
 
     def _read_sqlite(self, fn: Callable[[sa.Connection], T]) -> T:
         assert self._sync is not None

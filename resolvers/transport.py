@@ -8,16 +8,20 @@ Connectors call `Transport.request`; it never raises an aiohttp or asyncio excep
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 from multidict import CIMultiDict
+from yarl import URL
 
+from resolvers import observe
 from resolvers.errors import (
     AuthFailed,
     ConnectionDropped,
@@ -34,6 +38,30 @@ from resolvers.errors import (
 
 #: The most of a vendor body kept in an error message.
 BODY_EXCERPT = 300
+
+#: A URL already in its encoded form: only RFC 3986's unreserved and reserved characters and `%XX` escapes.
+_ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+
+
+def path_segment(value: str) -> str:
+    """`value` as exactly one URL path segment, for ids and references that go into a vendor's URL.
+
+    Everything but RFC 3986's unreserved characters is percent-encoded (`/`, `?`, `#`, `%`, CR/LF, NUL, non-ASCII),
+    and a segment of dots alone (`.`, `..`) is written as `%2E`s: a URL parser resolves a literal dot segment away
+    (`contacts/..` is the parent path), which would send the call to another endpoint. An empty value would
+    address the collection instead of a record, so it is refused (ValueError): callers check ids first.
+    """
+    if not value:
+        raise ValueError("an empty value cannot be a URL path segment")
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
+
+
+def _target(url: str) -> URL:
+    """The URL to request. One already in encoded form is taken as it is (`URL(..., encoded=True)`): parsing it
+    again would decode `%2E` and then resolve the dot segments `path_segment` protected. Anything else (a configured
+    path with a space, say) is encoded by yarl as before."""
+    return URL(url, encoded=True) if _ENCODED_URL.fullmatch(url) else URL(url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +182,15 @@ class Transport:
         """
         body: Any = data
         send_headers = dict(headers or {})
+        observe.inject_trace(send_headers)  # W3C traceparent of the current span (nothing when tracing is off)
         if json is not None:
             body = orjson.dumps(json)
             send_headers.setdefault("Content-Type", content_type)
         elif files:
-            multipart = aiohttp.FormData()
+            # quote_fields=False: a file name goes as written (UTF-8 in the quoted `filename="..."`, RFC 7578 4.2, as
+            # browsers send it), not percent-encoded, which servers read literally (`a b.png` would be `a%20b.png`).
+            # Connectors refuse file names with `"`, `\` or control characters before sending.
+            multipart = aiohttp.FormData(quote_fields=False)
             for name, value in (form or {}).items():
                 multipart.add_field(name, value)
             for name, part in files.items():
@@ -171,7 +203,7 @@ class Transport:
             body = aiohttp.FormData(dict(form))
         try:
             async with self.session.request(
-                method, url, data=body, headers=send_headers, params=params, allow_redirects=False
+                method, _target(url), data=body, headers=send_headers, params=params, allow_redirects=False
             ) as response:
                 payload = await response.read()
                 return VendorResponse(status=response.status, headers=CIMultiDict(response.headers), body=payload)

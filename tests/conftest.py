@@ -20,7 +20,7 @@ from resolvers.results import Vendor
 from resolvers.simulation import Simulator, start_simulators
 from resolvers.vendors import REGISTRY
 
-pytest_plugins = ["tests.databases"]
+pytest_plugins = ["tests.databases", "tests.processes"]
 
 WRITE_TOKEN = "test-write-token-0123456789"
 READ_TOKEN = "test-read-token-0123456789"

@@ -6,10 +6,12 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import tomli_w
 
 from tests.conftest import ADMIN_TOKEN, free_port
@@ -18,8 +20,9 @@ from tests.conftest import ADMIN_TOKEN, free_port
 class GatewayProcess:
     """`python -m graph.cli serve` with a config file; its output goes to a log file next to it."""
 
-    def __init__(self, config: dict[str, Any], directory: Path, name: str) -> None:
+    def __init__(self, config: dict[str, Any], directory: Path, name: str, workers: int = 1) -> None:
         self.name = name
+        self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = directory / f"{name}.toml"
@@ -40,6 +43,8 @@ class GatewayProcess:
             str(self.config_path),
             "--port",
             str(self.port),
+            "--workers",
+            str(self.workers),
             stdout=log,
             stderr=log,
         )
@@ -82,6 +87,12 @@ class GatewayProcess:
         self.process.send_signal(signal.SIGKILL)
         await self.process.wait()
 
+    async def terminate(self, timeout_s: float = 60) -> int:
+        """SIGTERM (what an orchestrator sends) and wait for the exit; its exit status."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), timeout=timeout_s)
+
     async def stop(self) -> None:
         """Ctrl-C and wait for a clean exit."""
         if self.process is not None and self.process.returncode is None:
@@ -92,3 +103,12 @@ class GatewayProcess:
                 self.process.kill()
                 await self.process.wait()
         await self.client.aclose()
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[GatewayProcess]]:
+    """Gateway processes a test starts (append them): each is stopped at the end."""
+    started: list[GatewayProcess] = []
+    yield started
+    for process in started:
+        await process.stop()

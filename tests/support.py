@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 RESULT_FIELDS = """
@@ -71,3 +74,12 @@ def contact(**changes: Any) -> dict[str, Any]:
 def by_vendor(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Results keyed by vendor name."""
     return {r["vendor"]: r for r in results}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
+    """Wait (bounded) until `check` holds: background work takes a moment, never forever."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.05)

@@ -7,8 +7,6 @@ count what they hold.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +16,13 @@ import pytest
 from resolvers.results import Vendor
 from tests.conftest import WRITE_TOKEN, Simulators, gateway_config_data
 from tests.processes import GatewayProcess
-from tests.support import UPSERT, contact
+from tests.support import UPSERT, contact, eventually
 
 #: Quick redelivery, and leases that run out soon after a vendor's 2 s deadline (so a restart takes over fast).
 QUICK = {
     "outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5, "poll_interval_s": 0.05, "lease_grace_s": 0.5},
 }
 ALL_VENDORS_2S = {v.value: {"timeout_s": 2.0} for v in Vendor}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[GatewayProcess]]:
-    started: list[GatewayProcess] = []
-    yield started
-    for process in started:
-        await process.stop()
 
 
 async def test_kill_9_mid_fan_out_loses_and_duplicates_nothing(

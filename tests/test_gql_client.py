@@ -7,9 +7,7 @@ schema gql fetches from the gateway.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +23,7 @@ from graphql import GraphQLError
 
 from resolvers.results import Vendor
 from tests.conftest import ADMIN_TOKEN, WRITE_TOKEN, Gateway, Simulators
-from tests.support import contact
+from tests.support import contact, eventually
 
 #: Redelivery quick enough for tests (as in test_outbox); every other setting is the product's default.
 FAST_OUTBOX = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05}}
@@ -161,15 +159,6 @@ def request(document: str, **variables: Any) -> GraphQLRequest:
 
 async def call_counts(simulators: Simulators) -> dict[Vendor, int]:
     return {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30.0) -> None:
-    """Wait (bounded) until `check` holds."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 def assert_written_everywhere(payload: dict[str, Any], contact_id: str) -> None:

@@ -6,15 +6,14 @@ Everything runs over real sockets: a gateway under uvicorn with its background w
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from resolvers.results import Vendor
 from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
-from tests.support import UPSERT, by_vendor, contact
+from tests.support import UPSERT, by_vendor, contact, eventually
 
 #: Redelivery quick enough for tests; every other setting is the product's default.
 FAST_OUTBOX = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05}}
@@ -28,15 +27,6 @@ query($status: DeliveryStatus, $vendor: Vendor, $contactId: ID, $first: Int, $af
   }
 }
 """
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 20.0) -> None:
-    """Wait (bounded) until `check` holds: background delivery takes a moment, never forever."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 async def deliveries(gateway: Gateway, **variables: Any) -> dict[str, Any]:

@@ -282,7 +282,7 @@ async def test_every_write_is_audited_without_secrets_or_payload(
     contact = {**EXAMPLE_VARIABLES["input"], "id": "audit-1", "lastName": "Hopper-Secretname"}
     await gateway.graphql(UPSERT, {"input": contact, "vendors": ["EROS", "ONESERVE"]})
     await gateway.graphql(UPSERT, {"input": contact}, token=READ_TOKEN)  # refused: no write scope
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "contact_gateway.audit"]
+    lines = [{"event": r.getMessage(), **r.fields} for r in caplog.records if r.name == "contact_gateway.audit"]
     write = next(line for line in lines if line["event"] == "write")
     assert write["principal"] == "demo" and write["contact_id"] == "audit-1"
     assert write["operation"] == "upsertContact" and write["vendors"] == ["ONESERVE", "EROS"]
@@ -567,3 +567,51 @@ def test_vendor_errors_are_scrubbed_of_credentials() -> None:
     for leaked in ("s3cret-registered-value", "tok-123456", "abc.def.ghi", "7T:xyz=="):
         assert leaked not in message, message
     assert "vendor answered HTTP 400" in message and "bad login for ***" in message
+
+
+async def test_huge_lists_in_a_contact_are_refused_at_once(gateway: Gateway, simulators: Simulators) -> None:
+    contact = {
+        "id": "huge-1",
+        "details": [{"kind": "PHONE", "value": f"0770090{i:04d}"} for i in range(5000)],
+        "address": {"lines": ["x"] * 11},
+    }
+    body = await gateway.graphql(
+        "mutation($input: ContactInput!) { upsertContact(input: $input) "
+        "{ status results { vendor status errors { field code } } } }",
+        {"input": contact},
+    )
+    result = body["data"]["upsertContact"]
+    assert result["status"] == "FAILED"
+    errors = result["results"][0]["errors"]
+    assert {"field": "details", "code": "TOO_MANY"} in errors and {
+        "field": "address.lines",
+        "code": "TOO_MANY",
+    } in errors
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor
+
+
+async def test_service_sdl_is_refused_over_websocket_too(gateway: Gateway) -> None:
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {READ_TOKEN}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ _service { sdl } }"}}))
+        messages = []
+        while not messages or messages[-1]["type"] not in ("complete", "error"):
+            messages.append(json.loads(await ws.recv()))
+        answer = messages[0]
+    assert answer.get("type") in ("error", "next"), answer
+    errors = answer["payload"] if answer["type"] == "error" else answer["payload"]["errors"]
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN", answer
+    assert "type Contact" not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("bad_id", ["", " padded ", "x" * 51, "a\nb", "a\x00b"])
+async def test_delete_contact_checks_the_id_like_an_upsert(
+    gateway: Gateway, simulators: Simulators, bad_id: str
+) -> None:
+    body = await gateway.graphql("mutation($id: ID!) { deleteContact(id: $id) { status } }", {"id": bad_id})
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}, body
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor

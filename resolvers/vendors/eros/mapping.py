@@ -3,6 +3,8 @@
 Decisions (documented because Eros' docs leave them open):
 - Every canonical detail becomes one `ContactDetails` entry, in order; the address becomes one more entry after them,
   with `IsAddress=true` and its fields under `ContactAddress.Address`.
+- An address with nothing in it (`address: {}`) is no address: Eros would refuse an address entry without an
+  address (it needs Latitude and Longitude), and there is nothing to send.
 - Eros has two address lines. A third and further line are joined into `AddressLineTwo` with ", " (and a warning
   says so) rather than refused: a three-line postal address is ordinary and other vendors take it.
 - `jobTitle` goes to `EmploymentRole` ("Contact Employment Role"): the closest Eros field, ASSUMED to mean the same.
@@ -91,7 +93,7 @@ def to_wire(contact: Contact, settings: ErosSettings, options: Mapping[str, Any]
         m.put(f"{at}.IsAddress", False, f"details[{i}]")
         m.put(f"{at}.OrderContactMethod", i, f"details[{i}]")
 
-    if c.address is not None:
+    if c.address is not None and c.address.model_dump(exclude_defaults=True):
         a = c.address
         n = len(c.details)
         at = f"Contact.ContactDetails[{n}]"

@@ -103,6 +103,13 @@ class ContactDetailModel(_Sent):
     IsPrimaryContactMethod: bool | None = None
     IsAddress: bool | None = None
 
+    @model_validator(mode="after")
+    def _address_entry_has_address(self) -> ContactDetailModel:
+        # Eros refuses an address entry without its address (seed 001: an address needs Latitude and Longitude).
+        if self.IsAddress and (self.ContactAddress is None or self.ContactAddress.Address is None):
+            raise ValueError("an address entry needs ContactAddress.Address, with Latitude and Longitude")
+        return self
+
 
 class ContactRole(_Sent):
     """`ContactRole`: a role list item the contact has."""

@@ -60,7 +60,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from resolvers.errors import AuthFailed, VendorError, VendorNotFound, VendorProtocolError, VendorUnavailable
 from resolvers.model import DetailKind
 from resolvers.results import FieldError, Vendor, VendorStatus
-from resolvers.transport import Transport, VendorResponse, status_error
+from resolvers.transport import Transport, VendorResponse, path_segment, status_error
 from resolvers.vendors.base import (
     Capabilities,
     Connector,
@@ -174,12 +174,13 @@ class Jim2Connector(Connector[Jim2Settings]):
     # -- endpoints ------------------------------------------------------------------------------------------------
 
     def contacts_url(self, card_no: str) -> str:
-        """A card file's contacts collection."""
-        return f"{self.settings.base}api/v1/cardfiles/{card_no}/contacts"
+        """A card file's contacts collection (the card number encoded as one path segment)."""
+        return f"{self.settings.base}api/v1/cardfiles/{path_segment(card_no)}/contacts"
 
     def contact_url(self, remote_id: str) -> str:
-        """One contact, by its `{cardno}-{contno}` id."""
-        return f"{self.contacts_url(card_of(remote_id))}/{remote_id}"
+        """One contact, by its `{cardno}-{contno}` id: Jim2 issues the id, and it is encoded as one path segment
+        whatever it holds (a `/`, `?`, `#` or `..` in it must not address another resource)."""
+        return f"{self.contacts_url(card_of(remote_id))}/{path_segment(remote_id)}"
 
     @property
     def token_url(self) -> str:

@@ -6,7 +6,7 @@ Decisions (documented because Jim2's docs leave them open):
   setting names one for `other`, such a detail is left out with a warning naming it (not an error: the rest of the
   contact is still worth sending). Jim2 has no per-detail preferred flag, so `preferred` is not sent (a warning
   says so: the base cannot tell, since `details` as a whole has a source).
-- `birthDate` goes to `dob` in the `dob_format` setting (ASSUMED ISO `YYYY-MM-DD`).
+- `birthDate` goes to `dob` in the `dob_format` setting (ASSUMED ISO `YYYY-MM-DD`), the year always four digits.
 - The card file is `vendorOptions.jim2.cardNo`, else the configured `card_no`; errors about a configured card point
   at no input field (""), errors about a caller's card at `vendorOptions.jim2.cardNo`.
 - Jim2 holds no address, locations, salutation, organisation, notes or considerations: the base warns about them.
@@ -15,8 +15,9 @@ Decisions (documented because Jim2's docs leave them open):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from resolvers.model import Contact, DetailKind
@@ -81,7 +82,7 @@ def to_wire(contact: Contact, settings: Jim2Settings, options: Mapping[str, Any]
     m.put(f"{a}.displayName", c.display_name, "displayName")
     m.put(f"{a}.jobTitle", c.job_title, "jobTitle")
     m.put(f"{a}.department", c.department, "department")
-    m.put(f"{a}.dob", c.birth_date.strftime(settings.dob_format) if c.birth_date else None, "birthDate")
+    m.put(f"{a}.dob", format_dob(c.birth_date, settings.dob_format) if c.birth_date else None, "birthDate")
 
     m.put(f"{a}.details", [], "details")
     sent = 0
@@ -102,7 +103,8 @@ def to_wire(contact: Contact, settings: Jim2Settings, options: Mapping[str, Any]
             m.warnings.append(f"details[{i}].preferred: Jim2 has no preferred flag on a detail; not sent")
         sent += 1
 
-    if settings.name_required and not (c.last_name or c.display_name):
+    # Blank is no name: Jim2 trims before it checks (ASSUMED, as its simulator does).
+    if settings.name_required and not ((c.last_name or "").strip() or (c.display_name or "").strip()):
         m.errors.append(
             FieldError(
                 field="lastName",
@@ -116,6 +118,12 @@ def to_wire(contact: Contact, settings: Jim2Settings, options: Mapping[str, Any]
     # Kept beside the document so that a JSON:API error pointer maps back to the caller's field (not sent).
     m.payload["sources"] = dict(m.sources)
     return m
+
+
+def format_dob(value: date, fmt: str) -> str:
+    """`value` in the strftime format `fmt`, `%Y` always four digits: C libraries write year 999 as `999`, which no
+    `%Y` parser (Jim2's, `strptime`'s) reads back, so the birth date would be refused or, worse, misread."""
+    return value.strftime(re.sub(r"%[%Y]", lambda m: m.group() if m.group() == "%%" else f"{value.year:04d}", fmt))
 
 
 def from_wire(

@@ -40,7 +40,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
@@ -53,7 +52,7 @@ from resolvers.errors import (
     VendorRejected,
 )
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.transport import Transport, VendorResponse, status_error
+from resolvers.transport import Transport, VendorResponse, path_segment, status_error
 from resolvers.vendors.base import (
     Capabilities,
     Connector,
@@ -64,7 +63,13 @@ from resolvers.vendors.base import (
     VendorSettings,
 )
 from resolvers.vendors.superoffice.mapping import put_body, to_wire
-from resolvers.vendors.superoffice.wire import ContactEntity, ContactEntityReply, ODataSlimResponse, SoError
+from resolvers.vendors.superoffice.wire import (
+    DBI_KEY_LENGTH,
+    ContactEntity,
+    ContactEntityReply,
+    ODataSlimResponse,
+    SoError,
+)
 
 AuthScheme = Literal["soticket", "bearer", "basic"]
 #: Which secrets each auth scheme needs.
@@ -195,6 +200,15 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         remote = link.remote_id if link is not None and not link.deleted else None
         matched_by: str | None = None
         warnings: list[str] = []
+        if not remote and len(contact_id) > DBI_KEY_LENGTH:
+            # No record can have it (the column holds 255), and a lookup URL that long is refused by servers.
+            return Delivered(
+                VendorStatus.SKIPPED,
+                None,
+                warnings=(
+                    f"no SuperOffice contact can have a DbiKey of {len(contact_id)} characters: nothing to delete",
+                ),
+            )
         if not remote:
             remote, warnings = await self._find(contact_id)
             if remote is None:
@@ -320,7 +334,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         )
 
     def _record_url(self, remote_id: str) -> str:
-        return f"{self.contact_url}/{quote(remote_id, safe='')}"
+        return f"{self.contact_url}/{path_segment(remote_id)}"
 
     @staticmethod
     def _entity(response: VendorResponse) -> ContactEntityReply:

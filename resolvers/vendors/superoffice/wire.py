@@ -10,8 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+
+def _not_blank(value: str) -> str:
+    # SuperOffice trims a contact name or an element value before it checks it is there (ASSUMED, as its simulator
+    # does): blank is missing.
+    if not value.strip():
+        raise PydanticCustomError("missing", "required, and not blank")
+    return value
+
+
+NotBlank = AfterValidator(_not_blank)
+#: The DbiKey column's length: no record can have a longer one.
+DBI_KEY_LENGTH = 255
 Text49 = Annotated[str, Field(max_length=49)]
 Text99 = Annotated[str, Field(max_length=99)]
 Text219 = Annotated[str, Field(max_length=219)]
@@ -32,7 +45,7 @@ class _Received(BaseModel):
 class EntityElement(_Sent):
     """`EntityElement`: one phone number, fax number or internet address of a contact."""
 
-    Value: str = Field(min_length=1)
+    Value: Annotated[str, Field(min_length=1), NotBlank]
     StrippedValue: str | None = None
     Description: str | None = None
 
@@ -40,7 +53,7 @@ class EntityElement(_Sent):
 class EmailElement(EntityElement):
     """An e-mail `EntityElement`: the `email.email_address` column holds 239 characters."""
 
-    Value: str = Field(min_length=1, max_length=239)
+    Value: Annotated[str, Field(min_length=1, max_length=239), NotBlank]
 
 
 class StructuredAddress(_Sent):
@@ -97,7 +110,7 @@ class ContactEntity(_Sent):
     """The body of `POST api/v1/Contact`: the company card (ContactEntity) and its persons."""
 
     ContactId: int | None = Field(default=None, ge=0)
-    Name: Text219 = Field(min_length=1)
+    Name: Annotated[Text219, Field(min_length=1), NotBlank]
     Department: Text219 | None = None
     OrgNr: Text49 | None = None
     Number1: Text49 | None = None
@@ -112,7 +125,7 @@ class ContactEntity(_Sent):
     Country: CountryCarrier | None = None
     Persons: list[PersonCarrier] = Field(default_factory=list)
     Address: AddressCarrier | None = None
-    DbiKey: str = Field(min_length=1, max_length=255)
+    DbiKey: str = Field(min_length=1, max_length=DBI_KEY_LENGTH)
 
 
 class SoError(_Received):

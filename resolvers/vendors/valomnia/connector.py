@@ -39,13 +39,12 @@ import re
 from dataclasses import replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Annotated, Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from resolvers.errors import AuthFailed, VendorError, VendorProtocolError
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.transport import FilePart, Transport, VendorResponse, status_error
+from resolvers.transport import FilePart, Transport, VendorResponse, path_segment, status_error
 from resolvers.vendors.base import (
     Capabilities,
     Connector,
@@ -186,8 +185,8 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         return f"{self.settings.base}api/{self.settings.api_version}/contacts"
 
     def contact_url(self, remote_id: str) -> str:
-        """One contact: update (POST) and show (GET)."""
-        return f"{self.contacts_url}/{quote(remote_id, safe='')}"
+        """One contact: update (POST) and show (GET); the id Valomnia issued, encoded as one path segment."""
+        return f"{self.contacts_url}/{path_segment(remote_id)}"
 
     @property
     def login_url(self) -> str:

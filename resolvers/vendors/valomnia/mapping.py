@@ -58,8 +58,9 @@ _NO_FIELD: Mapping[DetailKind, str] = {
 }
 #: Valomnia detail field -> canonical kind, in the order `from_wire` returns them.
 _DETAIL_KINDS = (("email", "EMAIL"), ("mobile", "MOBILE"), ("phone", "PHONE"), ("phone2", "PHONE"), ("fax", "FAX"))
-#: Text fields the `max_text_length` setting applies to.
-TEXT_FIELDS = ("firstName", "lastName", "fonction", "city", "postalCode", "address", *DETAIL_FIELDS)
+#: Text fields the `max_text_length` setting applies to (customerId too: a customer reference, with useExternalId,
+#: is text of the same column type, and it also travels in the lookup's query string).
+TEXT_FIELDS = ("firstName", "lastName", "customerId", "fonction", "city", "postalCode", "address", *DETAIL_FIELDS)
 #: Optional fields: an update sends the absent ones empty, so the record at Valomnia is exactly what was sent.
 OPTIONAL_FIELDS = ("fonction", "country", "city", "postalCode", "address", *DETAIL_FIELDS)
 

@@ -21,6 +21,8 @@ ASSUMED (constructor settings where it matters):
 - `max_text_length` (255): longer text fails with save_failed "Failed to save instance." (GORM's varchar(255)).
 - `max_image_bytes`: 2 Mo read as 2 MiB here (the connector checks the stricter 2,000,000 bytes).
 - Query parameters count as parameters too (Grails merges them); a body that is no form yields no parameters.
+- `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued (text) ids instead
+  of Valomnia's numbers; such ids are shown and updated like the numbers.
 
 Multipart bodies carry binary images the shared call recorder cannot read as UTF-8, and aiohttp refuses bodies
 over 1 MiB: a middleware lets this simulator read them (latin-1, 16 MiB), and each multipart call is recorded with
@@ -35,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -345,7 +347,8 @@ class ValomniaSimulator(Simulator):
                 candidates = [self.state.records[i] for i in ids if i in self.state.records]
             else:
                 candidates = list(self.state.records.values())
-            items = sorted(candidates, key=lambda r: int(r["id"]))
+            # Valomnia's numbers in order, then ids queued through `_admin/next-ids`.
+            items = sorted(candidates, key=lambda r: (1, 0, r["id"]) if isinstance(r["id"], str) else (0, r["id"], ""))
             if self.list_filters and query.get("customerId"):
                 customer = self._customer(query["customerId"], _truthy(query.get("useExternalId")))
                 items = [r for r in items if r["customer"]["id"] == customer.id]
@@ -359,6 +362,9 @@ class ValomniaSimulator(Simulator):
         return web.json_response({"data": page} if self.list_envelope else page)
 
     def _record(self, contact_id: str) -> dict[str, Any]:
+        issued = self.state.records.get(contact_id)
+        if issued is not None and isinstance(issued["id"], str):
+            return issued  # an id queued through `_admin/next-ids`, not one of Valomnia's numbers
         if not contact_id.isdigit():
             raise Rejection(
                 400, INVALID_PARAM_TYPE, "The type of parameter id you provided is not valid for this request."
@@ -430,8 +436,10 @@ class ValomniaSimulator(Simulator):
     ) -> dict[str, Any]:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if record is None:
-            contact_id = self._next_id
-            self._next_id += 1
+            # An id queued through `_admin/next-ids` (tests of ids holding `/`, `?`, `..`) replaces Valomnia's own.
+            contact_id: int | str = self.issued_id() or self._next_id
+            if isinstance(contact_id, int):
+                self._next_id += 1
             record = {"id": contact_id, **dict.fromkeys(_TEXT_FIELDS, ""), "comment": ""}
             record |= {"isDecisionMaker": False, "photo": "", "organization": ORGANIZATION, "dateCreated": now}
             record["user"] = {"id": 4, "reference": "emp-00", "href": f"/api/{version}/users/4"}
@@ -483,7 +491,8 @@ def parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dic
         if not separator:
             continue
         content = content.removesuffix(b"\r\n")
-        part = BytesHeaderParser().parsebytes(head.lstrip(b"\r\n") + b"\r\n\r\n")
+        # Part headers are read as UTF-8, as Spring's multipart resolver does: a file name may be sent so (RFC 7578).
+        part = HeaderParser().parsestr((head.lstrip(b"\r\n") + b"\r\n\r\n").decode("utf-8", "replace"))
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue

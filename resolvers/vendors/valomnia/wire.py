@@ -38,6 +38,11 @@ EMAIL_PATTERN = re.compile(
 )
 _DATA_URL = re.compile(r"^data:[^,;]*(?:;[^,;]*)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
+#: What a photo's file name must not hold: a path (`/`, `\`), a quote that would end the multipart header's quoted
+#: `filename="..."`, or a control character (CR/LF would start a new header).
+_NOT_IN_FILE_NAME = re.compile(r'[/\\"\x00-\x1f\x7f-\x9f]')
+#: ASSUMED: the longest photo file name Valomnia keeps (a file system's name limit, and GORM's varchar(255)).
+MAX_FILE_NAME_LENGTH = 255
 
 #: Valomnia's error codes (the `error` of its error body), seed 004.
 MISSING_PARAM = "missing_param"
@@ -100,8 +105,11 @@ def inspect_image(filename: str, data: str) -> Image | list[ImageProblem]:
     problems: list[ImageProblem] = []
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     named = IMAGE_EXTENSIONS.get(extension)
-    if not filename.strip() or "/" in filename or "\\" in filename:
+    if not filename.strip() or _NOT_IN_FILE_NAME.search(filename):
         problems.append(ImageProblem("name", ErrorCode.INVALID_FORMAT, "must be a plain file name", None))
+    elif len(filename) > MAX_FILE_NAME_LENGTH:
+        message = f"at most {MAX_FILE_NAME_LENGTH} characters"
+        problems.append(ImageProblem("name", ErrorCode.TOO_LONG, message, None))
     elif named is None:
         problems.append(
             ImageProblem(
@@ -163,7 +171,14 @@ def _country(value: str) -> str:
     return value
 
 
-Required = Annotated[str, Field(min_length=1)]
+def _not_blank(value: str) -> str:
+    # Valomnia trims a parameter before its missing_param check (ASSUMED, as its simulator does): blank is missing.
+    if not value.strip():
+        raise PydanticCustomError("missing", "required, and not blank")
+    return value
+
+
+Required = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 
 
 class ImageFile(BaseModel):
@@ -244,7 +259,8 @@ class CustomerLink(_Received):
 class ContactReply(_Received):
     """The contact Valomnia answers (seed 004): empty strings rather than nulls, dates in ISO `Z`."""
 
-    id: int | str
+    #: Not empty: the id goes into the URL of later updates, and an empty one would address the collection.
+    id: int | Annotated[str, Field(min_length=1)]
     customerReference: str | None = None
     customer: CustomerLink | None = None
     firstName: str | None = None

@@ -1,0 +1,263 @@
+"""Operating the gateway: request ids, JSON logs, GraphQL operation metrics and spans, /metrics, /readyz, tracing.
+
+- Every HTTP request gets a request id: the caller's `X-Request-ID` when it is a sane token (1-128 of
+  `A-Za-z0-9._:-`), else a generated one; it is returned in `X-Request-ID` and carried by every log line the
+  request causes (structlog contextvars).
+- Logs (`serve`, `demo`): one JSON object per line on stdout through structlog's stdlib formatter: timestamp,
+  level, logger, message, request id, and the event's fields (`extra={"fields": {...}}`). One line per GraphQL
+  operation (name, type, duration, error count, principal) and one per vendor call (`resolvers/observe.py`).
+- `/metrics`: prometheus-client text; per GraphQL operation name and type, request counts by outcome and durations;
+  the engine's vendor, breaker, rate-limit and store metrics; the outbox's depth and oldest age per vendor, read
+  from the store at each scrape (so every worker reports the same, true numbers). With `--workers N` the CLI sets
+  `PROMETHEUS_MULTIPROC_DIR` and the counters of all workers are summed.
+- Tracing (`[telemetry] otlp_endpoint`): an OTLP/HTTP exporter; one span per GraphQL operation, continuing the
+  caller's W3C `traceparent`, with the vendor calls as children; `traceparent` is sent on to vendors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.extensions import SchemaExtension
+
+from resolvers.config import LoggingConfig, TelemetryConfig
+
+if TYPE_CHECKING:
+    from graph.context import Context
+
+log = logging.getLogger("contact_gateway.graphql")
+tracer = trace.get_tracer("contact_gateway")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_OPERATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: Distinct operation names kept as metric labels per process; later ones count as "other" (names come from
+#: callers: unbounded label values would grow the metrics without limit).
+MAX_OPERATION_NAMES = 200
+_seen_names: set[str] = set()
+
+GRAPHQL_REQUESTS = Counter(
+    "contact_gateway_graphql_requests_total",
+    "GraphQL operations by name, type and outcome (ok, error: any error in the answer).",
+    ["operation_name", "operation_type", "outcome"],
+)
+GRAPHQL_DURATION = Histogram(
+    "contact_gateway_graphql_request_duration_seconds",
+    "Duration of one GraphQL operation (parse to result).",
+    ["operation_name", "operation_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+def metric_name(name: str | None) -> str:
+    """The label for an operation name: `anonymous`, the name, or `other` past the cap or when malformed."""
+    if not name:
+        return "anonymous"
+    if not _OPERATION_NAME.fullmatch(name):
+        return "other"
+    if name not in _seen_names:
+        if len(_seen_names) >= MAX_OPERATION_NAMES:
+            return "other"
+        _seen_names.add(name)
+    return name
+
+
+# -- request ids and logs ------------------------------------------------------------------------------------------
+
+
+class RequestIdMiddleware:
+    """Gives every HTTP request an id (the caller's `X-Request-ID` if sane), binds it for logs, returns it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+
+def _fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Lift `extra={"fields": {...}}` of a stdlib record into the event."""
+    record = event.get("_record")
+    fields = getattr(record, "fields", None)
+    if isinstance(fields, dict):
+        for key, value in fields.items():
+            event.setdefault(key, value)
+    return event
+
+
+def configure_logging(config: LoggingConfig) -> None:
+    """Route every stdlib log record (ours, uvicorn's, libraries') through structlog: JSON lines on stdout."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if config.format == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _fields,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+# -- GraphQL operations --------------------------------------------------------------------------------------------
+
+
+class OperationObserver(SchemaExtension):
+    """One span, one log line and the metrics of each GraphQL operation."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        context: Context | None = self.execution_context.context
+        request = getattr(context, "request", None)
+        carrier = dict(request.headers) if request is not None and hasattr(request, "headers") else {}
+        parent = propagate.extract(carrier)
+        token = otel_context.attach(parent)
+        span_cm = tracer.start_as_current_span("graphql.operation", kind=trace.SpanKind.SERVER)
+        span = span_cm.__enter__()
+        try:
+            yield
+        finally:
+            execution = self.execution_context
+            try:
+                operation_type = execution.operation_type.value
+            except Exception:  # the document did not parse: no operation to name
+                operation_type = "unknown"
+            name = execution.operation_name
+            result = execution.result
+            errors = len(getattr(result, "errors", None) or [])
+            elapsed = time.perf_counter() - started
+            label = metric_name(name)
+            GRAPHQL_REQUESTS.labels(label, operation_type, "error" if errors else "ok").inc()
+            GRAPHQL_DURATION.labels(label, operation_type).observe(elapsed)
+            if span.is_recording():
+                span.update_name(f"graphql {operation_type} {label}")
+                span.set_attribute("graphql.operation.type", operation_type)
+                span.set_attribute("graphql.operation.name", name or "")
+                if errors:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, f"{errors} error(s)"))
+            span_cm.__exit__(None, None, None)
+            otel_context.detach(token)
+            principal = getattr(context, "principal", None)
+            log.info(
+                "graphql_operation",
+                extra={
+                    "fields": {
+                        "operation_name": name,
+                        "operation_type": operation_type,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "errors": errors,
+                        "principal": principal.name if principal is not None else None,
+                    }
+                },
+            )
+
+
+# -- tracing ---------------------------------------------------------------------------------------------------------
+
+
+def configure_tracing(config: TelemetryConfig) -> Any:
+    """Install an OTLP/HTTP span exporter when `[telemetry] otlp_endpoint` is set; returns the provider (or None)."""
+    if not config.otlp_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": config.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+    )
+    endpoint = config.otlp_endpoint.rstrip("/") + "/v1/traces"
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+# -- /metrics --------------------------------------------------------------------------------------------------------
+
+
+class _Snapshot:
+    """A collector yielding metric families computed before the scrape (the outbox, read from the store)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.families
+
+
+def outbox_families(stats: dict[str, tuple[int, float | None]]) -> list[Any]:
+    """`contact_gateway_outbox_depth` and `contact_gateway_outbox_oldest_age_seconds` per vendor."""
+    depth = GaugeMetricFamily(
+        "contact_gateway_outbox_depth", "Deliveries waiting (PENDING), per vendor.", labels=["vendor"]
+    )
+    oldest = GaugeMetricFamily(
+        "contact_gateway_outbox_oldest_age_seconds",
+        "Age of the oldest waiting delivery, per vendor (0 when none waits).",
+        labels=["vendor"],
+    )
+    for vendor, (count, age) in sorted(stats.items()):
+        depth.add_metric([vendor], count)
+        oldest.add_metric([vendor], age or 0.0)
+    return [depth, oldest]
+
+
+def render_metrics(extra: list[Any]) -> tuple[bytes, str]:
+    """The exposition text: this process's (or every worker's) metrics, plus `extra` families."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(DEFAULT_REGISTRY)
+    snapshot = CollectorRegistry()
+    snapshot.register(_Snapshot(extra))
+    return body + generate_latest(snapshot), CONTENT_TYPE_LATEST

@@ -1,0 +1,338 @@
+"""Operating the gateway: /healthz, /readyz, /metrics (one process and several), request ids, JSON logs without
+personal data, OpenTelemetry traces to a real OTLP/HTTP receiver, and SIGTERM without losing a write.
+
+In-process gateways (uvicorn on a socket) where the process does not matter; `contact-gateway serve` processes
+where it does (logs on stdout, workers, signals, the tracer provider).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from graph.cli import EXAMPLE_VARIABLES
+from resolvers.results import Vendor
+from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, Gateway, Simulators, gateway_config_data
+from tests.processes import GatewayProcess
+from tests.support import eventually
+
+UPSERT = """
+mutation Up($input: ContactInput!, $vendors: [Vendor!]) {
+  upsertContact(input: $input, vendors: $vendors) { status results { vendor status } }
+}"""
+
+
+def person(contact_id: str) -> dict[str, Any]:
+    """The README's example contact with its own id and e-mail (vendors that adopt by e-mail find their own record)."""
+    example = EXAMPLE_VARIABLES["input"]
+    details = [
+        {**d, "value": f"{contact_id.lower()}@example.com"} if d["kind"] == "EMAIL" else d for d in example["details"]
+    ]
+    return {**example, "id": contact_id, "details": details}
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 when there are none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+# -- health ------------------------------------------------------------------------------------------------------------
+
+
+async def test_healthz_and_readyz(gateway: Gateway) -> None:
+    assert (await gateway.client.get(f"{gateway.url}/healthz")).text == "ok"
+    ready = await gateway.client.get(f"{gateway.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"store": True, "migrations": True, "outbox_worker": True}}
+
+
+async def test_readyz_is_503_when_the_schema_is_not_migrated(make_gateway: Callable[..., Any], tmp_path: Path) -> None:
+    gateway: Gateway = await make_gateway(store="unready.db")
+    with sqlite3.connect(tmp_path / "unready.db") as db:
+        db.execute("DELETE FROM alembic_version")
+    answer = await gateway.client.get(f"{gateway.url}/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["migrations"] is False and answer.json()["status"] == "not ready"
+
+
+async def test_readyz_verbose_and_vendors_detail_each_vendor(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    gateway: Gateway = await make_gateway(
+        vendor_overrides={"jim2": {"max_attempts": 1, "breaker_threshold": 1, "breaker_cooldown_s": 60}}
+    )
+    await simulators.faults(Vendor.JIM2, fail_next=100, fail_status=503)
+    await gateway.graphql(UPSERT, {"input": person("ready-1")})
+    detail = (await gateway.client.get(f"{gateway.url}/readyz?verbose=1")).json()["vendors"]
+    assert detail["JIM2"]["breaker"] == "OPEN" and detail["JIM2"]["queued_deliveries"] == 1
+    assert detail["JIM2"]["last_failure_code"] == "VENDOR_ERROR" and detail["JIM2"]["last_failure_at"]
+    assert detail["EROS"]["reachable"] is True and detail["EROS"]["last_success_at"]
+    assert detail["EROS"]["breaker"] == "CLOSED" and detail["EROS"]["queued_deliveries"] == 0
+    answer = await gateway.graphql(
+        "{ vendors { vendor circuit queuedDeliveries reachable lastSuccessAt lastFailureAt lastFailureCode } }",
+        token=ADMIN_TOKEN,
+    )
+    jim2 = next(v for v in answer["data"]["vendors"] if v["vendor"] == "JIM2")
+    assert jim2["circuit"] == "OPEN" and jim2["queuedDeliveries"] == 1 and jim2["lastFailureCode"] == "VENDOR_ERROR"
+    assert jim2["lastFailureAt"] and jim2["lastSuccessAt"] is None
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------------
+
+
+async def test_metrics(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    gateway: Gateway = await make_gateway(vendor_overrides={"valomnia": {"max_attempts": 2}})
+    scrape = f"{gateway.url}/metrics"
+    before = (await gateway.client.get(scrape)).text
+    await simulators.faults(Vendor.VALOMNIA, fail_next=1, fail_status=503)  # one retry at Valomnia
+    await gateway.graphql(UPSERT, {"input": person("metrics-1")})
+    text = (await gateway.client.get(scrape)).text
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(text, name, **labels) - metric(before, name, **labels)
+
+    assert grew("contact_gateway_vendor_requests_total", vendor="eros", operation="upsert", status="CREATED") == 1
+    assert grew("contact_gateway_vendor_retries_total", vendor="valomnia") == 1
+    assert grew("contact_gateway_vendor_request_duration_seconds_count", vendor="oneserve") == 1
+    assert grew("contact_gateway_graphql_requests_total", operation_name="Up", operation_type="mutation") == 1
+    assert grew("contact_gateway_graphql_request_duration_seconds_count", operation_name="Up") == 1
+    assert grew("contact_gateway_store_duration_seconds_count", kind="write") >= 2
+    assert metric(text, "contact_gateway_outbox_depth", vendor="jim2") == 0
+    assert "# TYPE contact_gateway_outbox_oldest_age_seconds gauge" in text
+
+
+async def test_outbox_depth_and_age_are_read_from_the_store(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    gateway: Gateway = await make_gateway(vendor_overrides={"jim2": {"max_attempts": 1}})
+    await simulators.faults(Vendor.JIM2, fail_next=100, fail_status=503)
+    await gateway.graphql(UPSERT, {"input": person("depth-1"), "vendors": ["JIM2"]})
+    await asyncio.sleep(0.2)
+    text = (await gateway.client.get(f"{gateway.url}/metrics")).text
+    assert metric(text, "contact_gateway_outbox_depth", vendor="jim2") == 1
+    assert metric(text, "contact_gateway_outbox_oldest_age_seconds", vendor="jim2") >= 0.1
+
+
+async def test_metrics_token(make_gateway: Callable[..., Any]) -> None:
+    secret = "metrics-scraper-token-0123456789"
+    gateway: Gateway = await make_gateway(tables={"metrics": {"token": secret}})
+    assert (await gateway.client.get(f"{gateway.url}/metrics")).status_code == 401
+    ok = await gateway.client.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert ok.status_code == 200 and "contact_gateway_vendor_requests_total" in ok.text
+
+
+async def test_operation_names_cannot_grow_the_metrics_without_limit(gateway: Gateway) -> None:
+    for i in range(5):
+        await gateway.graphql(f"query Q{i}x{'y' * 70} {{ vendors {{ vendor }} }}", token=READ_TOKEN)
+    text = (await gateway.client.get(f"{gateway.url}/metrics")).text
+    assert "yyyyyyyy" not in text  # malformed or overlong names are counted as "other"
+    assert metric(text, "contact_gateway_graphql_requests_total", operation_name="other") >= 5
+
+
+async def test_metrics_of_several_workers_are_summed(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    config = gateway_config_data(simulators, f"sqlite:///{tmp_path / 'workers.db'}")
+    gateway = GatewayProcess(config, tmp_path, "workers", workers=2)
+    processes.append(gateway)
+    await gateway.start()
+    async with httpx.AsyncClient(timeout=30) as a, httpx.AsyncClient(timeout=30) as b:
+        for i in range(12):
+            client = (a, b)[i % 2]  # two connections: the kernel spreads them over the workers
+            response = await client.post(
+                f"{gateway.url}/graphql",
+                json={"query": UPSERT, "variables": {"input": person(f"w-{i}"), "vendors": ["EROS"]}},
+                headers={"Authorization": f"Bearer {WRITE_TOKEN}"},
+            )
+            assert response.status_code == 200
+    for _ in range(4):  # whichever worker answers the scrape, the totals are the same
+        text = (await gateway.client.get(f"{gateway.url}/metrics")).text
+        assert metric(text, "contact_gateway_graphql_requests_total", operation_name="Up") == 12
+        assert metric(text, "contact_gateway_vendor_requests_total", vendor="eros", status="CREATED") == 12
+
+
+# -- request ids and logs ----------------------------------------------------------------------------------------------
+
+
+async def test_request_ids(gateway: Gateway) -> None:
+    given = await gateway.client.post(
+        f"{gateway.url}/graphql",
+        json={"query": "{ vendors { vendor } }"},
+        headers={"Authorization": f"Bearer {READ_TOKEN}", "X-Request-ID": "req-abc.123"},
+    )
+    assert given.headers["x-request-id"] == "req-abc.123"
+    made = await gateway.client.post(
+        f"{gateway.url}/graphql",
+        json={"query": "{ vendors { vendor } }"},
+        headers={"Authorization": f"Bearer {READ_TOKEN}", "X-Request-ID": "bad id\twith spaces"},
+    )
+    assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    refused = await gateway.client.get(f"{gateway.url}/graphql?query={{vendors{{vendor}}}}")
+    assert refused.status_code == 401 and refused.headers["x-request-id"]
+
+
+async def test_json_logs_carry_request_ids_and_no_personal_data(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    config = gateway_config_data(simulators, f"sqlite:///{tmp_path / 'logs.db'}")
+    gateway = GatewayProcess(config, tmp_path, "logs")
+    processes.append(gateway)
+    await gateway.start()
+    await simulators.faults(Vendor.VALOMNIA, fail_next=100, fail_status=422)  # an error that quotes nothing
+    response = await gateway.client.post(
+        f"{gateway.url}/graphql",
+        json={"query": UPSERT, "variables": {"input": person("log-1")}},
+        headers={"Authorization": f"Bearer {WRITE_TOKEN}", "X-Request-ID": "trace-me-1"},
+    )
+    assert response.status_code == 200
+    await gateway.stop()
+    lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == "trace-me-1"]
+    operation = next(line for line in mine if line.get("event") == "graphql_operation")
+    assert operation["operation_name"] == "Up" and operation["operation_type"] == "mutation"
+    assert operation["principal"] == "demo" and operation["duration_ms"] > 0
+    calls = [line for line in mine if line.get("event") == "vendor_call"]
+    assert {c["vendor"] for c in calls} == {v.value for v in Vendor}
+    assert all(c["contact_id"] == "log-1" and c["duration_ms"] is not None for c in calls)
+    assert all({"timestamp", "level", "logger"} <= line.keys() for line in lines)
+    text = gateway.log()
+    for personal in ("Lovelace", "ada@example.com", "07700900123", "St James", "SW1Y"):
+        assert personal not in text, personal
+
+
+# -- tracing -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def otlp_receiver() -> AsyncIterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    """A real OTLP/HTTP endpoint: decodes every POST /v1/traces."""
+    received: list[ExportTraceServiceRequest] = []
+
+    async def traces(request: web.Request) -> web.Response:
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.read())
+        received.append(message)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", received
+    finally:
+        await runner.cleanup()
+
+
+async def test_traces_continue_the_callers_trace_and_reach_the_vendors(
+    simulators: Simulators,
+    tmp_path: Path,
+    processes: list[GatewayProcess],
+    otlp_receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    endpoint, received = otlp_receiver
+    config = gateway_config_data(
+        simulators, f"sqlite:///{tmp_path / 'traces.db'}", tables={"telemetry": {"otlp_endpoint": endpoint}}
+    )
+    gateway = GatewayProcess(config, tmp_path, "traces")
+    processes.append(gateway)
+    await gateway.start()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    response = await gateway.client.post(
+        f"{gateway.url}/graphql",
+        json={"query": UPSERT, "variables": {"input": person("trace-1"), "vendors": ["EROS", "ONESERVE"]}},
+        headers={"Authorization": f"Bearer {WRITE_TOKEN}", "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+    )
+    assert response.status_code == 200
+    await gateway.stop()  # flushes the batched spans
+
+    spans = [s for r in received for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    operation = next(s for s in spans if s.name.startswith("graphql mutation"))
+    assert operation.trace_id.hex() == trace_id and operation.parent_span_id.hex() == "00f067aa0ba902b7"
+    vendor_spans = [s for s in spans if s.name in ("eros upsert", "oneserve upsert")]
+    assert len(vendor_spans) == 2
+    for span in vendor_spans:
+        assert span.trace_id.hex() == trace_id and span.parent_span_id == operation.span_id
+        attributes = {a.key: a.value for a in span.attributes}
+        assert attributes["contact_gateway.status"].string_value == "CREATED"
+        assert attributes["contact_gateway.attempts"].int_value == 1
+        assert attributes["contact_gateway.remote_id"].string_value
+    for vendor in (Vendor.EROS, Vendor.ONESERVE):
+        writes = [c for c in await simulators.calls(vendor) if c["method"] in ("POST", "PUT", "PATCH")]
+        assert any(trace_id in c["headers"].get("traceparent", "") for c in writes), vendor
+
+
+# -- graceful shutdown -------------------------------------------------------------------------------------------------
+
+
+async def test_sigterm_during_a_burst_loses_no_accepted_write(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    """SIGTERM while slow fan-outs are in flight: the process exits 0, and every write it accepted (answered, or
+    cut short by the grace period) is at every vendor exactly once after a restart."""
+    quick = {
+        "outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.5, "poll_interval_s": 0.05, "lease_grace_s": 30},
+        "server": {"shutdown_grace_s": 1},
+    }
+    vendors = {v.value: {"timeout_s": 8.0} for v in (Vendor.EROS, Vendor.ONESERVE, Vendor.JIM2)}
+    config = gateway_config_data(simulators, f"sqlite:///{tmp_path / 'term.db'}", vendors, quick)
+    first = GatewayProcess(config, tmp_path, "first")
+    processes.append(first)
+    await first.start()
+    await simulators.faults(Vendor.EROS, latency_ms=3_000)  # every Eros call outlives the grace period
+
+    async def write(i: int) -> str | None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            try:
+                response = await client.post(
+                    f"{first.url}/graphql",
+                    json={
+                        "query": UPSERT,
+                        "variables": {"input": person(f"T-{i}"), "vendors": ["EROS", "ONESERVE", "JIM2"]},
+                    },
+                    headers={"Authorization": f"Bearer {WRITE_TOKEN}"},
+                )
+            except httpx.HTTPError:
+                return None  # cut off by the shutdown: it may or may not have been accepted
+            return f"T-{i}" if response.status_code == 200 else None
+
+    burst = [asyncio.create_task(write(i)) for i in range(10)]
+    await asyncio.sleep(1.0)  # the writes are accepted and waiting on Eros
+    assert await first.terminate() == 0
+    answered = {contact_id for contact_id in await asyncio.gather(*burst) if contact_id}
+    assert any(c["path"].endswith("/logoff") for c in await simulators.calls(Vendor.JIM2))  # the licence is freed
+    assert "deliveries left in the outbox" in first.log() or answered
+
+    await simulators.faults(Vendor.EROS, latency_ms=0)
+    second = GatewayProcess(config, tmp_path, "second")
+    processes.append(second)
+    await second.start()
+
+    async def drained() -> bool:
+        return await second.pending() == 0
+
+    await eventually(drained, "every delivery left by the first process is made", timeout_s=60)
+    accepted = await second.graphql("{ contacts(first: 100) { edges { node { id } } } }")
+    stored = {edge["node"]["id"] for edge in accepted["data"]["contacts"]["edges"]}
+    assert answered <= stored and len(stored) >= 1
+    for vendor in (Vendor.EROS, Vendor.ONESERVE, Vendor.JIM2):
+        state = await simulators.state(vendor)
+        assert len(state["records"]) == len(stored), (vendor, len(state["records"]), len(stored))
