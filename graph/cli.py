@@ -112,8 +112,14 @@ def _prepare_graphiql(assets: Path) -> bool:
     return False
 
 
+#: How long the demo waits for requests in flight and open streams when stopped.
+DEMO_SHUTDOWN_GRACE_S = 5
+
+
 def _uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
-    # uvloop and httptools: the fastest event loop and HTTP parser uvicorn offers.
+    # uvloop and httptools: the fastest event loop and HTTP parser uvicorn offers. On Ctrl-C, requests in flight
+    # (and open SSE streams, which never end on their own) get a few seconds, then the demo stops.
+    kwargs.setdefault("timeout_graceful_shutdown", DEMO_SHUTDOWN_GRACE_S)
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="info", **kwargs)
 
 

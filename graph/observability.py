@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -116,10 +117,17 @@ def _fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _orjson_dumps(value: Any, **_: Any) -> str:
+    # orjson: several log lines per write, each rendered ~10x faster than with json.dumps.
+    return orjson.dumps(value, default=str).decode()
+
+
 def configure_logging(config: LoggingConfig) -> None:
     """Route every stdlib log record (ours, uvicorn's, libraries') through structlog: JSON lines on stdout."""
     renderer: Any = (
-        structlog.processors.JSONRenderer() if config.format == "json" else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+        if config.format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[

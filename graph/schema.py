@@ -13,16 +13,17 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
-    DisableIntrospection,
+    AddValidationRules,
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import IgnoreContext
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -537,16 +538,19 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
     """The federation schema with the refusals `[server]` configures (depth, tokens, aliases, introspection, batching)
     and unexpected errors masked. Extensions are factories, not instances: a fresh one per operation."""
     server = server or ServerConfig()
+    # The validation rules are built once, here: the limiter extensions build a new rule class per instance, and a new
+    # class per operation would make every operation miss ValidationCache (validation is most of an operation's cost).
+    rules: list[type[ASTValidationRule]] = [
+        depth_rule(server.max_depth, _introspection_field),
+        alias_rule(server.max_aliases),
+    ]
+    if not server.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationObserver,
         partial(MaxTokensLimiter, max_token_count=server.max_tokens),
         partial(ParserCache, maxsize=512),
-        partial(QueryDepthLimiter, max_depth=server.max_depth, should_ignore=_introspection_field),
-        partial(MaxAliasesLimiter, max_alias_count=server.max_aliases),
-    ]
-    if not server.introspection:
-        extensions.append(DisableIntrospection)
-    extensions += [
+        partial(AddValidationRules, rules),
         partial(ValidationCache, maxsize=512),
         partial(FederationGuard, router_addresses=frozenset(server.router_addresses)),  # after ValidationCache
         partial(_MaskErrors, should_mask_error=_unexpected),

@@ -615,3 +615,23 @@ async def test_delete_contact_checks_the_id_like_an_upsert(
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}, body
     for vendor in Vendor:
         assert await simulators.calls(vendor) == [], vendor
+
+
+async def test_repeated_operations_are_validated_once() -> None:
+    """The limits must not defeat the validation cache (a fresh rule class per operation would miss it every time,
+    and validation is most of an operation's cost)."""
+    from strawberry.extensions.validation_cache import _get_validate_cache
+
+    from graph.schema import build_schema
+    from resolvers.config import ServerConfig
+
+    schema = build_schema(ServerConfig())
+    cache = _get_validate_cache(512)
+    query = "query Cached { __typename }"
+    await schema.execute(query)
+    before = cache.cache_info()
+    for _ in range(3):
+        result = await schema.execute(query)
+        assert result.errors is None
+    after = cache.cache_info()
+    assert after.hits - before.hits == 3 and after.misses == before.misses
