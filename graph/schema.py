@@ -7,7 +7,7 @@ import base64
 import binascii
 import logging
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from functools import partial
 from typing import Annotated, Any
 
@@ -417,29 +417,36 @@ class Mutation:
     )
     async def retry_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
         outbox = info.context.runtime.fanout.outbox
-        existing = await outbox.get(_delivery_id(id))
-        if existing is not None:
-            _allowed_vendor(info, existing.vendor)
-        found = await outbox.retry(_delivery_id(id))
-        _audit_delivery(info, "retryDelivery", id, found)
-        if found is None:
-            raise bad_input("id: no FAILED, CANCELLED or PENDING delivery has this id", "id")
+        found = await _operator_action(info, id, "retryDelivery", outbox.retry, "FAILED, CANCELLED or PENDING")
         info.context.runtime.fanout.wakeup.set()
-        return convert.delivery(found)
+        return found
 
     @strawberry.mutation(
         permission_classes=[CanAdmin], description="Stop a pending or failed delivery from being sent (again)."
     )
     async def cancel_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
         outbox = info.context.runtime.fanout.outbox
-        existing = await outbox.get(_delivery_id(id))
-        if existing is not None:
-            _allowed_vendor(info, existing.vendor)
-        found = await outbox.cancel(_delivery_id(id))
-        _audit_delivery(info, "cancelDelivery", id, found)
-        if found is None:
-            raise bad_input("id: no PENDING or FAILED delivery has this id", "id")
-        return convert.delivery(found)
+        return await _operator_action(info, id, "cancelDelivery", outbox.cancel, "PENDING or FAILED")
+
+
+async def _operator_action(
+    info: Info[Context, None],
+    id: strawberry.ID,
+    operation: str,
+    action: Callable[[int], Awaitable[Delivery | None]],
+    allowed: str,
+) -> types.Delivery:
+    """retryDelivery / cancelDelivery: within the token's vendor allow-list, audited, BAD_USER_INPUT when the
+    delivery is missing or not in one of the `allowed` states."""
+    delivery_id = _delivery_id(id)
+    existing = await info.context.runtime.fanout.outbox.get(delivery_id)
+    if existing is not None:
+        _allowed_vendor(info, existing.vendor)
+    found = await action(delivery_id)
+    _audit_delivery(info, operation, id, found)
+    if found is None:
+        raise bad_input(f"id: no {allowed} delivery has this id", "id")
+    return convert.delivery(found)
 
 
 def _update(event: DeliveryEvent) -> types.DeliveryUpdate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -83,3 +84,23 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout_s:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
         await asyncio.sleep(0.05)
+
+
+PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+#: What `value_at` answers for a path that leads nowhere.
+MISSING: Any = object()
+
+
+def value_at(data: Any, path: str) -> Any:
+    """The value at a path such as `details[1].value` or `Contact.ContactDetails[1]` (MISSING when there is none)."""
+    node = data
+    for name, index in PATH_TOKEN.findall(path):
+        if index:
+            if not isinstance(node, list) or int(index) >= len(node):
+                return MISSING
+            node = node[int(index)]
+        elif isinstance(node, dict) and name in node:
+            node = node[name]
+        else:
+            return MISSING
+    return node

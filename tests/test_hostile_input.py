@@ -36,7 +36,7 @@ from resolvers.transport import Transport, _target, path_segment
 from resolvers.vendors import REGISTRY
 from resolvers.vendors.base import Connector, Prepared
 from tests.conftest import Gateway, Simulators
-from tests.support import DELETE, FULL_CONTACT, UPSERT, by_vendor
+from tests.support import DELETE, FULL_CONTACT, MISSING, PATH_TOKEN, UPSERT, by_vendor, value_at
 
 #: The hostile values, by a name the test ids show.
 HOSTILE: dict[str, str] = {
@@ -122,24 +122,6 @@ def decoded_body(call: dict[str, Any]) -> Any:
     return dict(parse_qsl(call["body"], keep_blank_values=True))
 
 
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-MISSING: Any = object()
-
-
-def value_at(data: Any, path: str) -> Any:
-    node = data
-    for name, index in _TOKEN.findall(path):
-        if index:
-            if not isinstance(node, list) or int(index) >= len(node):
-                return MISSING
-            node = node[int(index)]
-        elif isinstance(node, dict) and name in node:
-            node = node[name]
-        else:
-            return MISSING
-    return node
-
-
 def connector(vendor: Vendor, simulators: Simulators, overrides: dict[str, Any] | None = None) -> Connector[Any]:
     """The vendor's connector configured as the test gateway is (for its mapping only: no transport)."""
     plugin = REGISTRY[vendor]
@@ -168,7 +150,7 @@ def at(path: str) -> Setter:
     """A setter of one input field by its path (`details[1].value`, `vendorOptions.oneserve.clientRef`)."""
 
     def put(data: dict[str, Any], value: str) -> None:
-        tokens = [int(i) if i else n for n, i in _TOKEN.findall(path)]
+        tokens = [int(i) if i else n for n, i in PATH_TOKEN.findall(path)]
         node: Any = data
         for token in tokens[:-1]:
             node = node[token] if isinstance(token, int) else node.setdefault(token, {})

@@ -30,7 +30,7 @@ from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
 from resolvers.vendors.base import Connector, Prepared
 from tests.conftest import Gateway, Simulators
-from tests.support import UPSERT
+from tests.support import MISSING, UPSERT, value_at
 
 settings.register_profile("dev", max_examples=300, deadline=None, database=None, print_blob=True)
 settings.register_profile("ci", max_examples=300, deadline=None, database=None, print_blob=True, derandomize=True)
@@ -292,24 +292,6 @@ def any_contact_inputs() -> st.SearchStrategy[dict[str, Any]]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-MISSING: Any = object()
-
-
-def value_at(data: Any, path: str) -> Any:
-    """The value at a path such as `Contact.ContactDetails[1].ContactDetails` (MISSING when there is none)."""
-    node = data
-    for name, index in _TOKEN.findall(path):
-        if index:
-            if not isinstance(node, list) or int(index) >= len(node):
-                return MISSING
-            node = node[int(index)]
-        else:
-            if not isinstance(node, dict) or name not in node:
-                return MISSING
-            node = node[name]
-    return node
 
 
 def offline_connectors() -> dict[Vendor, Connector[Any]]:
