@@ -336,3 +336,24 @@ async def test_sigterm_during_a_burst_loses_no_accepted_write(
     for vendor in (Vendor.EROS, Vendor.ONESERVE, Vendor.JIM2):
         state = await simulators.state(vendor)
         assert len(state["records"]) == len(stored), (vendor, len(state["records"]), len(stored))
+
+
+async def test_breaker_and_rate_limit_metrics(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
+    gateway: Gateway = await make_gateway(
+        vendor_overrides={
+            "jim2": {"max_attempts": 1, "breaker_threshold": 1, "breaker_cooldown_s": 60},
+            "eros": {"rate_per_s": 5},
+        }
+    )
+    await simulators.faults(Vendor.JIM2, fail_next=100, fail_status=503)
+    before = (await gateway.client.get(f"{gateway.url}/metrics")).text  # counters are per process: compare
+    for i in range(3):  # three Eros calls at 5 per second: the later ones wait their turn
+        await gateway.graphql(UPSERT, {"input": person(f"rate-{i}"), "vendors": ["EROS", "JIM2"]})
+    text = (await gateway.client.get(f"{gateway.url}/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(text, name, **labels) - metric(before, name, **labels)
+
+    assert grew("contact_gateway_breaker_transitions_total", vendor="jim2", state="OPEN") == 1
+    assert grew("contact_gateway_rate_limit_waits_total", vendor="eros") >= 1
+    assert grew("contact_gateway_rate_limit_wait_seconds_total", vendor="eros") > 0
