@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -162,11 +163,15 @@ class OperationObserver(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         context: Context | None = self.execution_context.context
-        request = getattr(context, "request", None)
-        carrier = dict(request.headers) if request is not None and hasattr(request, "headers") else {}
-        parent = propagate.extract(carrier)
-        token = otel_context.attach(parent)
-        span_cm = tracer.start_as_current_span("graphql.operation", kind=trace.SpanKind.SERVER)
+        # Tracing off (no SDK provider installed by `configure_tracing`): no context to extract, no span to make.
+        tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        token = None
+        span_cm: Any = contextlib.nullcontext(trace.INVALID_SPAN)
+        if tracing:
+            request = getattr(context, "request", None)
+            carrier = dict(request.headers) if request is not None and hasattr(request, "headers") else {}
+            token = otel_context.attach(propagate.extract(carrier))
+            span_cm = tracer.start_as_current_span("graphql.operation", kind=trace.SpanKind.SERVER)
         span = span_cm.__enter__()
         try:
             yield
@@ -190,7 +195,8 @@ class OperationObserver(SchemaExtension):
                 if errors:
                     span.set_status(trace.Status(trace.StatusCode.ERROR, f"{errors} error(s)"))
             span_cm.__exit__(None, None, None)
-            otel_context.detach(token)
+            if token is not None:
+                otel_context.detach(token)
             principal = getattr(context, "principal", None)
             log.info(
                 "graphql_operation",

@@ -26,6 +26,7 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from graph import convert, types
 from graph.auth import CanAdmin, CanRead, CanWrite, FederationGuard, audit
@@ -142,19 +143,46 @@ def _audit_outcome(info: Info[Context, None], operation: str, contact_id: str, o
 Written = tuple[Outcome, Readback | None]
 
 
-async def _upsert(ctx: Context, value: types.ContactInput, vendors: list[Vendor] | None, force: bool) -> Written:
+async def _upsert(
+    ctx: Context, value: types.ContactInput, vendors: list[Vendor] | None, force: bool, wants_contact: bool = True
+) -> Written:
     parsed = parse_contact(convert.contact_data(value))
     if isinstance(parsed, list):
         return ctx.runtime.fanout.invalid(parsed, vendors), None
-    return await ctx.runtime.fanout.write(parsed, vendors, force=force)
+    return await ctx.runtime.fanout.write(parsed, vendors, force=force, read_back=wants_contact)
 
 
-async def _answer(ctx: Context, written: Written) -> tuple[Answer, Readback | None]:
+async def _answer(ctx: Context, written: Written, wants_contact: bool = True) -> tuple[Answer, Readback | None]:
+    """The answer to a write: its outcome and (when the caller selected `contact`) the contact as now stored."""
     outcome, readback = written
     if readback is not None:
         return Answer(outcome=outcome, contact=readback.contact), readback
+    if not wants_contact:
+        return Answer(outcome=outcome, contact=None), None
     stored = await ctx.runtime.store.get_contact(outcome.contact_id) if outcome.contact_id else None
     return Answer(outcome=outcome, contact=stored), None
+
+
+def selects_contact(info: Info[Context, None]) -> bool:
+    """Whether the operation selects `contact` under this field (through fragments too). Reading the contact back
+    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes."""
+
+    def visit(selections: list[Any]) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == "contact":
+                    return True
+            elif isinstance(selection, InlineFragment | FragmentSpread):
+                if visit(selection.selections):
+                    return True
+            else:
+                return True  # something unknown: assume it may select the contact
+        return False
+
+    try:
+        return any(visit(list(field.selections)) for field in info.selected_fields)
+    except Exception:
+        return True
 
 
 async def _payload(ctx: Context, answered: tuple[Answer, Readback | None]) -> types.UpsertContactPayload:
@@ -362,7 +390,8 @@ class Mutation:
         targets = _targets(info, vendors)
         key = _idempotency_key(info, idempotency_key)
         if key is None:
-            answered = await _answer(info.context, await _upsert(info.context, input, targets, force))
+            wants = selects_contact(info)
+            answered = await _answer(info.context, await _upsert(info.context, input, targets, force, wants), wants)
         else:
             answered = await _keyed_upsert(info, key, input, targets, force)
         _audit_outcome(
@@ -387,11 +416,12 @@ class Mutation:
                 f"inputs: at most {most} contacts per upsertContacts (got {len(inputs)}); split the batch", "inputs"
             )
         targets = _targets(info, vendors)
+        wants = selects_contact(info)
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
         async def one(value: types.ContactInput) -> types.UpsertContactPayload:
             async with slots:
-                answered = await _answer(info.context, await _upsert(info.context, value, targets, force))
+                answered = await _answer(info.context, await _upsert(info.context, value, targets, force, wants), wants)
                 _audit_outcome(info, "upsertContacts", str(value.id), answered[0].outcome)
                 return await _payload(info.context, answered)
 

@@ -273,7 +273,7 @@ class FanOut:
         return (await self.write(contact, vendors, force=force))[0]
 
     async def write(
-        self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False
+        self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False, read_back: bool = True
     ) -> tuple[Outcome, Readback | None]:
         """`upsert`, also returning the contact as stored after it and its open deliveries (None when not stored).
 
@@ -314,7 +314,7 @@ class FanOut:
                     lease_s=leases,
                 )
                 # Nothing to send: no completion transaction follows, so read the answer back here.
-                return links, queued, None if send else _read_back(conn, contact.id)
+                return links, queued, None if send or not read_back else _read_back(conn, contact.id)
 
             links, queued, readback = await self.store.write(accept)
             for vendor, item in candidates.items():
@@ -334,7 +334,7 @@ class FanOut:
                     payloads={v: p.payload for v, p in candidates.items()},
                     contact_id=contact.id,
                 )
-                readback = await self._complete(contact.id, sent, read_back=True)
+                readback = await self._complete(contact.id, sent, read_back=read_back)
                 results.update({v: s.result for v, s in sent.items()})
         ordered = [results[v] for v in prepared]
         outcome = Outcome(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from resolvers.results import Vendor
 from resolvers.vendors import REGISTRY
@@ -261,3 +262,29 @@ async def test_graphiql_page_loads_without_token(gateway: Gateway) -> None:
     assert "graphiql" in response.text.lower()
     get_query = await gateway.client.get(f"{gateway.url}/graphql", params={"query": "{ vendors { vendor } }"})
     assert get_query.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "contact { id firstName }",
+        "... on UpsertContactPayload { contact { id firstName } }",
+        "...Answer",
+        "status",
+    ],
+)
+async def test_the_contact_is_answered_whenever_it_is_selected(gateway: Gateway, selection: str) -> None:
+    """A write reads the contact back only when the caller selects it (directly or through a fragment)."""
+    query = (
+        "mutation($input: ContactInput!) { upsertContact(input: $input) { status " + selection + " } }"
+        "\nfragment Answer on UpsertContactPayload { contact { id firstName } }"
+        if selection == "...Answer"
+        else "mutation($input: ContactInput!) { upsertContact(input: $input) { status " + selection + " } }"
+    )
+    body = await gateway.graphql(query, {"input": {"id": "sel-1", "firstName": "Ada", "lastName": "L"}})
+    assert "errors" not in body, body
+    answer = body["data"]["upsertContact"]
+    if selection == "status":
+        assert set(answer) == {"status"}
+    else:
+        assert answer["contact"] == {"id": "sel-1", "firstName": "Ada"}
