@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from resolvers.errors import AuthFailed, RateLimited, VendorRejected, VendorUnavailable
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.simulation import start_simulators
 from resolvers.transport import Transport
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.eros import PLUGIN, ErosConnector, ErosSettings, ErosSimulator, demo_config
 from resolvers.vendors.eros.connector import canonical_path
 from resolvers.vendors.eros.mapping import from_wire, to_wire
 from resolvers.vendors.eros.simulator import DEMO_CONTACT_TYPE, DEMO_ROLE
+from tests.vendors.kit import cross_reference, simulator_server, unchecked
 
 OTHER_TYPE = "5d0c8f3e-2b1a-4c9d-8e7f-6a5b4c3d2e1f"
 OTHER_ROLES = ["11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-aaaaaaaaaaaa"]
@@ -67,19 +67,11 @@ def offline(**overrides: Any) -> ErosConnector:
 
 
 def link(contact_id: str, remote_id: str | None) -> CrossReference:
-    return CrossReference(
-        contact_id=contact_id,
-        vendor=Vendor.EROS,
-        remote_id=remote_id,
-        hash=None,
-        last_status=VendorStatus.CREATED,
-        synced_at=None,
-    )
+    return cross_reference(Vendor.EROS, remote_id, contact_id=contact_id)
 
 
 def raw(payload: dict[str, Any]) -> Prepared:
-    """A payload sent as is, skipping pre-flight: to see what the simulator itself enforces."""
-    return Prepared(vendor=Vendor.EROS, payload=payload, wire=None, errors=[], warnings=[])
+    return unchecked(Vendor.EROS, payload)
 
 
 def by_field(errors: list[FieldError]) -> dict[str, FieldError]:
@@ -273,18 +265,13 @@ Serve = Callable[..., Awaitable[Eros]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    runners: list[Any] = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, simulator_server() as serve_one:
 
         async def start(**simulator_args: Any) -> Eros:
             simulator = ErosSimulator(**simulator_args)
-            runner, port = await start_simulators([simulator], port=0)
-            runners.append(runner)
-            return Eros(simulator, port, session)
+            return Eros(simulator, await serve_one(simulator), session)
 
         yield start
-        for runner in runners:
-            await runner.cleanup()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from resolvers.errors import (
 )
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.simulation import Call, start_simulators
+from resolvers.simulation import Call
 from resolvers.transport import Transport, VendorResponse
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.jim2 import PLUGIN, Jim2Connector, Jim2Settings, Jim2Simulator, demo_config
@@ -36,6 +36,7 @@ from resolvers.vendors.jim2.connector import changed_attributes, pointer_path
 from resolvers.vendors.jim2.mapping import from_wire, to_wire
 from resolvers.vendors.jim2.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from resolvers.vendors.jim2.wire import ContactWrite
+from tests.vendors.kit import cross_reference, simulator_server, unchecked
 
 MEDIA_TYPE = "application/vnd.api+json"
 
@@ -69,20 +70,11 @@ def offline(**overrides: Any) -> Jim2Connector:
 
 
 def link(remote_id: str | None, payload: dict[str, Any] | None = None, contact_id: str = "c-1") -> CrossReference:
-    return CrossReference(
-        contact_id=contact_id,
-        vendor=Vendor.JIM2,
-        remote_id=remote_id,
-        hash=None,
-        last_status=VendorStatus.CREATED,
-        synced_at=None,
-        payload=payload,
-    )
+    return cross_reference(Vendor.JIM2, remote_id, contact_id=contact_id, payload=payload)
 
 
 def raw(payload: dict[str, Any]) -> Prepared:
-    """A payload sent as is, skipping pre-flight: to see what the simulator itself enforces."""
-    return Prepared(vendor=Vendor.JIM2, payload=payload, wire=None, errors=[], warnings=[])
+    return unchecked(Vendor.JIM2, payload)
 
 
 def attributes(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -351,18 +343,13 @@ Serve = Callable[..., Awaitable[Jim2]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    runners: list[Any] = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, simulator_server() as serve_one:
 
         async def start(**simulator_args: Any) -> Jim2:
             simulator = Jim2Simulator(**simulator_args)
-            runner, port = await start_simulators([simulator], port=0)
-            runners.append(runner)
-            return Jim2(simulator, port, session)
+            return Jim2(simulator, await serve_one(simulator), session)
 
         yield start
-        for runner in runners:
-            await runner.cleanup()
 
 
 @pytest.fixture

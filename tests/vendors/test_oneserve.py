@@ -22,13 +22,13 @@ from resolvers.errors import (
 )
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, Vendor, VendorStatus
-from resolvers.simulation import start_simulators
 from resolvers.transport import Transport, VendorResponse
 from resolvers.vendors.base import CrossReference, Prepared
 from resolvers.vendors.oneserve import PLUGIN, OneserveConnector, OneserveSettings, OneserveSimulator, demo_config
 from resolvers.vendors.oneserve.mapping import format_date, from_wire, to_wire
 from resolvers.vendors.oneserve.simulator import DEMO_TOKEN
 from resolvers.vendors.oneserve.wire import OneserveLocation
+from tests.vendors.kit import cross_reference, simulator_server, unchecked
 
 # Oneserve's own example payload, verbatim: numbers and booleans as strings.
 SEED_PAYLOAD: dict[str, Any] = {
@@ -100,14 +100,12 @@ def errors_of(contact: Contact, settings: OneserveSettings = SETTINGS) -> set[tu
 
 
 def link(remote_id: str | None) -> CrossReference:
-    return CrossReference(
-        contact_id="C-1", vendor=Vendor.ONESERVE, remote_id=remote_id, hash=None, last_status=None, synced_at=None
-    )
+    return cross_reference(Vendor.ONESERVE, remote_id, contact_id="C-1", last_status=None)
 
 
 def raw(payload: dict[str, Any]) -> Prepared:
     """A payload sent as is, skipping pre-flight: what the simulator does with what the gateway would refuse."""
-    return Prepared(vendor=Vendor.ONESERVE, payload=payload, wire=None, errors=[], warnings=[])
+    return unchecked(Vendor.ONESERVE, payload)
 
 
 # ---- mapping ----------------------------------------------------------------------------------------------------
@@ -295,17 +293,13 @@ Serve = Callable[..., Awaitable[tuple[OneserveSimulator, str]]]
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start a simulator (with the given constructor arguments); returns it and its mount URL."""
-    runners = []
+    async with simulator_server() as serve_one:
 
-    async def start(**kwargs: Any) -> tuple[OneserveSimulator, str]:
-        simulator = OneserveSimulator(**kwargs)
-        runner, port = await start_simulators([simulator], port=0)
-        runners.append(runner)
-        return simulator, f"http://127.0.0.1:{port}/oneserve/"
+        async def start(**kwargs: Any) -> tuple[OneserveSimulator, str]:
+            simulator = OneserveSimulator(**kwargs)
+            return simulator, f"http://127.0.0.1:{await serve_one(simulator)}/oneserve/"
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from resolvers.errors import (
 )
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.simulation import Call, start_simulators
+from resolvers.simulation import Call
 from resolvers.transport import Transport, VendorResponse
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.superoffice import (
@@ -45,6 +45,7 @@ from resolvers.vendors.superoffice.connector import auth_headers, canonical_path
 from resolvers.vendors.superoffice.mapping import from_wire, put_body, to_wire
 from resolvers.vendors.superoffice.simulator import DEMO_PASSWORD, DEMO_TOKEN, DEMO_USERNAME
 from resolvers.vendors.superoffice.wire import ContactEntity
+from tests.vendors.kit import cross_reference, simulator_server
 
 BASE = "http://127.0.0.1:9/superoffice/"
 
@@ -89,15 +90,7 @@ def offline(**overrides: Any) -> SuperOfficeConnector:
 
 
 def link(remote_id: str | None, contact_id: str = "c-1", payload: dict[str, Any] | None = None) -> CrossReference:
-    return CrossReference(
-        contact_id=contact_id,
-        vendor=Vendor.SUPEROFFICE,
-        remote_id=remote_id,
-        hash=None,
-        last_status=VendorStatus.CREATED,
-        synced_at=None,
-        payload=payload,
-    )
+    return cross_reference(Vendor.SUPEROFFICE, remote_id, contact_id=contact_id, payload=payload)
 
 
 def errors_by_field(errors: list[FieldError]) -> dict[str, FieldError]:
@@ -529,18 +522,13 @@ Serve = Callable[..., Awaitable[SuperOffice]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    runners: list[Any] = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, simulator_server() as serve_one:
 
         async def start(**simulator_args: Any) -> SuperOffice:
             simulator = SuperOfficeSimulator(**simulator_args)
-            runner, port = await start_simulators([simulator], port=0)
-            runners.append(runner)
-            return SuperOffice(simulator, port, session)
+            return SuperOffice(simulator, await serve_one(simulator), session)
 
         yield start
-        for runner in runners:
-            await runner.cleanup()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from resolvers.errors import (
 from resolvers.fanout import FanOut
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
-from resolvers.simulation import Call, start_simulators
+from resolvers.simulation import Call
 from resolvers.store import Store
 from resolvers.transport import Transport
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
@@ -37,6 +37,7 @@ from resolvers.vendors.valomnia import PLUGIN, ValomniaConnector, ValomniaSettin
 from resolvers.vendors.valomnia.mapping import from_wire, to_wire
 from resolvers.vendors.valomnia.simulator import DEMO_API_TOKEN, DEMO_CUSTOMER_ID, parse_multipart
 from resolvers.vendors.valomnia.wire import MAX_IMAGE_BYTES
+from tests.vendors.kit import cross_reference, simulator_server, unchecked
 
 # Magic bytes first, then every byte value: not UTF-8, with CR/LF inside, like a real image.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -72,20 +73,11 @@ def offline(**overrides: Any) -> ValomniaConnector:
 
 
 def link(remote_id: str | None, payload: dict[str, Any] | None = None, contact_id: str = "c-1") -> CrossReference:
-    return CrossReference(
-        contact_id=contact_id,
-        vendor=Vendor.VALOMNIA,
-        remote_id=remote_id,
-        hash=None,
-        last_status=VendorStatus.CREATED,
-        synced_at=None,
-        payload=payload,
-    )
+    return cross_reference(Vendor.VALOMNIA, remote_id, contact_id=contact_id, payload=payload)
 
 
 def raw(payload: dict[str, Any]) -> Prepared:
-    """A payload sent as is, skipping pre-flight: to see what the simulator itself enforces."""
-    return Prepared(vendor=Vendor.VALOMNIA, payload=payload, wire=None, errors=[], warnings=[])
+    return unchecked(Vendor.VALOMNIA, payload)
 
 
 def errors_by_field(errors: list[FieldError]) -> dict[str, FieldError]:
@@ -420,18 +412,13 @@ Serve = Callable[..., Awaitable[Valomnia]]
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
-    runners: list[Any] = []
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, simulator_server() as serve_one:
 
         async def start(**simulator_args: Any) -> Valomnia:
             simulator = ValomniaSimulator(**simulator_args)
-            runner, port = await start_simulators([simulator], port=0)
-            runners.append(runner)
-            return Valomnia(simulator, port, session)
+            return Valomnia(simulator, await serve_one(simulator), session)
 
         yield start
-        for runner in runners:
-            await runner.cleanup()
 
 
 @pytest.fixture
