@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+
+import aiohttp
 
 from resolvers.results import Vendor, VendorStatus
 from resolvers.simulation import Simulator, start_simulators
@@ -51,3 +54,26 @@ async def simulator_server() -> AsyncIterator[Callable[[Simulator], Awaitable[in
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+@dataclass
+class Served:
+    """One simulator running on a socket, and the client session the test's connectors use."""
+
+    simulator: Simulator
+    port: int
+    session: aiohttp.ClientSession
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.simulator.name}/"
+
+    @property
+    def records(self) -> dict[str, dict[str, Any]]:
+        records: dict[str, dict[str, Any]] = self.simulator.state.records
+        return records
+
+    async def faults(self, **faults: Any) -> None:
+        """Inject faults through the simulator's admin endpoint."""
+        async with self.session.post(f"{self.base_url}_admin/faults", json=faults) as response:
+            assert response.status == 200, await response.text()

@@ -25,7 +25,7 @@ from resolvers.vendors.eros import PLUGIN, ErosConnector, ErosSettings, ErosSimu
 from resolvers.vendors.eros.connector import canonical_path
 from resolvers.vendors.eros.mapping import from_wire, to_wire
 from resolvers.vendors.eros.simulator import DEMO_CONTACT_TYPE, DEMO_ROLE
-from tests.vendors.kit import cross_reference, simulator_server, unchecked
+from tests.vendors.kit import Served, cross_reference, simulator_server, unchecked
 
 OTHER_TYPE = "5d0c8f3e-2b1a-4c9d-8e7f-6a5b4c3d2e1f"
 OTHER_ROLES = ["11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-aaaaaaaaaaaa"]
@@ -238,16 +238,10 @@ def test_error_keys_map_back_to_canonical_paths() -> None:
 
 
 @dataclass
-class Eros:
+class Eros(Served):
     """One running simulator and a way to build connectors pointed at it."""
 
     simulator: ErosSimulator
-    port: int
-    session: aiohttp.ClientSession
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/eros/"
 
     def connector(self, **overrides: Any) -> ErosConnector:
         return ErosConnector(settings(self.base_url, **overrides), Transport(self.session))

@@ -36,7 +36,7 @@ from resolvers.vendors.jim2.connector import changed_attributes, pointer_path
 from resolvers.vendors.jim2.mapping import from_wire, to_wire
 from resolvers.vendors.jim2.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from resolvers.vendors.jim2.wire import ContactWrite
-from tests.vendors.kit import cross_reference, simulator_server, unchecked
+from tests.vendors.kit import Served, cross_reference, simulator_server, unchecked
 
 MEDIA_TYPE = "application/vnd.api+json"
 
@@ -297,16 +297,10 @@ def test_plugin_declares_jim2() -> None:
 
 
 @dataclass
-class Jim2:
+class Jim2(Served):
     """One running simulator and a way to build connectors pointed at it."""
 
     simulator: Jim2Simulator
-    port: int
-    session: aiohttp.ClientSession
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jim2/"
 
     def connector(self, transport: Transport | None = None, **overrides: Any) -> Jim2Connector:
         return Jim2Connector(settings(self.base_url, **overrides), transport or Transport(self.session))
@@ -321,14 +315,6 @@ class Jim2:
     @property
     def token_calls(self) -> list[Call]:
         return self.calls("POST", "/jim2/token")
-
-    @property
-    def records(self) -> dict[str, dict[str, Any]]:
-        return self.simulator.state.records
-
-    async def faults(self, **faults: Any) -> None:
-        async with self.session.post(f"{self.base_url}_admin/faults", json=faults) as response:
-            assert response.status == 200
 
     async def raw(self, method: str, path: str, body: Any = None, content_type: str = MEDIA_TYPE) -> VendorResponse:
         """A call straight to the simulator with a valid token: to see what it enforces."""

@@ -45,7 +45,7 @@ from resolvers.vendors.superoffice.connector import auth_headers, canonical_path
 from resolvers.vendors.superoffice.mapping import from_wire, put_body, to_wire
 from resolvers.vendors.superoffice.simulator import DEMO_PASSWORD, DEMO_TOKEN, DEMO_USERNAME
 from resolvers.vendors.superoffice.wire import ContactEntity
-from tests.vendors.kit import cross_reference, simulator_server
+from tests.vendors.kit import Served, cross_reference, simulator_server
 
 BASE = "http://127.0.0.1:9/superoffice/"
 
@@ -485,16 +485,10 @@ def test_a_field_named_in_the_message_becomes_a_field_error() -> None:
 
 
 @dataclass
-class SuperOffice:
+class SuperOffice(Served):
     """One running simulator and a way to build connectors pointed at it."""
 
     simulator: SuperOfficeSimulator
-    port: int
-    session: aiohttp.ClientSession
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/superoffice/"
 
     def connector(self, transport: Transport | None = None, **overrides: Any) -> SuperOfficeConnector:
         return SuperOfficeConnector(settings(self.base_url, **overrides), transport or Transport(self.session))
@@ -505,10 +499,6 @@ class SuperOffice:
     @property
     def state_calls(self) -> list[Call]:
         return self.simulator.state.calls
-
-    @property
-    def records(self) -> dict[str, dict[str, Any]]:
-        return self.simulator.state.records
 
     async def admin(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         async with self.session.post(f"{self.base_url}_admin/{path}", json=body) as response:

@@ -37,7 +37,7 @@ from resolvers.vendors.valomnia import PLUGIN, ValomniaConnector, ValomniaSettin
 from resolvers.vendors.valomnia.mapping import from_wire, to_wire
 from resolvers.vendors.valomnia.simulator import DEMO_API_TOKEN, DEMO_CUSTOMER_ID, parse_multipart
 from resolvers.vendors.valomnia.wire import MAX_IMAGE_BYTES
-from tests.vendors.kit import cross_reference, simulator_server, unchecked
+from tests.vendors.kit import Served, cross_reference, simulator_server, unchecked
 
 # Magic bytes first, then every byte value: not UTF-8, with CR/LF inside, like a real image.
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -373,16 +373,10 @@ def test_multipart_parser_is_binary_safe() -> None:
 
 
 @dataclass
-class Valomnia:
+class Valomnia(Served):
     """One running simulator and a way to build connectors pointed at it."""
 
     simulator: ValomniaSimulator
-    port: int
-    session: aiohttp.ClientSession
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/valomnia/"
 
     def connector(self, **overrides: Any) -> ValomniaConnector:
         return ValomniaConnector(settings(self.base_url, **overrides), Transport(self.session))
@@ -397,14 +391,6 @@ class Valomnia:
     @property
     def logins(self) -> int:
         return len(self.calls("/j_spring_security_check"))
-
-    @property
-    def records(self) -> dict[str, dict[str, Any]]:
-        return self.simulator.state.records
-
-    async def faults(self, **faults: Any) -> None:
-        async with self.session.post(f"{self.base_url}_admin/faults", json=faults) as response:
-            assert response.status == 200
 
 
 Serve = Callable[..., Awaitable[Valomnia]]
