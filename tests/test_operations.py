@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import structlog
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from graph.cli import EXAMPLE_VARIABLES
+from graph.observability import _PRE_CHAIN, JSONLineFormatter
 from resolvers.results import Vendor
 from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, Gateway, Simulators, gateway_config_data
 from tests.processes import GatewayProcess
@@ -215,6 +221,64 @@ async def test_json_logs_carry_request_ids_and_no_personal_data(
     text = gateway.log()
     for personal in ("Lovelace", "ada@example.com", "07700900123", "St James", "SW1Y"):
         assert personal not in text, personal
+
+
+def _record(name: str, level: int, message: str, *args: Any, **extra: Any) -> logging.LogRecord:
+    record = logging.LogRecord(name, level, __file__, 1, message, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _record("contact_gateway.vendor", logging.INFO, "vendor_call", fields={"vendor": "eros", "status": None}),
+        # A field may not replace what the chain sets (level, logger, timestamp) nor the request id it merged first.
+        _record("contact_gateway.audit", logging.WARNING, "write", fields={"level": "x", "request_id": "y", "n": 2}),
+        _record("uvicorn.access", logging.INFO, '%s - "%s %s" %d', "127.0.0.1:1", "POST", "/graphql", 200),
+        _record("contact_gateway.store", logging.CRITICAL, "odd %r", object(), fields={"at": Path("/tmp")}),
+    ],
+    ids=["fields", "colliding-fields", "access-log", "not-json-values"],
+)
+def test_log_lines_fast_path_renders_what_the_processor_chain_does(record: logging.LogRecord) -> None:
+    """JSONLineFormatter's fast path and structlog's processor chain give the same object, keys in the same order."""
+    formatter = JSONLineFormatter(
+        foreign_pre_chain=_PRE_CHAIN,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=lambda value, **_: orjson.dumps(value, default=str).decode()),
+        ],
+    )
+    structlog.contextvars.bind_contextvars(request_id="req-1")
+    try:
+        fast = json.loads(formatter.format(record))
+        chain = json.loads(structlog.stdlib.ProcessorFormatter.format(formatter, record))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", fast["timestamp"])
+    assert abs(datetime.fromisoformat(fast["timestamp"]).timestamp() - record.created) < 1e-3
+    fast.pop("timestamp")
+    chain.pop("timestamp")
+    assert list(fast.items()) == list(chain.items())
+    assert fast["request_id"] == "req-1" and fast["level"] == record.levelname.lower()
+
+
+def test_log_lines_with_an_exception_keep_the_traceback() -> None:
+    formatter = JSONLineFormatter(
+        foreign_pre_chain=_PRE_CHAIN,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = json.loads(formatter.format(record))
+    assert line["event"] == "failed" and "ValueError: boom" in line["exception"]
 
 
 # -- tracing -----------------------------------------------------------------------------------------------------------
