@@ -177,6 +177,11 @@ class GatewayGraphQL(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson: a request body decodes several times faster than with json.loads. Its JSONDecodeError is a
+        # json.JSONDecodeError, so a malformed body still gets strawberry's 400 answer.
+        return orjson.loads(data)
+
     # GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/): content negotiation and status codes.
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:

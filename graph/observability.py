@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
 from resolvers.config import LoggingConfig, TelemetryConfig
+from resolvers.observe import child
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -224,8 +225,8 @@ class OperationObserver(SchemaExtension):
             errors = len(getattr(result, "errors", None) or [])
             elapsed = time.perf_counter() - started
             label = metric_name(name)
-            GRAPHQL_REQUESTS.labels(label, operation_type, "error" if errors else "ok").inc()
-            GRAPHQL_DURATION.labels(label, operation_type).observe(elapsed)
+            child(GRAPHQL_REQUESTS, label, operation_type, "error" if errors else "ok").inc()
+            child(GRAPHQL_DURATION, label, operation_type).observe(elapsed)
             if span.is_recording():
                 span.update_name(f"graphql {operation_type} {label}")
                 span.set_attribute("graphql.operation.type", operation_type)
