@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from graph.inputs import compiled
 from resolvers import outbox, results
 from resolvers.breaker import BreakerState
 from resolvers.model import DetailKind
@@ -338,6 +339,7 @@ class VendorOptionsInput:
     valomnia: ValomniaOptionsInput | None = None
 
 
+@compiled
 @strawberry.input(description="A contact to write. `id` is the caller's own stable reference (1-50 characters).")
 class ContactInput:
     id: strawberry.ID

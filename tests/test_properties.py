@@ -577,3 +577,38 @@ async def test_upsert_over_http_answers_results_or_field_errors(
         if result["status"] == "REJECTED" and not data.get("vendorOptions"):
             raise AssertionError(f"{vendor.name} refused a payload pre-flight passed: {result}")
     assert payload["status"] in {"SUCCEEDED", "PARTIAL", "FAILED"}, payload
+
+
+# -- compiled input conversion (graph/inputs.py) ----------------------------------------------------------------------
+
+
+@given(data=contact_inputs(graphql=True))
+def test_compiled_inputs_build_what_strawberry_builds(data: dict[str, Any]) -> None:
+    """`ContactInput` built from its plan equals the one strawberry's generic conversion builds from the same value,
+    as graphql-core coerces it (types, nested inputs, implicit None, defaults, copied lists)."""
+    from graphql import coerce_input_value
+    from graphql.error import GraphQLError
+    from graphql.pyutils import Undefined
+    from strawberry.types.arguments import convert_argument
+
+    from graph import types
+    from graph.schema import schema
+
+    try:
+        value = coerce_input_value(data, schema._schema.get_type("ContactInput"))
+    except GraphQLError:
+        return  # graphql-core refuses it before any conversion
+    if value is Undefined:
+        return  # likewise (a scalar that does not parse)
+    registry, config = schema.schema_converter.scalar_registry, schema.config
+    definition = types.ContactInput.__strawberry_definition__
+    compiled = convert_argument(value, types.ContactInput, registry, config)
+    hook, definition.from_input = definition.from_input, None
+    try:
+        generic = convert_argument(value, types.ContactInput, registry, config)
+    finally:
+        definition.from_input = hook
+    assert hook is not None and compiled == generic
+    assert repr(compiled) == repr(generic)  # the same classes all the way down (dataclass == compares them too)
+    if compiled.address is not None:
+        assert compiled.address.lines is not value["address"]["lines"]  # copied, as strawberry copies
