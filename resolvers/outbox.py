@@ -168,9 +168,17 @@ _WAITING = (
     .where(deliveries.c.status == DeliveryStatus.PENDING.value)
     .group_by(deliveries.c.vendor)
 )
-_NEXT_DUE = sa.select(sa.func.min(deliveries.c.next_attempt_at)).where(
-    deliveries.c.status == DeliveryStatus.PENDING.value
+#: When a pending delivery can next be claimed: when it is due, or when its lease runs out if that is later. A
+#: delivery being sent was enqueued due at once; without the lease its write's whole fan-out would look overdue
+#: and the worker would poll every 10 ms for as long as any write is in flight (a claim transaction each time).
+_CLAIMABLE_AT = sa.case(
+    (
+        sa.and_(deliveries.c.lease_until.is_not(None), deliveries.c.lease_until > deliveries.c.next_attempt_at),
+        deliveries.c.lease_until,
+    ),
+    else_=deliveries.c.next_attempt_at,
 )
+_NEXT_DUE = sa.select(sa.func.min(_CLAIMABLE_AT)).where(deliveries.c.status == DeliveryStatus.PENDING.value)
 _OPEN_FOR = (
     sa.select(deliveries)
     .where(
@@ -406,7 +414,8 @@ class Outbox:
         return out
 
     async def next_due(self) -> datetime | None:
-        """When the earliest pending delivery becomes due (None: nothing pending)."""
+        """When the earliest pending delivery can be claimed: due, and not leased to a sender (None: nothing
+        pending)."""
         value = await self.store.read(lambda conn: conn.scalar(_NEXT_DUE))
         return _aware(value)
 

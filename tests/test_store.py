@@ -394,3 +394,38 @@ async def test_several_postgresql_databases_at_once() -> None:
                 assert await conn.fetchval("SELECT current_database()") == url.rsplit("/", 1)[1]
             finally:
                 await conn.close()
+
+
+async def test_next_due_waits_for_the_lease_of_a_delivery_in_flight(store: Store) -> None:
+    """A delivery being sent (leased) is due again only when its lease runs out, not when it was enqueued: the
+    worker would otherwise poll for every write in flight. A released one waiting for a retry is due at its time."""
+    from resolvers.outbox import Completion, Operation, Outbox
+    from resolvers.results import VendorResult
+
+    outbox = Outbox(store, owner="test", expire_after_s=3600)
+    contact = Contact.model_validate({"id": "due-1", "firstName": "Ada"})
+
+    def enqueue(conn: sa.Connection) -> dict[Vendor, tuple[int, bool]]:
+        version = store.save_contact(conn, contact)
+        return outbox.enqueue(
+            conn,
+            contact_id="due-1",
+            vendors=[Vendor.EROS],
+            operation=Operation.UPSERT,
+            version=version,
+            force=False,
+            lease_s={Vendor.EROS: 60.0},
+        )
+
+    before = datetime.now(UTC)
+    assert await outbox.next_due() is None
+    ((delivery_id, _),) = (await store.write(enqueue)).values()
+    due = await outbox.next_due()
+    assert due is not None and due >= before + timedelta(seconds=59), due  # the lease, not the enqueue time
+    retry_at = datetime.now(UTC) + timedelta(seconds=5)
+    result = VendorResult(vendor=Vendor.EROS, status=VendorStatus.QUEUED)
+    await store.write(
+        lambda conn: outbox.complete(conn, [Completion(delivery_id, result, retry_at, VendorStatus.UNAVAILABLE)])
+    )
+    due = await outbox.next_due()
+    assert due is not None and abs((due - retry_at).total_seconds()) < 0.01, (due, retry_at)
