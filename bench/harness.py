@@ -11,7 +11,7 @@ import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
-from bench.procs import Gateway, Service, start_gateway
+from bench.procs import REPO, Gateway, Service, start_gateway
 from resolvers.vendors import REGISTRY
 
 #: Prefix of the PostgreSQL databases a run with `--store-url` makes (and drops).
@@ -110,9 +110,11 @@ class Harness:
         finally:
             await conn.close()
 
-    async def gateway(self, name: str, workers: int = 1, store_url: str | None = None) -> Gateway:
+    async def gateway(
+        self, name: str, workers: int = 1, store_url: str | None = None, repo: Path | None = None
+    ) -> Gateway:
         url = store_url or await self.store_url(name)
-        gateway = await start_gateway(self.simulator_base, url, self.workdir, name, workers)
+        gateway = await start_gateway(self.simulator_base, url, self.workdir, name, workers, repo or REPO)
         self.started.append({"name": name, "workers": workers, **gateway.code})
         return gateway
 

@@ -27,11 +27,11 @@ TOKEN = "bench-token-0123456789abcdef"
 START_TIMEOUT_S = 60.0
 
 
-def git_state() -> dict[str, Any]:
+def git_state(repo: Path = REPO) -> dict[str, Any]:
     """The commit checked out now, and whether graph/ or resolvers/ differ from it (the code a process loads)."""
 
     def run(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False).stdout.strip()
 
     return {
         "commit": run("rev-parse", "--short", "HEAD"),
@@ -158,8 +158,11 @@ def gateway_config(simulator_base: str, store_url: str) -> dict[str, Any]:
     return config
 
 
-def spawn_gateway(simulator_base: str, store_url: str, workdir: Path, name: str, workers: int = 1) -> Gateway:
-    """`contact-gateway serve --config FILE --port P --workers N`, in its own process (not yet ready)."""
+def spawn_gateway(
+    simulator_base: str, store_url: str, workdir: Path, name: str, workers: int = 1, repo: Path = REPO
+) -> Gateway:
+    """`contact-gateway serve --config FILE --port P --workers N`, in its own process (not yet ready), running the
+    code of `repo` (this checkout, or another one's work tree: `bench.compare`)."""
     config = gateway_config(simulator_base, store_url)
     config_path = workdir / f"{name}.toml"
     config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
@@ -167,13 +170,15 @@ def spawn_gateway(simulator_base: str, store_url: str, workdir: Path, name: str,
     args = ["-m", "graph.cli", "serve", "--config", str(config_path), "--port", str(port), "--workers", str(workers)]
     log = (workdir / f"{name}.log").open("wb")
     # uvicorn logs every request to stdout: a file, so the log costs what it costs in production and never blocks.
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    return Gateway(Service(proc=proc, log=log), f"http://127.0.0.1:{port}/graphql", config, workers, git_state())
+    proc = subprocess.Popen([sys.executable, *args], cwd=repo, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    return Gateway(Service(proc=proc, log=log), f"http://127.0.0.1:{port}/graphql", config, workers, git_state(repo))
 
 
-async def start_gateway(simulator_base: str, store_url: str, workdir: Path, name: str, workers: int = 1) -> Gateway:
+async def start_gateway(
+    simulator_base: str, store_url: str, workdir: Path, name: str, workers: int = 1, repo: Path = REPO
+) -> Gateway:
     """A gateway process, ready to answer (every worker started)."""
-    gateway = spawn_gateway(simulator_base, store_url, workdir, name, workers)
+    gateway = spawn_gateway(simulator_base, store_url, workdir, name, workers, repo)
     try:
         await _wait_ready(gateway, workdir / f"{name}.log")
     except BaseException:

@@ -1,0 +1,120 @@
+"""Micro-benchmarks of the hot pieces a write goes through in-process: `uv run python -m bench.micro`.
+
+- a log line (`graph.observability.JSONLineFormatter`): its fast path, and structlog's processor chain it replaces
+  for plain records (rendered to /dev/null);
+- building the README's `ContactInput` from its GraphQL value: the compiled plan (`graph.inputs`) and strawberry's
+  generic `convert_argument`;
+- a trivial operation through the schema with all its extensions, and with the parser and validation caches only.
+
+Each figure is the median of `--rounds` rounds of `--n` calls, in microseconds per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.types.arguments import convert_argument
+
+from bench.workload import contact_input
+from graph import types
+from graph.observability import configure_logging
+from graph.schema import build_schema, schema
+from resolvers.config import LoggingConfig, ServerConfig
+
+
+def _median_us(call: Callable[[], Any], n: int, rounds: int) -> float:
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(n):
+            call()
+        timings.append((time.perf_counter() - started) / n * 1e6)
+    return statistics.median(timings)
+
+
+def log_lines(n: int, rounds: int) -> dict[str, float]:
+    """µs per vendor-call log line (to /dev/null, as `configure_logging` sets logging up): the fast path, and the
+    processor chain."""
+    handler = logging.getLogger().handlers[0]
+    structlog.contextvars.bind_contextvars(request_id="0123456789abcdef")
+    fields = {"vendor": "eros", "operation": "upsert", "contact_id": "c-1", "status": "CREATED", "attempts": 1}
+    log = logging.getLogger("contact_gateway.vendor")
+    fast = _median_us(lambda: log.info("vendor_call", extra={"fields": fields}), n, rounds)
+    formatter = handler.formatter
+    assert formatter is not None
+    chain = structlog.stdlib.ProcessorFormatter.format
+    handler.format = lambda record: chain(formatter, record)  # type: ignore[assignment,method-assign,arg-type]
+    slow = _median_us(lambda: log.info("vendor_call", extra={"fields": fields}), n, rounds)
+    del handler.format
+    structlog.contextvars.clear_contextvars()
+    return {"log line, fast path": fast, "log line, processor chain": slow}
+
+
+def contact_inputs(n: int, rounds: int) -> dict[str, float]:
+    """µs per `ContactInput` built from its GraphQL value: the plan, and strawberry's generic conversion."""
+    value = contact_input("bench-micro-1")
+    value["details"][0]["kind"] = types.DetailKind.MOBILE  # as graphql-core hands it over
+    registry, config = schema.schema_converter.scalar_registry, schema.config
+    definition = types.ContactInput.__strawberry_definition__
+    planned = _median_us(lambda: convert_argument(value, types.ContactInput, registry, config), n, rounds)
+    hook, definition.from_input = definition.from_input, None
+    try:
+        generic = _median_us(lambda: convert_argument(value, types.ContactInput, registry, config), n, rounds)
+    finally:
+        definition.from_input = hook
+    return {"ContactInput, plan": planned, "ContactInput, strawberry convert_argument": generic}
+
+
+def operations(n: int, rounds: int) -> dict[str, float]:
+    """µs per trivial operation (`{ __typename }`): every extension, and the two caches alone."""
+    full = build_schema(ServerConfig())
+    bare = build_schema(ServerConfig())
+    bare.extensions = [ParserCache, ValidationCache]
+
+    async def measure(target: Any) -> float:
+        for _ in range(100):
+            await target.execute("query Q { __typename }")
+        timings = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(n):
+                await target.execute("query Q { __typename }")
+            timings.append((time.perf_counter() - started) / n * 1e6)
+        return statistics.median(timings)
+
+    return {
+        "operation, all extensions": asyncio.run(measure(full)),
+        "operation, parser and validation caches only": asyncio.run(measure(bare)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    configure_logging(LoggingConfig())  # as `serve` logs, into /dev/null (an operation logs a line too)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        handler.setStream(sink)
+        rows = {**log_lines(args.n, args.rounds), **contact_inputs(args.n, args.rounds)}
+        rows |= operations(args.n, args.rounds)
+    width = max(map(len, rows))
+    for name, micros in rows.items():
+        print(f"{name:<{width}}  {micros:8.1f} us", file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
