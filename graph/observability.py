@@ -38,6 +38,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
+from resolvers import observe
 from resolvers.config import LoggingConfig, TelemetryConfig
 from resolvers.observe import child
 
@@ -203,7 +204,7 @@ class OperationObserver(SchemaExtension):
         started = time.perf_counter()
         context: Context | None = self.execution_context.context
         # Tracing off (no SDK provider installed by `configure_tracing`): no context to extract, no span to make.
-        tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        tracing = observe.tracing()
         token = None
         span_cm: Any = contextlib.nullcontext(trace.INVALID_SPAN)
         if tracing:
