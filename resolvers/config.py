@@ -73,6 +73,9 @@ class ServerConfig(Strict):
     #: On SIGTERM, requests in flight get this long to finish before the server stops; what is left of their
     #: fan-outs stays in the outbox for the next process.
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    #: Allocations between two young-generation garbage collections (Python's default is 700); 0 keeps Python's.
+    #: Everything alive once the gateway has started is frozen out of collection (`gc.freeze`) whatever this says.
+    gc_threshold: int = Field(default=10_000, ge=0, le=10_000_000)
 
 
 class TokenConfig(Strict):

@@ -8,6 +8,7 @@ where it does (logs on stdout, workers, signals, the tracer provider).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -28,7 +29,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from graph.cli import EXAMPLE_VARIABLES
 from graph.observability import _PRE_CHAIN, JSONLineFormatter
 from resolvers.results import Vendor
-from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, Gateway, Simulators, gateway_config_data
+from tests.conftest import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    WRITE_TOKEN,
+    Gateway,
+    Simulators,
+    gateway_config,
+    gateway_config_data,
+    serve,
+)
 from tests.processes import GatewayProcess
 from tests.support import eventually
 
@@ -172,6 +182,22 @@ async def test_metrics_of_several_workers_are_summed(
         text = (await gateway.client.get(f"{gateway.url}/metrics")).text
         assert metric(text, "contact_gateway_graphql_requests_total", operation_name="Up") == 12
         assert metric(text, "contact_gateway_vendor_requests_total", vendor="eros", status="CREATED") == 12
+
+
+async def test_the_collector_skips_start_up_objects_while_serving(simulators: Simulators, tmp_path: Path) -> None:
+    """While the gateway serves, what start-up made is frozen out of garbage collection and young collections run
+    every `gc_threshold` allocations; shutdown gives both back (several apps share one interpreter in tests)."""
+    thresholds = gc.get_threshold()
+    config = gateway_config(simulators, f"sqlite:///{tmp_path / 'gc.db'}", tables={"server": {"gc_threshold": 12345}})
+    server, task, _ = await serve(config)
+    try:
+        assert gc.get_freeze_count() > 10_000  # modules, the schema, the connectors
+        assert gc.get_threshold() == (12345, thresholds[1], thresholds[2])
+    finally:
+        server.should_exit = True
+        await task
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 # -- request ids and logs ----------------------------------------------------------------------------------------------
