@@ -8,14 +8,18 @@ import sys
 import time
 from typing import Any
 
+import aiohttp
+
 from bench.harness import Harness
 from bench.load import percentile
 from bench.procs import Gateway
 from bench.workload import PAGE, UPSERT_MANY, GatewayClient, client_session, contact_input
+from graph.cli import demo_config
 from resolvers.config import build_config
 from resolvers.model import Contact
-from resolvers.results import VendorStatus
+from resolvers.results import Vendor, VendorStatus
 from resolvers.store import LinkUpdate, Store
+from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
 
 #: The simulators forget their records this often during the mutation run (their lookups scan the records).
@@ -117,10 +121,21 @@ async def mutations(harness: Harness) -> dict[str, Any]:
     }
 
 
+async def accepted_payloads(contact: Contact) -> dict[Vendor, dict[str, Any]]:
+    """Each vendor's wire payload for `contact`, as its connector prepares it: what a write stores in the link as
+    the payload the vendor accepted (`Connector.prepare` makes no call)."""
+    settings = build_config(demo_config("http://127.0.0.1:9/", "bench-token-0123456789abcdef", "sqlite://")).vendors
+    async with aiohttp.ClientSession() as session:
+        transport = Transport(session)
+        prepared = {v: REGISTRY[v].connector(s, transport).prepare(contact) for v, s in settings.items()}
+    return {vendor: p.payload for vendor, p in prepared.items()}
+
+
 async def fill_store(url: str, count: int) -> float:
-    """Write `count` contacts, each linked at every vendor, straight through `Store.record` (no vendor called);
-    returns the seconds it took."""
+    """Write `count` contacts, each linked at every vendor with the payload that vendor would have accepted,
+    straight through `Store.record` (no vendor called); returns the seconds it took."""
     template = Contact.model_validate(contact_input("bench-p-template"))
+    payloads = await accepted_payloads(template)
     store = Store(url)
     await store.open()
     started = time.perf_counter()
@@ -131,7 +146,13 @@ async def fill_store(url: str, count: int) -> float:
             for i in range(first, min(first + chunk, count)):
                 contact = template.model_copy(update={"id": f"bench-p-{i:07d}"})
                 links = [
-                    LinkUpdate(vendor=v, status=VendorStatus.CREATED, remote_id=f"{v.value}-{i}", hash=f"{i:064x}")
+                    LinkUpdate(
+                        vendor=v,
+                        status=VendorStatus.CREATED,
+                        remote_id=f"{v.value}-{i}",
+                        hash=f"{i:064x}",
+                        payload=payloads[v],
+                    )
                     for v in REGISTRY
                 ]
                 writes.append(store.record(contact, links, contact.id))
