@@ -10,6 +10,7 @@ import hmac
 import logging
 import math
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -74,6 +75,10 @@ _UNAUTHENTICATED = {
         }
     ]
 }
+
+
+#: Digits enough to be an integer orjson would read as a float (2**64 has 20).
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 
 class BodyTooLarge(Exception):
@@ -179,8 +184,12 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
-        # orjson: a request body decodes several times faster than with json.loads. Its JSONDecodeError is a
-        # json.JSONDecodeError, so a malformed body still gets strawberry's 400 answer.
+        # orjson: a request body decodes several times faster than with json.loads, and its JSONDecodeError is a
+        # json.JSONDecodeError (a malformed body keeps strawberry's 400 answer). But orjson reads an integer past
+        # 64 bits as a float, and `ID` takes a whole float: 123456789012345678901234567890 would become another
+        # id. A body with 20 digits in a row (a number past 2**64 has 20 or more) is read by json.loads, exactly.
+        if _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode()):
+            return super().decode_json(data)
         return orjson.loads(data)
 
     # GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/): content negotiation and status codes.

@@ -152,6 +152,28 @@ async def test_a_body_that_is_not_json_is_400_with_a_graphql_error(gateway: Gate
     assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
 
 
+async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
+    """The body is decoded with orjson, which reads an integer past 2**64 as a float; such a body is decoded
+    exactly instead, so an `ID` sent as a long number stays that number (and a broken one is still a 400)."""
+    long_id = 123456789012345678901234567890
+    body = json.dumps(
+        {
+            "query": "mutation($input: ContactInput!) { upsertContact(input: $input, vendors: [EROS]) "
+            "{ contact { id } } }",
+            "variables": {"input": {"id": long_id, "firstName": "Ada", "lastName": "Lovelace"}},
+        }
+    )
+    headers = {"Content-Type": JSON, "Authorization": f"Bearer {WRITE_TOKEN}"}
+    response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["upsertContact"]["contact"]["id"] == str(long_id)
+    broken = await gateway.client.post(
+        f"{gateway.url}/graphql", content=body[:-1].encode(), headers={**headers, **GRAPHQL_ACCEPT}
+    )
+    assert broken.status_code == 400
+    assert broken.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+
+
 async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:
     response = await gateway.client.post(
         f"{gateway.url}/graphql", content=b"not json", headers={"Accept": "text/html", "Content-Type": "text/plain"}
