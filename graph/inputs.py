@@ -15,9 +15,16 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from strawberry.relay.types import GlobalID
 from strawberry.scalars import is_scalar
 from strawberry.types.arguments import InputContext, convert_argument
-from strawberry.types.base import StrawberryList, StrawberryOptional, StrawberryType, has_object_definition
+from strawberry.types.base import (
+    StrawberryList,
+    StrawberryMaybe,
+    StrawberryOptional,
+    StrawberryType,
+    has_object_definition,
+)
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 
 T = TypeVar("T")
@@ -30,10 +37,15 @@ Converter = Callable[[Any, InputContext], Any]
 class _Plan:
     #: Fields without a default: None unless given (strawberry's implicit default for input types).
     implicit: dict[str, None]
-    #: (GraphQL name, Python name, converter or None when the value is taken as it is)
-    steps: tuple[tuple[str, str, Converter | None], ...]
+    #: (GraphQL name, Python name, converter or None when the value is taken as it is, whether the converter
+    #: takes a null too: a `Maybe` makes `Some(None)` of one, every other type keeps it None)
+    steps: tuple[tuple[str, str, Converter | None, bool], ...]
+    #: What the plan was made for (names and leaves depend on them); held, so that their ids stay theirs.
+    config: object
+    registry: object
 
 
+#: Plans by input class and configuration (checked by identity on use: an id may be reused once freed).
 _plans: dict[tuple[type, int], _Plan] = {}
 
 
@@ -44,14 +56,18 @@ def compiled(cls: type[T]) -> type[T]:
 
 
 def _build(cls: type, value: Mapping[str, Any], context: InputContext) -> Any:
-    plan = _plans.get((cls, id(context.config)))
-    if plan is None:
-        plan = _plans[(cls, id(context.config))] = _plan(cls, context)
+    key = (cls, id(context.config))
+    plan = _plans.get(key)
+    if plan is None or plan.config is not context.config or plan.registry is not context.scalar_registry:
+        plan = _plans[key] = _plan(cls, context)
     kwargs: dict[str, Any] = dict(plan.implicit)
-    for graphql_name, python_name, convert in plan.steps:
+    for graphql_name, python_name, convert, takes_null in plan.steps:
         if graphql_name in value:
             item = value[graphql_name]
-            kwargs[python_name] = item if convert is None or item is None else convert(item, context)
+            if convert is None or (item is None and not takes_null):
+                kwargs[python_name] = item
+            else:
+                kwargs[python_name] = convert(item, context)
     return cls(**kwargs)
 
 
@@ -66,20 +82,32 @@ def _plan(cls: type, context: InputContext) -> _Plan:
         (
             context.config.name_converter.from_field(field),
             field.python_name,
-            _converter(field.resolve_type(type_definition=definition), context),
+            _converter(type_, context),
+            isinstance(type_, StrawberryMaybe),
         )
         for field in definition.fields
+        for type_ in [field.resolve_type(type_definition=definition)]
     )
-    return _Plan(implicit, steps)
+    return _Plan(implicit, steps, context.config, context.scalar_registry)
 
 
 def _copy(items: list[Any], _: InputContext) -> list[Any]:
     return list(items)  # leaves need no converting, but the list is copied: graphql-core shares defaults
 
 
+def _strawberry(type_: StrawberryType | type) -> Converter:
+    """Strawberry's own conversion of a value of `type_` (the argument's path for its errors, not the field's)."""
+    return lambda item, ctx: convert_argument(item, type_, ctx.scalar_registry, ctx.config, ctx.info, path=ctx.path)
+
+
 def _converter(type_: StrawberryType | type, context: InputContext) -> Converter | None:
     """How a value of `type_` becomes its Python value (None: as it is), by strawberry's rules. The plan is made
-    with the first request's context; converters take each request's own."""
+    with the first request's context; converters take each request's own. What the plan has no rule of its own for
+    is converted by strawberry: a `Maybe` (its `Some` wrapper and null rule), a `GlobalID` (a registered scalar
+    that strawberry still decodes), an input type with its own `from_input` (e.g. `strawberry.pydantic`), a
+    `LazyType`."""
+    if isinstance(type_, StrawberryMaybe) or type_ is GlobalID:
+        return _strawberry(type_)
     if isinstance(type_, StrawberryOptional):
         return _converter(type_.of_type, context)
     if isinstance(type_, StrawberryList):
@@ -90,8 +118,9 @@ def _converter(type_: StrawberryType | type, context: InputContext) -> Converter
     leaf = isinstance(type_, StrawberryEnumDefinition) or has_enum_definition(type_)
     if leaf or is_scalar(type_, context.scalar_registry):
         return None  # graphql-core has parsed it already
-    if has_object_definition(type_) and type_.__strawberry_definition__.is_input:
-        nested: type = type_
-        return lambda item, ctx: _build(nested, item, ctx)
-    # Anything else (a LazyType, a Maybe, a GlobalID...): strawberry's own conversion.
-    return lambda item, ctx: convert_argument(item, type_, ctx.scalar_registry, ctx.config, ctx.info)
+    if has_object_definition(type_):
+        definition = type_.__strawberry_definition__
+        if definition.is_input and definition.from_input in (None, _build):
+            nested: type = type_
+            return lambda item, ctx: _build(nested, item, ctx)
+    return _strawberry(type_)

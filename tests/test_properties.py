@@ -21,8 +21,10 @@ from enum import Enum
 from typing import Any
 
 import orjson
+import strawberry
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from strawberry.relay import GlobalID
 
 from resolvers.model import Contact, parse_contact
 from resolvers.results import ErrorCode, FieldError, Vendor
@@ -612,3 +614,48 @@ def test_compiled_inputs_build_what_strawberry_builds(data: dict[str, Any]) -> N
     assert repr(compiled) == repr(generic)  # the same classes all the way down (dataclass == compares them too)
     if compiled.address is not None:
         assert compiled.address.lines is not value["address"]["lines"]  # copied, as strawberry copies
+
+
+@strawberry.input
+class _OwnHook:
+    value: str
+
+
+def _own_hook(cls: type, value: Any, _: Any) -> Any:
+    return cls(value=value["value"].upper())
+
+
+_OwnHook.__strawberry_definition__.from_input = _own_hook  # type: ignore[attr-defined]
+
+
+@strawberry.input
+class _Odd:
+    gid: GlobalID
+    gids: list[GlobalID]
+    maybe: strawberry.Maybe[str]
+    maybe_null: strawberry.Maybe[str | None]
+    own: _OwnHook | None = None
+
+
+def test_compiled_inputs_leave_maybe_globalid_and_own_hooks_to_strawberry() -> None:
+    """Fields the plan has no rule of its own for are converted by strawberry: `Maybe` keeps its `Some` (and an
+    explicit null), a `GlobalID` is decoded, an input with its own `from_input` builds itself."""
+    from strawberry.types.arguments import convert_argument
+
+    from graph.inputs import compiled
+    from graph.schema import schema
+
+    value = {
+        "gid": str(GlobalID("Contact", "1")),
+        "gids": [str(GlobalID("Contact", "2"))],
+        "maybe": "a",
+        "maybeNull": None,
+        "own": {"value": "x"},
+    }
+    registry, config = schema.schema_converter.scalar_registry, schema.config
+    generic = convert_argument(value, _Odd, registry, config)
+    built = convert_argument(value, compiled(_Odd), registry, config)
+    assert built == generic
+    assert built.gid == GlobalID("Contact", "1") and built.gids == [GlobalID("Contact", "2")]
+    assert built.maybe == strawberry.Some("a") and built.maybe_null == strawberry.Some(None)
+    assert built.own == _OwnHook(value="X")
