@@ -405,31 +405,40 @@ def _connectors(config: GatewayConfig, transport: Transport) -> dict[Any, Any]:
     return {vendor: REGISTRY[vendor].connector(settings, transport) for vendor, settings in config.vendors.items()}
 
 
-@dataclasses.dataclass(frozen=True)
 class _GcTuning:
-    """What `_tune_gc` changed, to undo at shutdown (in-process tests start many apps in one interpreter)."""
-
-    thresholds: tuple[int, int, int]
-
-    def restore(self) -> None:
-        gc.unfreeze()
-        gc.set_threshold(*self.thresholds)
-
-
-def _tune_gc(young_threshold: int) -> _GcTuning:
-    """Keep the cyclic garbage collector off what lives as long as the process, and make it run less often.
+    """Keep the cyclic garbage collector off what lives as long as the process, and make it run less often, while
+    at least one app is serving (tests start and stop many apps in one interpreter, overlapping).
 
     Everything alive after start-up (modules, the schema, the connectors: most of the heap) is frozen out of
     collection (`gc.freeze`): a full collection otherwise walks all of it, and it did so every few pages of
-    `contacts(first: 100)` (~100 ms, 6% of the pages over 100 ms). A young-generation threshold of thousands
-    rather than 700 allocations runs the collector a few times per write instead of dozens (bench/README.md).
+    `contacts(first: 100)` (~100 ms, one page in sixteen). A young-generation threshold of thousands rather than
+    700 allocations runs the collector a few times per write instead of dozens (bench/README.md). The first app to
+    start saves Python's settings and the last to stop restores them; `gc.freeze` again at each start takes in
+    what the later app made.
     """
-    thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    if young_threshold:
-        gc.set_threshold(young_threshold, thresholds[1], thresholds[2])
-    return _GcTuning(thresholds)
+
+    def __init__(self) -> None:
+        self.serving = 0
+        self.saved: tuple[int, int, int] | None = None
+
+    def start(self, young_threshold: int) -> None:
+        if self.serving == 0:
+            self.saved = gc.get_threshold()
+        self.serving += 1
+        gc.collect()
+        gc.freeze()
+        if young_threshold and self.saved is not None:
+            gc.set_threshold(young_threshold, self.saved[1], self.saved[2])
+
+    def stop(self) -> None:
+        self.serving -= 1
+        if self.serving == 0 and self.saved is not None:
+            gc.unfreeze()
+            gc.set_threshold(*self.saved)
+            self.saved = None
+
+
+_gc_tuning = _GcTuning()
 
 
 def create_app(config: GatewayConfig) -> Starlette:
@@ -463,11 +472,11 @@ def create_app(config: GatewayConfig) -> Starlette:
             events=events,
         )
         worker.start()
-        collector = _tune_gc(config.server.gc_threshold)
+        _gc_tuning.start(config.server.gc_threshold)
         try:
             yield
         finally:
-            collector.restore()
+            _gc_tuning.stop()
             await worker.stop()
             try:
                 released = await fanout.outbox.release()
