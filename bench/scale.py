@@ -12,14 +12,12 @@ import aiohttp
 
 from bench.harness import Harness
 from bench.load import percentile
-from bench.procs import Gateway
-from bench.workload import PAGE, UPSERT_MANY, GatewayClient, client_session, contact_input
-from graph.cli import demo_config
+from bench.procs import Gateway, gateway_config
+from bench.workload import PAGE, UPSERT_MANY, DirectClient, GatewayClient, client_session, contact_input
 from resolvers.config import build_config
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
 from resolvers.store import LinkUpdate, Store
-from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
 
 #: The simulators forget their records this often during the mutation run (their lookups scan the records).
@@ -124,11 +122,12 @@ async def mutations(harness: Harness) -> dict[str, Any]:
 async def accepted_payloads(contact: Contact) -> dict[Vendor, dict[str, Any]]:
     """Each vendor's wire payload for `contact`, as its connector prepares it: what a write stores in the link as
     the payload the vendor accepted (`Connector.prepare` makes no call)."""
-    settings = build_config(demo_config("http://127.0.0.1:9/", "bench-token-0123456789abcdef", "sqlite://")).vendors
     async with aiohttp.ClientSession() as session:
-        transport = Transport(session)
-        prepared = {v: REGISTRY[v].connector(s, transport).prepare(contact) for v, s in settings.items()}
-    return {vendor: p.payload for vendor, p in prepared.items()}
+        client = DirectClient(session, gateway_config("http://127.0.0.1:9/", "sqlite://"))
+        try:
+            return {connector.vendor: connector.prepare(contact).payload for connector in client.connectors}
+        finally:
+            await client.aclose()
 
 
 async def fill_store(url: str, count: int) -> float:

@@ -29,7 +29,7 @@ from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 
 T = TypeVar("T")
 
-#: How one field's value is converted, given the request's context (a None value is passed through before it).
+#: How one field's value is converted, given the request's context (a null reaches it only for a `Maybe`).
 Converter = Callable[[Any, InputContext], Any]
 
 

@@ -552,13 +552,14 @@ def _columns(table: sa.Table) -> list[Any]:
     ]
 
 
-_LINKS_OF = sa.select(*_columns(vendor_links)).where(vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+_OF_IDS = vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True))
+_LINKS_OF = sa.select(*_columns(vendor_links)).where(_OF_IDS)
 #: The same rows without the accepted wire payload (NULL in its place): what contacts read for GraphQL carry. No
 #: field shows a payload, it can be kilobytes per vendor, and parsing five of them per contact cost a page of 100
 #: more than the rest of its read. Writes and redeliveries, which send changes against it, read `_LINKS_OF`.
 _LINK_SUMMARIES_OF = sa.select(
     *(sa.null().label("payload") if column.name == "payload" else column for column in _columns(vendor_links))
-).where(vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True)))
+).where(_OF_IDS)
 _CONTACTS = sa.select(*_columns(contacts))
 _CONTACTS_OF = _CONTACTS.where(contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
 _VENDOR_ORDER = {vendor: index for index, vendor in enumerate(Vendor)}
