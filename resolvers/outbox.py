@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
+from resolvers.sql import BySize, Direct
 from resolvers.store import Store, deliveries, vendor_links
 
 #: The error a delivery gets when the outbox gives up on it.
@@ -128,8 +129,17 @@ class Completion:
     answered: VendorStatus | None = None
 
 
+class _State(NamedTuple):
+    """A delivery's row as `complete` reads it."""
+
+    id: int
+    contact_id: str
+    vendor: str
+    status: str
+
+
 #: The completion update, built once (executemany with one parameter set per delivery).
-_COMPLETE = (
+_COMPLETE = Direct(
     sa.update(deliveries)
     .where(deliveries.c.id == sa.bindparam("b_id"))
     .values(
@@ -142,27 +152,61 @@ _COMPLETE = (
         lease_owner=None,
         lease_until=None,
         updated_at=sa.bindparam("b_now", type_=sa.DateTime(timezone=True)),
-    )
+    ),
+    ["b_id", "b_status", "b_attempts", "b_result", "b_error", "b_http", "b_next", "b_now"],
 )
 
 
-#: Enqueue's statements, built once (statement construction costs more than SQLite running them).
-_MINE = sa.and_(
+#: Enqueue's statements, built once (statement construction costs more than SQLite running them) and run on the
+#: driver's cursor (`resolvers.sql`). No IN lists: the vendors are filtered in Python, or one parameter set each.
+_PENDING_OF_CONTACT = sa.and_(
     deliveries.c.contact_id == sa.bindparam("b_contact"),
-    deliveries.c.vendor.in_(sa.bindparam("b_vendors", expanding=True)),
     deliveries.c.status == DeliveryStatus.PENDING.value,
 )
 _LEASED_NOW = sa.and_(deliveries.c.lease_until.is_not(None), deliveries.c.lease_until > sa.bindparam("b_now"))
-_BUSY = sa.select(deliveries.c.vendor).where(_MINE, _LEASED_NOW)
-_SUPERSEDE = (
+#: The vendors with a pending delivery of this contact being sent now (by any process).
+_BUSY = Direct(sa.select(deliveries.c.vendor).where(_PENDING_OF_CONTACT, _LEASED_NOW), ["b_contact", "b_now"])
+#: Executemany, one parameter set per vendor of the write.
+_SUPERSEDE = Direct(
     sa.update(deliveries)
-    .where(_MINE, sa.not_(_LEASED_NOW))
-    .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=sa.bindparam("b_now"))
+    .where(_PENDING_OF_CONTACT, deliveries.c.vendor == sa.bindparam("b_vendor"), sa.not_(_LEASED_NOW))
+    .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=sa.bindparam("b_now")),
+    ["b_contact", "b_vendor", "b_now"],
 )
-_ENQUEUE = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
-_STATES = sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status).where(
-    deliveries.c.id.in_(sa.bindparam("ids", expanding=True))
+#: The columns an enqueued delivery is given (every one with a Python-side default among them).
+_ENQUEUED = (
+    "contact_id",
+    "vendor",
+    "operation",
+    "contact_version",
+    "force",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "expires_at",
+    "created_at",
+    "updated_at",
 )
+
+
+def _enqueue_statement(n: int) -> Direct:
+    """`n` deliveries in one INSERT, returning each one's id with its vendor (distinct within one enqueue)."""
+    values = [{c: sa.bindparam(f"{c}_{k}", type_=deliveries.c[c].type) for c in _ENQUEUED} for k in range(n)]
+    statement = sa.insert(deliveries).values(values).returning(deliveries.c.id, deliveries.c.vendor)
+    return Direct(statement, [f"{c}_{k}" for k in range(n) for c in _ENQUEUED])
+
+
+def _states_statement(n: int) -> Direct:
+    """The states of `n` deliveries by id."""
+    ids = [sa.bindparam(f"id_{k}", type_=deliveries.c.id.type) for k in range(n)]
+    columns = (deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status)
+    return Direct(sa.select(*columns).where(deliveries.c.id.in_(ids)), [f"id_{k}" for k in range(n)])
+
+
+_ENQUEUE = BySize(_enqueue_statement)
+_STATES = BySize(_states_statement)
 _WAITING = (
     sa.select(deliveries.c.vendor, sa.func.count(), sa.func.min(deliveries.c.created_at))
     .where(deliveries.c.status == DeliveryStatus.PENDING.value)
@@ -227,30 +271,28 @@ class Outbox:
         if not vendors:
             return {}
         now = utcnow()
-        names = [v.value for v in vendors]
-        params = {"b_contact": contact_id, "b_vendors": names, "b_now": now}
-        busy = {row.vendor for row in conn.execute(_BUSY, params)}
-        conn.execute(_SUPERSEDE, params)
-        rows = [
-            {
-                "contact_id": contact_id,
-                "vendor": vendor.value,
-                "operation": operation.value,
-                "contact_version": version,
-                "force": force,
-                "status": DeliveryStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "lease_owner": None if vendor.value in busy else self.owner,
-                "lease_until": None if vendor.value in busy else now + timedelta(seconds=lease_s[vendor]),
-                "expires_at": now + self.expire_after,
-                "created_at": now,
-                "updated_at": now,
+        busy = {vendor for (vendor,) in _BUSY.execute(conn, {"b_contact": contact_id, "b_now": now})}
+        _SUPERSEDE.executemany(conn, [{"b_contact": contact_id, "b_vendor": v.value, "b_now": now} for v in vendors])
+        row: dict[str, Any] = {}
+        for k, vendor in enumerate(vendors):
+            leased = vendor.value not in busy
+            row |= {
+                f"contact_id_{k}": contact_id,
+                f"vendor_{k}": vendor.value,
+                f"operation_{k}": operation.value,
+                f"contact_version_{k}": version,
+                f"force_{k}": force,
+                f"status_{k}": DeliveryStatus.PENDING.value,
+                f"attempts_{k}": 0,
+                f"next_attempt_at_{k}": now,
+                f"lease_owner_{k}": self.owner if leased else None,
+                f"lease_until_{k}": now + timedelta(seconds=lease_s[vendor]) if leased else None,
+                f"expires_at_{k}": now + self.expire_after,
+                f"created_at_{k}": now,
+                f"updated_at_{k}": now,
             }
-            for vendor in vendors
-        ]
-        ids = conn.execute(_ENQUEUE, rows)
-        return {vendor: (int(row.id), vendor.value not in busy) for vendor, row in zip(vendors, ids.all(), strict=True)}
+        ids = {vendor: int(id_) for id_, vendor in _ENQUEUE(len(vendors)).execute(conn, row)}
+        return {vendor: (ids[vendor.value], vendor.value not in busy) for vendor in vendors}
 
     def complete(self, conn: sa.Connection, completions: Sequence[Completion]) -> None:
         """Record attempts' outcomes: DELIVERED, back to PENDING until `retry_at`, or FAILED.
@@ -262,7 +304,8 @@ class Outbox:
             return
         now = utcnow()
         ids = [c.delivery_id for c in completions]
-        rows = {r.id: r for r in conn.execute(_STATES, {"ids": ids})}
+        found = _STATES(len(ids)).execute(conn, {f"id_{k}": id_ for k, id_ in enumerate(ids)})
+        rows = {int(r[0]): _State(*r) for r in found}
         params: list[dict[str, Any]] = []
         for done in completions:
             row = rows.get(done.delivery_id)
@@ -299,7 +342,7 @@ class Outbox:
                 }
             )
         if params:
-            conn.execute(_COMPLETE, params)
+            _COMPLETE.executemany(conn, params)
 
     # -- the worker's side ------------------------------------------------------------------------------------------
 

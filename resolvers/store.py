@@ -35,6 +35,7 @@ from resolvers import migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
+from resolvers.sql import Direct
 from resolvers.vendors.base import CrossReference
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
-    sa.Index("ix_deliveries_contact_vendor", "contact_id", "vendor"),
+    #: The outbox's statements about one contact's deliveries (migration 0003 says why this column order).
+    sa.Index("ix_deliveries_contact_status_vendor", "contact_id", "status", "vendor"),
 )
 
 #: Idempotency keys: the first answer to a keyed write, replayed to repeats with the same input.
@@ -223,7 +225,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         #: Statements built once and reused (see `_link_upsert`).
-        self._statements: dict[tuple[str, bool], Any] = {}
+        self._statements: dict[tuple[str, bool], Direct] = {}
         async_url = engine_url(url)
         #: The synchronous engine reads and writes use on SQLite (None on PostgreSQL, which uses `run_sync`).
         self._sync: sa.Engine | None = None
@@ -397,10 +399,10 @@ class Store:
             "created_at": now,
             "updated_at": now,
         }
-        version = conn.execute(self._contact_upsert(), params).scalar_one()
+        ((version,),) = self._contact_upsert().execute(conn, params)
         return int(version)
 
-    def _contact_upsert(self) -> Any:
+    def _contact_upsert(self) -> Direct:
         """Insert or replace a contact, bumping its version; returns the version (built once per store)."""
         cached = self._statements.get(("contact_upsert", False))
         if cached is not None:
@@ -415,8 +417,8 @@ class Store:
                 "updated_at": stmt.excluded.updated_at,
             },
         ).returning(contacts.c.version)
-        self._statements[("contact_upsert", False)] = built
-        return built
+        direct = self._statements[("contact_upsert", False)] = Direct(built, [c.name for c in contacts.columns])
+        return direct
 
     def apply_links(self, conn: sa.Connection, contact_id: str, updates: Sequence[LinkUpdate]) -> None:
         """Within a write: record what each vendor did with the contact (its cross-reference).
@@ -449,10 +451,9 @@ class Store:
                 [r for r, u in zip(rows, updates, strict=True) if u.deleted is None],
             ),
         ):
-            if chosen:
-                conn.execute(statement, chosen)
+            statement.executemany(conn, chosen)
 
-    def _link_upsert(self, *, set_deleted: bool) -> Any:
+    def _link_upsert(self, *, set_deleted: bool) -> Direct:
         """The vendor-link upsert (built once per store and kind: statement construction is a real cost)."""
         cached = self._statements.get(("link_upsert", set_deleted))
         if cached is not None:
@@ -470,8 +471,8 @@ class Store:
         if set_deleted:
             set_["deleted"] = excluded.deleted
         built = stmt.on_conflict_do_update(index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=set_)
-        self._statements[("link_upsert", set_deleted)] = built
-        return built
+        direct = self._statements[("link_upsert", set_deleted)] = Direct(built, [c.name for c in vendor_links.columns])
+        return direct
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -553,10 +554,13 @@ def _columns(table: sa.Table) -> list[Any]:
 
 
 _OF_IDS = vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True))
-_LINKS_OF = sa.select(*_columns(vendor_links)).where(_OF_IDS)
+#: One contact's links with their payloads: what a write reads first.
+_LINKS_OF_ONE = Direct(
+    sa.select(*_columns(vendor_links)).where(vendor_links.c.contact_id == sa.bindparam("id")), ["id"]
+)
 #: The same rows without the accepted wire payload (NULL in its place): what contacts read for GraphQL carry. No
 #: field shows a payload, it can be kilobytes per vendor, and parsing five of them per contact cost a page of 100
-#: more than the rest of its read. Writes and redeliveries, which send changes against it, read `_LINKS_OF`.
+#: more than the rest of its read. Writes and redeliveries, which send changes against it, read `read_links`.
 _LINK_SUMMARIES_OF = sa.select(
     *(sa.null().label("payload") if column.name == "payload" else column for column in _columns(vendor_links))
 ).where(_OF_IDS)
@@ -570,8 +574,9 @@ def _vendor_order(link: CrossReference) -> int:
 
 
 def read_links(conn: sa.Connection, contact_id: str) -> dict[Vendor, CrossReference]:
-    """Within a read or a write: the cross-references of one contact, by vendor."""
-    return {link.vendor: link for link in map(_link, conn.execute(_LINKS_OF, {"ids": [contact_id]}))}
+    """Within a read or a write: the cross-references of one contact, by vendor (on the driver's cursor: every write
+    reads them)."""
+    return {link.vendor: link for link in map(_link, _LINKS_OF_ONE.execute(conn, {"id": contact_id}))}
 
 
 def read_contacts(conn: sa.Connection, ids: list[str]) -> dict[str, StoredContact]:

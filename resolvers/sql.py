@@ -1,0 +1,138 @@
+"""The write path's statements, run straight on the database driver's cursor.
+
+Through `Connection.execute` a statement costs SQLAlchemy 0.1-0.2 ms on this machine before the database sees it
+(cache key, execution context, parameter processing, result wrapping): more than SQLite takes to run it, and a write
+runs about eight, in the writer thread that holds the GIL the event loop needs (bench/README.md). `Direct` compiles a
+Core statement once per dialect and keeps what SQLAlchemy would work out on every call: the SQL text, the order of
+its parameters and each parameter type's bind processor, so that a value is stored exactly as SQLAlchemy stores it
+(a date-time on SQLite as SQLAlchemy's text, which the outbox's comparisons rely on).
+
+What it does not do, and refuses when a statement needs it: expanding IN parameters (`bindparam(expanding=True)`),
+Python-side column defaults (an INSERT must name every column that has one), named-parameter drivers (those run
+through `Connection.execute`, unchanged). Rows come back as the driver hands them (no result processing: SQLite's
+date-times as text, booleans as 0 and 1), so callers unpack by position and convert as `resolvers.store._link` does.
+Statement events (`before_cursor_execute`) do not see these statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+#: Drivers whose cursors this module has been tested against (sqlite3; asyncpg through SQLAlchemy's adapter).
+_DRIVERS = frozenset({"pysqlite", "asyncpg"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    #: The parameter list with every fixed (literal) value in place, processed; `keyed` slots are filled per call.
+    template: tuple[Any, ...]
+    keyed: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
+    returns_rows: bool
+
+    def values(self, params: Mapping[str, Any]) -> list[Any]:
+        values = list(self.template)
+        for index, key, process in self.keyed:
+            value = params[key]
+            values[index] = value if process is None else process(value)
+        return values
+
+
+class Direct:
+    """A Core statement compiled once per dialect and executed on the DBAPI cursor of a `Connection`.
+
+    `keys`: the parameters every call supplies; every other parameter of the compiled statement must carry its
+    value (a literal in the statement). Checked when the statement is first compiled for a dialect.
+    """
+
+    def __init__(self, statement: sa.ClauseElement, keys: Iterable[str]) -> None:
+        self.statement = statement
+        self.keys = frozenset(keys)
+        self._plans: dict[str, _Plan | None] = {}
+
+    def plan(self, dialect: sa.Dialect) -> _Plan | None:
+        """The compiled plan for `dialect`, or None when its driver takes named parameters (or is not one of ours)."""
+        try:
+            return self._plans[dialect.name]
+        except KeyError:
+            pass
+        plan = None
+        if dialect.driver in _DRIVERS:
+            plan = self._compile(dialect)
+        self._plans[dialect.name] = plan
+        return plan
+
+    def _compile(self, dialect: sa.Dialect) -> _Plan | None:
+        compiled: Any = self.statement.compile(dialect=dialect)
+        if not compiled.positional or compiled.positiontup is None:
+            return None
+        if "__[POSTCOMPILE_" in compiled.string:
+            raise ValueError("Direct: expanding parameters are not supported; build one statement per size")
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            names = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+            raise ValueError(f"Direct: columns {names} have Python-side defaults; give them values")
+        template: list[Any] = []
+        keyed: list[tuple[int, str, Callable[[Any], Any] | None]] = []
+        for index, name in enumerate(compiled.positiontup):
+            bind = compiled.binds[name]
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if name in self.keys:
+                keyed.append((index, name, process))
+                template.append(None)
+            elif bind.required:
+                raise ValueError(f"Direct: parameter {name!r} has no value and is not in keys")
+            else:
+                value = bind.effective_value
+                template.append(value if process is None else process(value))
+        return _Plan(
+            compiled.string,
+            tuple(template),
+            tuple(keyed),
+            isinstance(self.statement, sa.Select) or bool(compiled.effective_returning),
+        )
+
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> Sequence[Any]:
+        """Run once; the rows it returns (driver rows, by position), or an empty list."""
+        plan = self.plan(conn.dialect)
+        if plan is None:
+            result = conn.execute(self.statement, dict(params))  # type: ignore[call-overload]
+            return result.all() if result.returns_rows else []
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(plan.sql, plan.values(params))
+            return cursor.fetchall() if plan.returns_rows else []
+        finally:
+            cursor.close()
+
+    def executemany(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run once per parameter set, in one driver call (no rows returned)."""
+        if not rows:
+            return
+        plan = self.plan(conn.dialect)
+        if plan is None:
+            conn.execute(self.statement, [dict(row) for row in rows])  # type: ignore[call-overload]
+            return
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(plan.sql, [plan.values(row) for row in rows])
+        finally:
+            cursor.close()
+
+
+class BySize:
+    """`Direct` statements that differ only in how many items they take (an IN list, rows of a multi-row INSERT),
+    built on first use for each size by `build(n)`."""
+
+    def __init__(self, build: Callable[[int], Direct]) -> None:
+        self._build = build
+        self._made: dict[int, Direct] = {}
+
+    def __call__(self, n: int) -> Direct:
+        made = self._made.get(n)
+        if made is None:
+            made = self._made[n] = self._build(n)
+        return made

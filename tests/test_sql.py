@@ -1,0 +1,149 @@
+"""`resolvers.sql.Direct`, the write path's statements on the driver's cursor, on both databases.
+
+A value written through `Direct` is stored exactly as SQLAlchemy stores it (the outbox compares stored date-times
+in SQL, so a different text form on SQLite would break leases); what `Direct` cannot do it refuses when the
+statement is compiled, never at a write. On SQLite the outbox's statements about one contact use the index made for
+them, whatever the pending backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from resolvers import outbox
+from resolvers.sql import BySize, Direct
+from resolvers.store import Store
+
+scratch = sa.MetaData()
+samples = sa.Table(
+    "direct_samples",
+    scratch,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("label", sa.String(20), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True)),
+    sa.Column("flag", sa.Boolean, nullable=False),
+    sa.Column("count", sa.Integer, nullable=False, default=0),
+    sa.Column("note", sa.Text),
+)
+COLUMNS = ["id", "label", "at", "flag", "count", "note"]
+INSERT = Direct(sa.insert(samples), COLUMNS)
+SELECT = Direct(sa.select(samples.c.id, samples.c.label).where(samples.c.flag.is_(True), samples.c.label != "skip"), [])
+BY_IDS = BySize(
+    lambda n: Direct(
+        sa.select(samples.c.id).where(samples.c.id.in_([sa.bindparam(f"id_{k}") for k in range(n)])),
+        [f"id_{k}" for k in range(n)],
+    )
+)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url)
+    await s.open()
+    await s.write(lambda conn: scratch.create_all(conn))
+    yield s
+    await s.close()
+
+
+def _row(id_: int, **values: Any) -> dict[str, Any]:
+    at = datetime(2026, 12, 2, 4, 5, 6, 789, tzinfo=UTC)
+    return {"id": id_, "label": f"row-{id_}", "at": at, "flag": True, "count": 3, "note": None} | values
+
+
+async def test_values_are_stored_as_sqlalchemy_stores_them(store: Store) -> None:
+    rows = [
+        _row(1),
+        _row(2, at=datetime(2026, 1, 1, tzinfo=UTC), flag=False, note="ünïcode"),
+        _row(3, at=None),
+    ]
+
+    def write(conn: sa.Connection) -> None:
+        conn.execute(sa.insert(samples), [r | {"id": r["id"] + 100} for r in rows])  # SQLAlchemy's own path
+        INSERT.executemany(conn, rows[:2])
+        INSERT.execute(conn, rows[2])
+
+    await store.write(write)
+
+    def raw(conn: sa.Connection) -> list[tuple[Any, ...]]:
+        # As stored: the text SQLite keeps (no result processing), PostgreSQL's typed values.
+        text = sa.text("SELECT id, label, at, flag, count, note FROM direct_samples ORDER BY id")
+        return [tuple(r) for r in conn.execute(text)]
+
+    stored = await store.read(raw)
+    direct, reference = stored[:3], stored[3:]
+    assert [r[1:] for r in direct] == [r[1:] for r in reference]
+    assert [r[0] for r in direct] == [1, 2, 3]
+
+    def lease_comparison(conn: sa.Connection) -> list[int]:
+        # The outbox's kind of comparison: a stored date-time against a bound one, in SQL.
+        query = sa.select(samples.c.id).where(samples.c.at > sa.bindparam("t")).order_by(samples.c.id)
+        return list(conn.scalars(query, {"t": datetime(2026, 6, 1, tzinfo=UTC)}))
+
+    assert await store.read(lease_comparison) == [1, 101]
+
+
+async def test_rows_come_back_by_position_with_literals_in_the_statement(store: Store) -> None:
+    await store.write(
+        lambda conn: INSERT.executemany(conn, [_row(1), _row(2, flag=False), _row(3, label="skip"), _row(4)])
+    )
+    found = await store.read(lambda conn: sorted(tuple(r) for r in SELECT.execute(conn, {})))
+    assert found == [(1, "row-1"), (4, "row-4")]
+    by_ids = await store.read(
+        lambda conn: sorted(r[0] for r in BY_IDS(3).execute(conn, {"id_0": 4, "id_1": 2, "id_2": 9}))
+    )
+    assert by_ids == [2, 4]
+    assert BY_IDS(3) is BY_IDS(3), "one statement per size, built once"
+
+
+async def test_what_direct_cannot_run_is_refused_when_compiled(store: Store) -> None:
+    expanding = Direct(sa.select(samples.c.id).where(samples.c.id.in_(sa.bindparam("ids", expanding=True))), ["ids"])
+    missing = Direct(sa.select(samples.c.id).where(samples.c.id == sa.bindparam("wanted")), [])
+    given = ["id", "label", "at", "flag", "note"]  # not `count`, which has a Python-side default
+    defaults = Direct(sa.insert(samples).values({c: sa.bindparam(c) for c in given}), given)
+    unnamed = Direct(sa.insert(samples), given)  # every column a parameter: `count` too
+
+    def attempt(statement: Direct, params: dict[str, Any]) -> Any:
+        return store.write(lambda conn: statement.execute(conn, params))
+
+    with pytest.raises(ValueError, match="expanding parameters"):
+        await attempt(expanding, {"ids": [1]})
+    with pytest.raises(ValueError, match="'wanted' has no value"):
+        await attempt(missing, {})
+    with pytest.raises(ValueError, match=r"\['count'\] have Python-side defaults"):
+        await attempt(defaults, _row(1))
+    with pytest.raises(ValueError, match="'count' has no value"):
+        await attempt(unnamed, _row(1))
+    assert await store.read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(samples))) == 0
+
+
+async def test_outbox_statements_about_one_contact_use_the_contact_index(tmp_path: Any) -> None:
+    """SQLite keeps no statistics; with (contact_id, vendor) it took the due index (status, next_attempt_at) for
+    these, scanning every pending delivery on every write while a vendor was down (migration 0003)."""
+    store = Store(f"sqlite:///{tmp_path / 'plan.db'}")
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        statements = {
+            "busy": (outbox._BUSY, {"b_contact": "c-1", "b_now": now}),
+            "supersede": (outbox._SUPERSEDE, {"b_contact": "c-1", "b_vendor": "eros", "b_now": now}),
+        }
+
+        def plans(conn: sa.Connection) -> dict[str, str]:
+            out = {}
+            for name, (statement, params) in statements.items():
+                plan = statement.plan(conn.dialect)
+                assert plan is not None
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + plan.sql, tuple(plan.values(params))).all()
+                out[name] = " | ".join(str(row[-1]) for row in rows)
+            return out
+
+        found = await store.read(plans)
+    finally:
+        await store.close()
+    assert all("ix_deliveries_contact_status_vendor" in plan for plan in found.values()), found
+    assert not any("ix_deliveries_due" in plan for plan in found.values()), found
