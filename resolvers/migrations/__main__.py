@@ -3,7 +3,7 @@
     python -m resolvers.migrations --url STORE_URL COMMAND ...
 
 STORE_URL is a `[store] url` (`sqlite:///PATH` or `postgresql://USER:PASSWORD@HOST:PORT/DATABASE`). For example:
-`revision --autogenerate --rev-id 0002 -m "what changes"` writes the next revision (compare it with `metadata` in
+`revision --autogenerate --rev-id 0004 -m "what changes"` writes the next revision (compare it with `metadata` in
 `resolvers/store.py`, edit, and keep revision ids sequential); `current`, `history`, `upgrade head` (what the gateway
 does at start, under the same lock), `upgrade head --sql` (the SQL, for a DBA, without connecting).
 """
