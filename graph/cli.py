@@ -131,7 +131,9 @@ async def _demo(host: str, port: int, sim_port: int, token: str, store_url: str,
     data = demo_config(f"http://127.0.0.1:{bound}/", token, store_url)
     data["server"].update(graphiql_assets=str(assets), graphiql_example=demo_example(token))
     config = build_config(data)
-    server = uvicorn.Server(_uvicorn_config(create_app(config), host, port))
+    server = uvicorn.Server(
+        _uvicorn_config(create_app(config), host, port, timeout_keep_alive=math.ceil(config.server.keep_alive_s))
+    )
     curl_body = json.dumps({"query": EXAMPLE_MUTATION, "variables": EXAMPLE_VARIABLES}).replace("'", "'\\''")
     print(
         f"""
@@ -257,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log_config=None,  # our JSON logging (configure_logging), in every worker too
                     # SIGTERM: stop accepting, let requests in flight finish up to this long, then shut down.
                     timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace_s),
+                    timeout_keep_alive=math.ceil(config.server.keep_alive_s),
                 )
         else:
             with contextlib.suppress(KeyboardInterrupt):

@@ -73,6 +73,10 @@ class ServerConfig(Strict):
     #: On SIGTERM, requests in flight get this long to finish before the server stops; what is left of their
     #: fan-outs stays in the outbox for the next process.
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    #: An idle keep-alive connection is closed after this long. Longer than the clients and proxies in front keep
+    #: theirs (aiohttp 15 s, nginx and AWS load balancers 60 s): when the server closes first, a request sent
+    #: at that moment fails on the caller's side. uvicorn's own default is 5 s.
+    keep_alive_s: float = Field(default=75.0, gt=0, le=3600)
     #: Allocations between two young-generation garbage collections (Python's default is 700); 0 keeps Python's.
     #: Everything alive once the gateway has started is frozen out of collection (`gc.freeze`) whatever this says.
     gc_threshold: int = Field(default=10_000, ge=0, le=10_000_000)

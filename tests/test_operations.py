@@ -263,6 +263,47 @@ def _record(name: str, level: int, message: str, *args: Any, **extra: Any) -> lo
     return record
 
 
+async def _idle_connection_open_after(url: str, wait_s: float) -> bool:
+    """One HTTP/1.1 keep-alive request on a raw connection, then `wait_s` idle: is the connection still open?"""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+        await asyncio.sleep(wait_s)
+        try:
+            return await asyncio.wait_for(reader.read(1), 0.5) != b""  # b"": the server closed it
+        except TimeoutError:
+            return True  # nothing to read and not closed
+    finally:
+        writer.close()
+
+
+async def test_idle_keep_alive_connections_outlive_the_callers_pools(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    """`[server] keep_alive_s` reaches uvicorn: by default (75 s) an idle connection is still open after uvicorn's
+    own 5 s, so a pooling caller (aiohttp keeps 15 s, load balancers 60 s) never sends on a connection the server is
+    closing; a short setting closes it."""
+    default = GatewayProcess(gateway_config_data(simulators, f"sqlite:///{tmp_path / 'ka1.db'}"), tmp_path, "ka1")
+    short = GatewayProcess(
+        gateway_config_data(simulators, f"sqlite:///{tmp_path / 'ka2.db'}", tables={"server": {"keep_alive_s": 1}}),
+        tmp_path,
+        "ka2",
+    )
+    processes += [default, short]
+    await asyncio.gather(default.start(), short.start())
+    default_open, short_open = await asyncio.gather(
+        _idle_connection_open_after(default.url, 6.0), _idle_connection_open_after(short.url, 3.0)
+    )
+    assert default_open, "the default keep-alive closed an idle connection within 6 s"
+    assert not short_open, "keep_alive_s = 1 left an idle connection open for 3 s"
+
+
 @pytest.mark.parametrize(
     "record",
     [
