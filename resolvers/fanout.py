@@ -47,7 +47,7 @@ from resolvers.results import (
     VendorStatus,
     overall_status,
 )
-from resolvers.store import LinkUpdate, Store, StoredContact, contact_json, read_contacts, read_links
+from resolvers.store import LinkUpdate, Store, StoredContact, read_contacts, read_links, stored_form
 from resolvers.vendors.base import Connector, CrossReference, Delivered, Prepared
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ class FanOut:
         readback: Readback | None = None
         if candidates:
             hashes = {v: payload_hash(p.payload) for v, p in candidates.items()}
-            data = contact_json(contact)
+            stored = stored_form(contact)
             leases = {v: self.lease_s(v) for v in candidates}
 
             def accept(
@@ -303,7 +303,7 @@ class FanOut:
             ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None]:
                 links = read_links(conn, contact.id)
                 send = [v for v in candidates if force or not _unchanged(links.get(v), hashes[v])]
-                version = self.store.save_contact(conn, contact, data)
+                version = self.store.save_contact(conn, contact, stored)
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact.id,

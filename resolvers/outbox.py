@@ -273,6 +273,7 @@ class Outbox:
         now = utcnow()
         busy = {vendor for (vendor,) in _BUSY.execute(conn, {"b_contact": contact_id, "b_now": now})}
         _SUPERSEDE.executemany(conn, [{"b_contact": contact_id, "b_vendor": v.value, "b_now": now} for v in vendors])
+        expires = now + self.expire_after
         row: dict[str, Any] = {}
         for k, vendor in enumerate(vendors):
             leased = vendor.value not in busy
@@ -287,7 +288,7 @@ class Outbox:
                 f"next_attempt_at_{k}": now,
                 f"lease_owner_{k}": self.owner if leased else None,
                 f"lease_until_{k}": now + timedelta(seconds=lease_s[vendor]) if leased else None,
-                f"expires_at_{k}": now + self.expire_after,
+                f"expires_at_{k}": expires,
                 f"created_at_{k}": now,
                 f"updated_at_{k}": now,
             }

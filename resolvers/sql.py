@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 #: Drivers whose cursors this module has been tested against (sqlite3; asyncpg through SQLAlchemy's adapter).
 _DRIVERS = frozenset({"pysqlite", "asyncpg"})
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,19 @@ class _Plan:
 
     def values(self, params: Mapping[str, Any]) -> list[Any]:
         values = list(self.template)
+        # One object given several times (a write's `now` in every row of an enqueue) is processed once: SQLite's
+        # date-time processor is most of this function's cost.
+        processed: dict[tuple[int, int], Any] = {}
         for index, key, process in self.keyed:
             value = params[key]
-            values[index] = value if process is None else process(value)
+            if process is None:
+                values[index] = value
+                continue
+            seen = (id(process), id(value))
+            done = processed.get(seen, _MISSING)
+            if done is _MISSING:
+                done = processed[seen] = process(value)
+            values[index] = done
         return values
 
 

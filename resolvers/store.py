@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resolvers import migrations, observe
 from resolvers.errors import ConfigError
-from resolvers.model import Contact
+from resolvers.model import Contact, payload_hash
 from resolvers.results import Vendor, VendorStatus
 from resolvers.sql import Direct
 from resolvers.vendors.base import CrossReference
@@ -385,16 +385,17 @@ class Store:
 
         await self.write(op)
 
-    def save_contact(self, conn: sa.Connection, contact: Contact, data: str | None = None) -> int:
+    def save_contact(self, conn: sa.Connection, contact: Contact, stored: tuple[str, str] | None = None) -> int:
         """Within a write: store `contact` as the latest accepted version; returns that version number.
 
-        `data`: the contact's JSON (`contact_json`), when the caller has it already.
+        `stored`: the contact's JSON and content hash (`stored_form`), when the caller has them already.
         """
         now = datetime.now(UTC)
+        data, content_hash = stored if stored is not None else stored_form(contact)
         params = {
             "id": contact.id,
-            "data": data if data is not None else contact_json(contact),
-            "hash": contact.content_hash(),
+            "data": data,
+            "hash": content_hash,
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -527,9 +528,11 @@ class Store:
         return assemble(rows, link_rows)
 
 
-def contact_json(contact: Contact) -> str:
-    """The JSON a contact is stored as."""
-    return orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
+def stored_form(contact: Contact) -> tuple[str, str]:
+    """The JSON a contact is stored as and its content hash (`Contact.content_hash`), from one dump of the model
+    (a write needs both; the dump is most of the cost of either)."""
+    dumped = contact.model_dump(mode="json", by_alias=True)
+    return orjson.dumps(dumped).decode(), payload_hash(dumped)
 
 
 _LINK_OWNER = (

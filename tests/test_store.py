@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -23,7 +24,7 @@ from resolvers import migrations
 from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
-from resolvers.store import LinkUpdate, Store, engine_url, metadata
+from resolvers.store import LinkUpdate, Store, engine_url, metadata, stored_form
 from tests.databases import fresh_postgresql_database
 
 
@@ -33,6 +34,17 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.open()
     yield s
     await s.close()
+
+
+def test_stored_form_is_the_contacts_json_and_content_hash() -> None:
+    """A write dumps the model once for both: the same JSON and hash as dumping it for each."""
+    contact = Contact.model_validate(
+        {"id": "c1", "firstName": "Ada", "details": [{"kind": "EMAIL", "value": "a@b.co", "preferred": True}]}
+    )
+    data, content_hash = stored_form(contact)
+    assert data == orjson.dumps(contact.model_dump(mode="json", by_alias=True)).decode()
+    assert content_hash == contact.content_hash()
+    assert Contact.model_validate_json(data) == contact
 
 
 async def test_contact_and_links_round_trip(store: Store) -> None:
