@@ -4,9 +4,11 @@
   for plain records (rendered to /dev/null);
 - building the README's `ContactInput` from its GraphQL value: the compiled plan (`graph.inputs`) and strawberry's
   generic `convert_argument`;
-- a trivial operation through the schema with all its extensions, and with the parser and validation caches only.
+- a trivial operation through the schema with all its extensions, and with the parser and validation caches only;
+- a page of 100 contacts executed by GraphQL, with strawberry's execution context and with the gateway's.
 
-Each figure is the median of `--rounds` rounds of `--n` calls, in microseconds per call.
+Each figure is the median of `--rounds` rounds of `--n` calls, in microseconds per call (the page: the median of
+4 x `--rounds` pages, its two contexts alternating three times).
 """
 
 from __future__ import annotations
@@ -19,17 +21,25 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import strawberry
 import structlog
 from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_argument
 
 from bench.workload import contact_input
-from graph import types
+from graph import convert, types
+from graph.execution import GatewayExecutionContext
 from graph.observability import configure_logging
 from graph.schema import build_schema, schema
 from resolvers.config import LoggingConfig, ServerConfig
+from resolvers.model import Contact
+from resolvers.results import Vendor, VendorStatus
+from resolvers.store import StoredContact
+from resolvers.vendors.base import CrossReference
 
 
 def _median_us(call: Callable[[], Any], n: int, rounds: int) -> float:
@@ -98,6 +108,65 @@ def operations(n: int, rounds: int) -> dict[str, float]:
     }
 
 
+PAGE_QUERY = """{ contacts {
+  edges { node { id firstName lastName vendorLinks { vendor remoteId status } } }
+  pageInfo { hasNextPage endCursor } } }"""
+
+
+def page_execution(rounds: int) -> dict[str, float]:
+    """µs per page of 100 contacts executed by GraphQL (`bench/workload.py`'s `PAGE` selection over the gateway's
+    own types, each contact linked at all five vendors; the store read and `convert.contact` left out): strawberry's
+    execution context, and the gateway's (`graph/execution.py`)."""
+    now = datetime.now(UTC)
+    stored = [
+        StoredContact(
+            contact=Contact.model_validate(contact_input(f"bench-page-{i}")),
+            links=tuple(
+                CrossReference(f"bench-page-{i}", vendor, f"r-{i}", "h", VendorStatus.CREATED, now) for vendor in Vendor
+            ),
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(100)
+    ]
+    edges = [types.ContactEdge(cursor=f"c-{i}", node=convert.contact(s)) for i, s in enumerate(stored)]
+
+    async def count() -> int:
+        return len(edges)
+
+    page = types.ContactConnection(
+        edges=edges,
+        page_info=types.PageInfo(has_next_page=True, has_previous_page=False, start_cursor="c-0", end_cursor="c-99"),
+        count=count,
+    )
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def contacts(self) -> types.ContactConnection:
+            return page
+
+    async def measure(context: type[Any]) -> float:
+        target = strawberry.federation.Schema(query=Query, execution_context_class=context, federation_version="2.9")
+        result = await target.execute(PAGE_QUERY)
+        assert not result.errors, result.errors
+        timings = []
+        for _ in range(rounds * 4):
+            started = time.perf_counter()
+            await target.execute(PAGE_QUERY)
+            timings.append((time.perf_counter() - started) * 1e6)
+        return statistics.median(timings)
+
+    async def both() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for _ in range(3):  # alternating, the last turn kept
+            out["page of 100 contacts, strawberry's execution"] = await measure(StrawberryGraphQLCoreExecutionContext)
+            out["page of 100 contacts, GatewayExecutionContext"] = await measure(GatewayExecutionContext)
+        return out
+
+    return asyncio.run(both())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="calls per round")
@@ -110,6 +179,7 @@ def main() -> int:
         handler.setStream(sink)
         rows = {**log_lines(args.n, args.rounds), **contact_inputs(args.n, args.rounds)}
         rows |= operations(args.n, args.rounds)
+        rows |= page_execution(args.rounds)
     width = max(map(len, rows))
     for name, micros in rows.items():
         print(f"{name:<{width}}  {micros:8.1f} us", file=sys.stdout)

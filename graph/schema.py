@@ -31,6 +31,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 from graph import convert, types
 from graph.auth import CanAdmin, CanRead, CanWrite, FederationGuard, audit
 from graph.context import Context
+from graph.execution import GatewayExecutionContext
 from graph.observability import OperationObserver
 from resolvers.config import ServerConfig
 from resolvers.events import DeliveryEvent, TooManySubscribers, current_state
@@ -610,6 +611,7 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
         federation_version="2.9",
         extensions=extensions,
         config=config,
+        execution_context_class=GatewayExecutionContext,
     )
 
 
