@@ -36,6 +36,26 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+def test_stored_date_times_are_read_as_utc() -> None:
+    """SQLite's text (without offset, with or without microseconds), text with an offset, naive and aware datetimes
+    (asyncpg's): every one an aware UTC datetime of the same instant."""
+    from datetime import timezone
+
+    from resolvers.store import _utc
+
+    at = datetime(2026, 12, 2, 5, 6, 7, 890, tzinfo=UTC)
+    for value in (
+        "2026-12-02 05:06:07.000890",
+        "2026-12-02T07:06:07.000890+02:00",
+        at.replace(tzinfo=None),
+        at.astimezone(timezone(timedelta(hours=-5))),
+    ):
+        read = _utc(value)
+        assert read == at and read is not None and read.tzinfo is UTC, value
+    assert _utc("2026-12-02 05:06:07") == at.replace(microsecond=0)
+    assert _utc(None) is None
+
+
 def test_stored_form_is_the_contacts_json_and_content_hash() -> None:
     """A write dumps the model once for both: the same JSON and hash as dumping it for each."""
     contact = Contact.model_validate(
