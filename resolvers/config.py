@@ -79,7 +79,7 @@ class ServerConfig(Strict):
     keep_alive_s: float = Field(default=75.0, gt=0, le=3600)
     #: Allocations between two young-generation garbage collections (Python's default is 700); 0 keeps Python's.
     #: Everything alive once the gateway has started is frozen out of collection (`gc.freeze`) whatever this says.
-    gc_threshold: int = Field(default=10_000, ge=0, le=10_000_000)
+    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
 
 
 class TokenConfig(Strict):
