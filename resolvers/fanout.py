@@ -644,6 +644,7 @@ class FanOut:
         connector = self.connectors[vendor]
         settings = connector.settings
         breaker = self.breakers[vendor]
+        rate = self._rates[vendor]
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + settings.timeout_s
@@ -660,7 +661,8 @@ class FanOut:
                     attempts += 1
                     try:
                         async with self._slots[vendor]:
-                            await self._rates[vendor].acquire()
+                            if rate.rate > 0:  # no coroutine to make and await for an unlimited vendor
+                                await rate.acquire()
                             delivered = await call()
                     except VendorError as exc:
                         if exc.transient and not isinstance(exc, RateLimited):
