@@ -23,6 +23,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 #: (resolver, leaf type, non-null) when a field takes the short path, else None.
 _Plan = tuple[Any, GraphQLLeafType, bool] | None
+#: Where a field definition (a `GraphQLField`, which takes attributes) keeps its plan.
+_PLAN_ATTRIBUTE = "_contact_gateway_plan"
+_UNPLANNED: Any = object()
 
 
 def _plan(field: GraphQLField) -> _Plan:
@@ -42,11 +45,6 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context; plain scalar and enum fields are read without graphql-core's per-field
     machinery (module docstring)."""
 
-    #: By the id of a field definition, with the definition itself: an id can be reused once a schema (a test's,
-    #: say) is gone, so a plan counts only for the very object it was made for. Bounded by the fields of the
-    #: schemas a process builds.
-    _plans: dict[int, tuple[GraphQLField, _Plan]] = {}
-
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -59,12 +57,13 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if manager is None or not manager.middlewares:
             field = self.schema.get_field(parent_type, field_details_list[0].node.name.value)
             if field is not None:
-                known = self._plans.get(id(field))
-                if known is not None and known[0] is field:
-                    plan = known[1]
-                else:
+                # The plan lives on the field definition itself: made once, gone with its schema.
+                found = getattr(field, _PLAN_ATTRIBUTE, _UNPLANNED)
+                if found is _UNPLANNED:
                     plan = _plan(field)
-                    self._plans[id(field)] = (field, plan)
+                    setattr(field, _PLAN_ATTRIBUTE, plan)
+                else:
+                    plan = found
                 if plan is not None:
                     resolve, leaf, non_null = plan
                     try:

@@ -63,18 +63,19 @@ class Direct:
     def __init__(self, statement: sa.ClauseElement, keys: Iterable[str]) -> None:
         self.statement = statement
         self.keys = frozenset(keys)
-        self._plans: dict[str, _Plan | None] = {}
+        #: By (dialect, driver): SQLite is reached through two drivers here (sqlite3 for the store's writes and reads,
+        #: aiosqlite for migrations), and only the cursors in `_DRIVERS` take the short path.
+        self._plans: dict[tuple[str, str], _Plan | None] = {}
 
     def plan(self, dialect: sa.Dialect) -> _Plan | None:
         """The compiled plan for `dialect`, or None when its driver takes named parameters (or is not one of ours)."""
+        key = (dialect.name, dialect.driver)
         try:
-            return self._plans[dialect.name]
+            return self._plans[key]
         except KeyError:
             pass
-        plan = None
-        if dialect.driver in _DRIVERS:
-            plan = self._compile(dialect)
-        self._plans[dialect.name] = plan
+        plan = self._compile(dialect) if dialect.driver in _DRIVERS else None
+        self._plans[key] = plan
         return plan
 
     def _compile(self, dialect: sa.Dialect) -> _Plan | None:

@@ -147,3 +147,19 @@ async def test_outbox_statements_about_one_contact_use_the_contact_index(tmp_pat
         await store.close()
     assert all("ix_deliveries_contact_status_vendor" in plan for plan in found.values()), found
     assert not any("ix_deliveries_due" in plan for plan in found.values()), found
+
+
+async def test_each_driver_gets_its_own_plan(tmp_path: Any) -> None:
+    """SQLite is reached through aiosqlite (migrations, the async engine) and sqlite3 (the store's writes and
+    reads): a statement first run through the one still takes the short path on the other."""
+    store = Store(f"sqlite:///{tmp_path / 'drivers.db'}")
+    await store.open()
+    try:
+        statement = Direct(sa.select(sa.literal(1).label("one")), [])
+        async with store.engine.connect() as conn:  # aiosqlite: not a driver of Direct's, SQLAlchemy runs it
+            assert await conn.run_sync(lambda sync: [tuple(r) for r in statement.execute(sync, {})]) == [(1,)]
+            assert statement.plan(conn.sync_connection.dialect) is None  # type: ignore[union-attr]
+        assert await store.read(lambda sync: [tuple(r) for r in statement.execute(sync, {})]) == [(1,)]
+        assert await store.read(lambda sync: statement.plan(sync.dialect)) is not None
+    finally:
+        await store.close()
