@@ -771,8 +771,11 @@ class OutboxWorker:
         if due is not None:
             wait = min(wait, max(0.0, (due - utcnow()).total_seconds()) + 0.01)
         self.fanout.wakeup.clear()
+        # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives in the same loop step as the
+        # wakeup (a delivery finishing as shutdown begins), and `stop` then waited forever for this loop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.fanout.wakeup.wait(), timeout=wait)
+            async with asyncio.timeout(wait):
+                await self.fanout.wakeup.wait()
 
     def _done(self, task: asyncio.Task[VendorResult]) -> None:
         self._inflight.discard(task)

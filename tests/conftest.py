@@ -172,8 +172,18 @@ async def make_gateway(simulators: Simulators, tmp_path: Path) -> AsyncIterator[
     yield start
     for server, task, client in running:
         await client.aclose()
-        server.should_exit = True
-        await task
+        await stop(server, task)
+
+
+async def stop(server: uvicorn.Server, task: asyncio.Task[None], within_s: float = 60.0) -> None:
+    """Shut a gateway down (its lifespan included); a shutdown that hangs fails the test instead of the whole run."""
+    server.should_exit = True
+    done, _ = await asyncio.wait({task}, timeout=within_s)
+    if not done:
+        server.force_exit = True
+        task.cancel()
+        raise AssertionError(f"the gateway did not shut down within {within_s:g} s")
+    task.result()
 
 
 @pytest.fixture

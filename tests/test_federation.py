@@ -24,7 +24,7 @@ from strawberry.federation.schema_directives import Key
 from strawberry.federation.types import FieldSet
 
 from resolvers.store import Store, StoredContact
-from tests.conftest import READ_TOKEN, ROUTER_TOKEN, Gateway, free_port
+from tests.conftest import READ_TOKEN, ROUTER_TOKEN, Gateway, free_port, stop
 from tests.node import FEDERATION, require_node, run_script
 from tests.support import UPSERT, contact
 
@@ -83,8 +83,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/graphql"
     finally:
-        server.should_exit = True
-        await task
+        await stop(server, task)
 
 
 @contextlib.asynccontextmanager

@@ -31,7 +31,7 @@ from graph.cli import EXAMPLE_MUTATION, EXAMPLE_VARIABLES, demo_example, main
 from graph.graphiql import ASSETS, NPM_PROJECT, assets_problem, external_references, install_assets
 from resolvers.config import GatewayConfig, GraphiQLExample, ServerConfig, build_config, load_config
 from resolvers.errors import ConfigError
-from tests.conftest import READ_TOKEN, WRITE_TOKEN, Gateway, Simulators, free_port, gateway_config_data, serve
+from tests.conftest import READ_TOKEN, WRITE_TOKEN, Gateway, Simulators, free_port, gateway_config_data, serve, stop
 from tests.databases import in_ci
 
 HTML = {"Accept": "text/html"}
@@ -294,8 +294,7 @@ async def test_no_token_is_in_the_page_serve_renders(simulators: Simulators, tmp
         async with httpx.AsyncClient(timeout=30) as client:
             page = (await client.get(f"{url}/graphql", headers=HTML)).text
     finally:
-        server.should_exit = True
-        await task
+        await stop(server, task)
     assert ("graphiql.min.js" in page) == (files == "installed")
     for token in config.auth.tokens:
         assert token.token.get_secret_value() not in page

@@ -39,6 +39,7 @@ from tests.conftest import (
     gateway_config,
     gateway_config_data,
     serve,
+    stop,
 )
 from tests.processes import GatewayProcess
 from tests.support import eventually
@@ -197,13 +198,11 @@ async def test_the_collector_skips_start_up_objects_while_serving(simulators: Si
     try:
         assert gc.get_freeze_count() > 10_000  # modules, the schema, the connectors
         assert gc.get_threshold() == (12345, thresholds[1], thresholds[2])
-        first[0].should_exit = True
-        await first[1]
+        await stop(*first[:2])
         assert gc.get_freeze_count() > 10_000  # the second still serves
         assert gc.get_threshold() == (12345, thresholds[1], thresholds[2])
     finally:
-        first[0].should_exit = second[0].should_exit = True
-        await asyncio.gather(first[1], second[1])
+        await asyncio.gather(stop(*first[:2]), stop(*second[:2]))
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == thresholds
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
 from resolvers.results import Vendor
+from resolvers.store import Store
 from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
 from tests.support import UPSERT, by_vendor, contact, eventually
 
@@ -324,3 +327,38 @@ async def test_undeliverable_writes_expire_visibly(make_gateway: Callable[..., A
         [{"id": row["id"]}],
     )
     assert await pending(gateway) == 0
+
+
+async def idle(worker: OutboxWorker) -> bool:
+    """The worker's loop is parked in its wait for a wakeup: the coroutines its task is awaiting, followed down."""
+    if worker._task is None:
+        return False
+    names: list[str] = []
+    awaited: Any = worker._task.get_coro()
+    while (code := getattr(awaited, "cr_code", None)) is not None:
+        names.append(code.co_name)
+        awaited = getattr(awaited, "cr_await", None)
+    # `Event.wait` directly, or (as before the fix) inside `asyncio.wait_for`: not while reading when work is due.
+    return names[-2:] in (["_wait", "wait"], ["_wait", "wait_for"])
+
+
+async def test_worker_stops_when_woken_in_the_same_step_as_its_stop(tmp_path: Path) -> None:
+    # A delivery finishing (wakeup.set) in the same loop step as shutdown's cancel: Python 3.11's asyncio.wait_for
+    # returns the finished wait and drops the cancellation, so a worker idling in wait_for never stopped and the
+    # app's shutdown waited forever (seen once as a CI run stuck in a test's teardown).
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        fanout = FanOut({}, store, settings=OutboxSettings(poll_interval_s=30))
+        worker = OutboxWorker(fanout)
+        worker.start()
+        await eventually(lambda: idle(worker), "the worker waits for work")
+        fanout.wakeup.set()
+        stopping = asyncio.ensure_future(worker.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=5)
+        assert done, "the worker did not stop"
+        assert not worker.alive
+    finally:
+        if worker._task is not None:  # only after the failure: end the loop that ignored its cancellation
+            worker._task.cancel()
+        await store.close()
