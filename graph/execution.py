@@ -1,80 +1,309 @@
-"""GraphQL execution with a short path for plain leaf fields.
+"""GraphQL execution with a short path for plain selections.
 
 graphql-core executes every field the same way: it builds a `GraphQLResolveInfo`, calls the resolver, checks for
-an awaitable, then walks `complete_value` (non-null, list, leaf) to coerce the result. For a field strawberry
-resolves by reading an attribute (a "basic" field: no resolver, no arguments, no field extension, no permission)
-whose type is a scalar or an enum, that is ~15 µs here to read one attribute; a page of 100 contacts has about
-2,000 of them and spent most of its time there (bench/README.md).
+an awaitable, then walks `complete_value` (non-null, list, object, leaf) to coerce the result; an object in a list
+goes through seven calls before its fields are even looked at. For a field strawberry resolves by reading an
+attribute (a "basic" field: no resolver, no arguments, no field extension, no permission) that is ~15 µs here to
+read one attribute; a page of 100 contacts has about 2,000 such fields and 700 objects, and spent most of its time
+there (bench/README.md).
 
-`GatewayExecutionContext.execute_field` reads such a field directly: the same resolver strawberry built
-(`_get_basic_result`, which ignores the info), the same `coerce_output_value`. Anything else, and any value that
-is not plainly good (None for a non-null field, an exception, an awaitable, a coercion that fails or gives
-nothing), goes to graphql-core's own `execute_field`, which resolves the field again and reports what it finds
-exactly as before. Schema extensions with a `resolve` hook run as graphql-core middleware: with any middleware
-every field takes graphql-core's path.
+`GatewayExecutionContext.execute_fields` completes a selection directly where it can: a *plain* field is a basic
+field (or `__typename`) whose type is a scalar, an enum, an object type without `is_type_of`, or a list of these
+(nullable or not), and whose sub-selection, for an object, is plain in turn. Its value is read with the resolver
+strawberry built (`_get_basic_result`, which ignores the info) and coerced with the type's own
+`coerce_output_value`, the whole subtree at once. Reading is free of side effects, so the moment anything is not
+plainly good (None where the type is non-null, an exception, an awaitable, something that is not a list where a
+list belongs, a coercion that fails or gives nothing) the subtree's partial answer is dropped and that one field
+goes to graphql-core's own `execute_field`, which resolves it again and reports what it finds exactly as before
+(its own sub-selections again take the short path where they can). Fields with resolvers, arguments, directives
+other than `@include`/`@skip`, `@defer` or `@stream` take graphql-core's path. Schema extensions with a `resolve`
+hook run as graphql-core middleware: with any middleware every field takes graphql-core's path.
+
+The plans are per operation (a selection's grouped field set is made per execution) and kept on the execution
+context; each field definition keeps what it is (`_contact_gateway_shape`), made once and gone with its schema.
 """
 
 from __future__ import annotations
 
+import builtins
+import operator
+from enum import EnumMeta
+from types import CoroutineType, GeneratorType
 from typing import Any
 
-from graphql import GraphQLField, GraphQLLeafType, GraphQLObjectType, Undefined, is_leaf_type, is_non_null_type
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLID,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLString,
+    Undefined,
+    is_leaf_type,
+    is_object_type,
+)
+from graphql.pyutils import Path, gather_with_cancel
+from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-#: (resolver, leaf type, non-null) when a field takes the short path, else None.
-_Plan = tuple[Any, GraphQLLeafType, bool] | None
-#: Where a field definition (a `GraphQLField`, which takes attributes) keeps its plan.
-_PLAN_ATTRIBUTE = "_contact_gateway_plan"
-_UNPLANNED: Any = object()
+_LEAF, _OBJECT, _LIST = 0, 1, 2
+#: Directives collection has already applied; any other on a field keeps it on graphql-core's path.
+_APPLIED = frozenset({"include", "skip"})
+#: Where a field definition (a `GraphQLField`, which takes attributes) keeps its shape.
+_SHAPE_ATTRIBUTE = "_contact_gateway_shape"
+_UNSET: Any = object()
 
 
-def _plan(field: GraphQLField) -> _Plan:
-    resolve = field.resolve
-    if resolve is None or not getattr(resolve, "_is_default", False) or field.args:
+class _NotPlain(Exception):
+    """A value the short path does not complete: graphql-core's path takes the field."""
+
+
+#: Value classes known to be neither exceptions nor awaitables (checked once per class: both are class-level).
+_PLAIN_CLASSES: set[type] = {str, int, float, bool}
+
+
+def _plain_class(value: Any) -> bool:
+    cls = value.__class__
+    if cls in _PLAIN_CLASSES:
+        return True
+    if isinstance(value, BaseException | CoroutineType | GeneratorType) or hasattr(cls, "__await__"):
+        return False
+    _PLAIN_CLASSES.add(cls)
+    return True
+
+
+class _Type:
+    """What a field's type is, unwrapped: a leaf, an object (with the selection's plan) or a list of one."""
+
+    __slots__ = ("fields", "item", "kind", "leaf", "names", "non_null", "plain")
+
+    def __init__(self, kind: int, non_null: bool) -> None:
+        self.kind = kind
+        self.non_null = non_null
+        self.leaf: GraphQLLeafType | None = None
+        #: A leaf's one value class whose output is known without a call: itself (`str` of String and ID) or by
+        #: `names` (an enum's members, each with the name the type's own `coerce_output_value` gives it).
+        self.plain: type | None = None
+        self.names: dict[Any, str] | None = None
+        self.item: _Type | None = None
+        self.fields: list[_Field] = []
+
+
+def _leaf(leaf: GraphQLLeafType, non_null: bool) -> _Type:
+    shape = _Type(_LEAF, non_null)
+    shape.leaf = leaf
+    if leaf is GraphQLString or leaf is GraphQLID:
+        shape.plain = str  # both give a str back as it is
+    elif isinstance(leaf, GraphQLEnumType) and isinstance(members := getattr(leaf, "wrapped_cls", None), EnumMeta):
+        # strawberry's enum types: `wrapped_cls` is the Python enum they stand for
+        names: dict[Any, str] = {}
+        member: Any
+        for member in members:
+            try:
+                name = leaf.coerce_output_value(member)
+            except Exception:  # left out: such a member takes the call, which raises again
+                continue
+            if isinstance(name, str):
+                names[member] = name
+        shape.plain, shape.names = members, names
+    return shape
+
+
+class _Field:
+    """One response key of a plain selection: how to read it (`resolve`, a function of the source; or the constant
+    `__typename`) and its type."""
+
+    __slots__ = ("name", "resolve", "type", "typename")
+
+    def __init__(self, name: str, resolve: Any, field_type: _Type | None, typename: str | None = None) -> None:
+        self.name = name
+        self.resolve = resolve
+        self.type = field_type
+        self.typename = typename
+
+
+def _reader(field: GraphQLField) -> Any:
+    """How to read a basic field without arguments from its source (a function of the source); else None.
+
+    Strawberry's resolver of a basic field calls its `default_resolver` with the field's Python name; with the
+    default (`getattr`) that is an `operator.attrgetter`, without strawberry's three calls around it.
+    """
+    found = getattr(field, _SHAPE_ATTRIBUTE, _UNSET)
+    if found is _UNSET:
+        found = None
+        resolve = field.resolve
+        if resolve is not None and getattr(resolve, "_is_default", False) and not field.args:
+            definition = field.extensions.get("strawberry-definition")
+            name = getattr(definition, "python_name", None)
+            if getattr(definition, "default_resolver", None) is builtins.getattr and isinstance(name, str):
+                found = operator.attrgetter(name)
+            else:
+                found = lambda source: resolve(source, None)  # noqa: E731
+        setattr(field, _SHAPE_ATTRIBUTE, found)
+    return found
+
+
+def _complete(shape: _Type, value: Any) -> Any:
+    """The completed value of a plain field (raises `_NotPlain` for anything graphql-core must see)."""
+    if value is None:
+        if shape.non_null:
+            raise _NotPlain
         return None
-    field_type: Any = field.type
-    non_null = is_non_null_type(field_type)
-    if non_null:
-        field_type = field_type.of_type
-    if not is_leaf_type(field_type):
-        return None
-    return resolve, field_type, non_null
+    if not _plain_class(value):
+        raise _NotPlain
+    kind = shape.kind
+    if kind == _LEAF:
+        if value.__class__ is shape.plain:
+            return value if shape.names is None else shape.names[value]
+        coerced = shape.leaf.coerce_output_value(value)  # type: ignore[union-attr]
+        if coerced is None or coerced is Undefined:
+            raise _NotPlain
+        return coerced
+    if kind == _OBJECT:
+        return _complete_object(shape.fields, value)
+    if value.__class__ is not list and value.__class__ is not tuple:
+        raise _NotPlain
+    item: _Type = shape.item  # type: ignore[assignment]
+    if item.kind == _OBJECT and item.non_null:  # the common case, unrolled: a list of objects
+        fields = item.fields
+        out = []
+        for element in value:
+            if element is None or not _plain_class(element):
+                raise _NotPlain
+            out.append(_complete_object(fields, element))
+        return out
+    return [_complete(item, element) for element in value]
+
+
+def _complete_object(fields: list[_Field], source: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in fields:
+        if field.typename is not None:
+            out[field.name] = field.typename
+            continue
+        value = field.resolve(source)
+        shape: _Type = field.type  # type: ignore[assignment]
+        if value.__class__ is shape.plain:  # unrolled: the common leaf
+            out[field.name] = value if shape.names is None else shape.names[value]
+        else:
+            out[field.name] = _complete(shape, value)
+    return out
 
 
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context; plain scalar and enum fields are read without graphql-core's per-field
-    machinery (module docstring)."""
+    """Strawberry's execution context; plain selections are completed without graphql-core's per-field machinery
+    (module docstring)."""
 
-    def execute_field(
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: (parent type, id of a grouped field set) -> (that field set, kept alive so its id stays its own; plan)
+        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[tuple[str, Any, _Field | None]]]] = {}
+
+    def _selection_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[Any]:
+        key = (parent_type, id(grouped_field_set))
+        found = self._plans.get(key)
+        if found is not None:
+            return found[1]
+        plan = [
+            (name, details, self._field_plan(parent_type, name, details)) for name, details in grouped_field_set.items()
+        ]
+        self._plans[key] = (grouped_field_set, plan)
+        return plan
+
+    def _field_plan(self, parent_type: GraphQLObjectType, name: str, details: Any) -> _Field | None:
+        """How to complete one response key of `parent_type` directly, or None: graphql-core's path."""
+        for detail in details:
+            if detail.defer_usage is not None:
+                return None
+            if any(d.name.value not in _APPLIED for d in detail.node.directives or ()):
+                return None
+        field = self.schema.get_field(parent_type, details[0].node.name.value)
+        if field is None:
+            return None
+        if field is TypeNameMetaFieldDef:
+            return _Field(name, None, None, typename=parent_type.name)
+        resolve = _reader(field)
+        if resolve is None:
+            return None
+        shape = self._type_plan(field.type, details)
+        return None if shape is None else _Field(name, resolve, shape)
+
+    def _type_plan(self, graphql_type: Any, details: Any) -> _Type | None:
+        non_null = isinstance(graphql_type, GraphQLNonNull)
+        if non_null:
+            graphql_type = graphql_type.of_type
+        if is_leaf_type(graphql_type):
+            return _leaf(graphql_type, non_null)
+        if isinstance(graphql_type, GraphQLList):
+            item = self._type_plan(graphql_type.of_type, details)
+            if item is None or item.kind == _LIST:  # lists of lists: graphql-core's path
+                return None
+            shape = _Type(_LIST, non_null)
+            shape.item = item
+            return shape
+        if not is_object_type(graphql_type) or graphql_type.is_type_of is not None:
+            return None
+        grouped, new_defer_usages, forbidden = self.collect_subfields(graphql_type, details)
+        if new_defer_usages or forbidden:
+            return None
+        fields = []
+        for name, sub_details in grouped.items():
+            sub = self._field_plan(graphql_type, name, sub_details)
+            if sub is None:
+                return None
+            fields.append(sub)
+        shape = _Type(_OBJECT, non_null)
+        shape.fields = fields
+        return shape
+
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
+        source_value: Any,
         path: Any,
+        grouped_field_set: Any,
         position_context: Any,
     ) -> Any:
         manager = self.middleware_manager  # strawberry passes one always, empty without `resolve` hooks
-        if manager is None or not manager.middlewares:
-            field = self.schema.get_field(parent_type, field_details_list[0].node.name.value)
-            if field is not None:
-                # The plan lives on the field definition itself: made once, gone with its schema.
-                found = getattr(field, _PLAN_ATTRIBUTE, _UNPLANNED)
-                if found is _UNPLANNED:
-                    plan = _plan(field)
-                    setattr(field, _PLAN_ATTRIBUTE, plan)
-                else:
-                    plan = found
+        if manager is not None and manager.middlewares:
+            return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for name, details, plan in self._selection_plan(parent_type, grouped_field_set):
                 if plan is not None:
-                    resolve, leaf, non_null = plan
                     try:
-                        value = resolve(source, None)
-                        if value is None:
-                            if not non_null:
-                                return None
-                        elif not isinstance(value, Exception) and not self.is_awaitable(value):
-                            coerced = leaf.coerce_output_value(value)
-                            if coerced is not None and coerced is not Undefined:
-                                return coerced
-                    except Exception:  # graphql-core's path below meets it again and reports it
+                        results[name] = (
+                            plan.typename
+                            if plan.typename is not None
+                            else _complete(plan.type, plan.resolve(source_value))
+                        )
+                        continue
+                    except Exception:  # not plain (or reading it raised): graphql-core's path meets it again
                         pass
-        return super().execute_field(parent_type, source, field_details_list, path, position_context)
+                result = self.execute_field(
+                    parent_type, source_value, details, Path(path, name, parent_type.name), position_context
+                )
+                if result is not Undefined:
+                    results[name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(name)
+        except Exception:
+            if awaitable_fields:  # as graphql-core: settle what other fields started, they may fail too
+                self.settle_in_background([results[field] for field in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                results[awaitable_fields[0]] = await results[awaitable_fields[0]]
+            else:
+                awaited = await gather_with_cancel(*(results[field] for field in awaitable_fields))
+                results.update(zip(awaitable_fields, awaited, strict=True))
+            return results
+
+        return get_results()

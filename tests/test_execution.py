@@ -1,8 +1,10 @@
-"""`graph.execution.GatewayExecutionContext`: plain leaf fields read directly, everything else as graphql-core does.
+"""`graph.execution.GatewayExecutionContext`: plain selections completed directly, everything else as graphql-core
+does.
 
 The short path must give what strawberry's own execution context gives, data and errors alike (messages, paths,
-locations), for good values and for every bad one (None in a non-null field, an attribute that raises, an enum
-value that is not a member, a scalar that cannot be serialised), and must leave `resolve` hooks in force.
+locations), for good values and for every bad one (None in a non-null field or list, an attribute that raises, an
+enum value that is not a member, a scalar that cannot be serialised, a string where a list belongs), at every depth
+of plain objects and lists; it must read with the schema's own default resolver, and leave `resolve` hooks in force.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graph.execution import GatewayExecutionContext
@@ -82,12 +85,99 @@ class Query:
     def one(self) -> Item:
         return _items()[0]
 
+    @strawberry.field
+    def holders(self) -> list[Holder | None]:
+        return _holders()
+
+
+@strawberry.type
+class Holder:
+    """Plain fields all the way down: objects, lists of objects and of enums, nested."""
+
+    label: str
+    item: Item | None
+    required_item: Item
+    items: list[Item | None]
+    required_items: list[Item]
+    colours: list[Colour | None]
+    inner: Holder | None
+
+
+def _holders() -> list[Any]:
+    good, nulls, null_required, bad_enum, bad_int, raising = _items()
+    plain = Holder(
+        label="plain",
+        item=good,
+        required_item=nulls,
+        items=[good, None, nulls],
+        required_items=(good, nulls),  # type: ignore[arg-type]  # a tuple is a list too
+        colours=[Colour.RED, None],
+        inner=Holder(label="inner", item=None, required_item=good, items=[], required_items=[], colours=[], inner=None),
+    )
+    return [
+        plain,
+        Holder(
+            label="bad item", item=bad_enum, required_item=good, items=[], required_items=[], colours=[], inner=None
+        ),
+        Holder(
+            label="null in list",
+            item=None,
+            required_item=good,
+            items=[null_required, good, raising],
+            required_items=[good, None],  # type: ignore[list-item]
+            colours=[],
+            inner=None,
+        ),
+        Holder(
+            label="not a list",
+            item=None,
+            required_item=good,
+            items="abc",  # type: ignore[arg-type]
+            required_items=[good],
+            colours=[],
+            inner=None,
+        ),
+        Holder(
+            label="deep",
+            item=None,
+            required_item=good,
+            items=[],
+            required_items=[],
+            colours=[],
+            inner=Holder(
+                label="x", item=None, required_item=null_required, items=[], required_items=[], colours=[], inner=None
+            ),
+        ),
+        Holder(label=None, item=None, required_item=good, items=[], required_items=[], colours=[], inner=None),  # type: ignore[arg-type]
+        Holder(
+            label="bad enums",
+            item=bad_int,
+            required_item=good,
+            items=[],
+            required_items=[],
+            colours=["green", Colour.BLUE],  # type: ignore[list-item]
+            inner=None,
+        ),
+    ]
+
 
 QUERY = """{
   items { id name required count colour at tags computed __typename alias: name }
   one { ...F }
 }
 fragment F on Item { id name colour @include(if: true) count @skip(if: true) }"""
+
+#: Every kind of plain selection, on good values and on each bad one, with `__typename` and aliases inside.
+HOLDERS = """{ holders {
+  __typename label
+  item { id colour count }
+  requiredItem { id required count }
+  items { __typename id required name }
+  requiredItems { id at }
+  colours
+  inner { label requiredItem { id required } inner { label } }
+  again: item { name }
+} }"""
 
 
 def _schema(execution_context: type[Any], extensions: list[Any] | None = None) -> strawberry.Schema:
@@ -114,7 +204,60 @@ async def test_the_short_path_answers_what_strawberrys_execution_does() -> None:
         assert expected in messages
 
 
-async def test_plain_leaves_skip_graphql_cores_field_execution(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_plain_subtrees_answer_what_strawberrys_execution_does() -> None:
+    stock = _answer(await _schema(StrawberryGraphQLCoreExecutionContext).execute(HOLDERS))
+    ours = _answer(await _schema(GatewayExecutionContext).execute(HOLDERS))
+    assert ours == stock
+    data, errors = ours
+    plain, bad_item, null_in_list, not_a_list, deep, no_label, bad_enums = data["holders"]
+    assert plain["items"][1] is None and plain["requiredItems"][1]["id"] == "b" and plain["colours"] == ["RED", None]
+    assert plain["inner"] == {"label": "inner", "requiredItem": {"id": "a", "required": "x"}, "inner": None}
+    assert plain["items"][0]["__typename"] == "Item" and plain["__typename"] == "Holder"
+    assert bad_item["item"] == {
+        "id": "d",
+        "colour": None,
+        "count": 1,
+    }  # not a member of the enum: the nullable colour nulled
+    assert null_in_list is None  # None in [Item!]! nulls up to the nullable holder
+    assert not_a_list is None and deep["inner"] is None and no_label is None  # nulled up to the nullable parent
+    paths = {tuple(path) for _, path, _ in errors}
+    assert ("holders", 2, "requiredItems", 1) in paths and ("holders", 3, "items") in paths
+    assert bad_enums["colours"] == [None, "BLUE"] and ("holders", 6, "colours", 0) in paths
+    assert bad_enums["item"] is None and ("holders", 6, "item", "count") in paths
+    assert ("holders", 4, "inner", "requiredItem", "required") in paths and ("holders", 5, "label") in paths
+
+
+@strawberry.type
+class Row:
+    name: str
+    colour: Colour | None
+
+
+@strawberry.type
+class RowsQuery:
+    """Its rows are dicts: only a schema whose default resolver reads keys can answer."""
+
+    @strawberry.field
+    def rows(self) -> list[Row]:
+        return [{"name": "first", "colour": Colour.RED}, {"name": "second", "colour": "green"}]  # type: ignore[list-item]
+
+
+async def test_a_configured_default_resolver_is_what_reads_plain_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    def answer(context: type[Any]) -> Any:
+        config = StrawberryConfig(default_resolver=lambda source, name: source[name])
+        return strawberry.Schema(query=RowsQuery, execution_context_class=context, config=config)
+
+    query = "{ rows { name colour } }"
+    stock = _answer(await answer(StrawberryGraphQLCoreExecutionContext).execute(query))
+    assert _answer(await answer(GatewayExecutionContext).execute(query)) == stock
+    assert stock[0] == {"rows": [{"name": "first", "colour": "RED"}, {"name": "second", "colour": None}]}
+    executed = _count_executed(monkeypatch)
+    await answer(GatewayExecutionContext).execute(query)
+    assert executed == ["RowsQuery.rows", "Row.colour"], "read by the configured resolver; only 'green' goes back"
+
+
+def _count_executed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record each field graphql-core's `execute_field` runs, as `Type.field`."""
     executed: list[str] = []
     original = StrawberryGraphQLCoreExecutionContext.execute_field
 
@@ -123,8 +266,23 @@ async def test_plain_leaves_skip_graphql_cores_field_execution(monkeypatch: pyte
         return original(self, parent_type, source, details, *args)
 
     monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_field", counted)
+    return executed
+
+
+async def test_plain_leaves_skip_graphql_cores_field_execution(monkeypatch: pytest.MonkeyPatch) -> None:
+    executed = _count_executed(monkeypatch)
     await _schema(GatewayExecutionContext).execute("{ one { id name count colour computed tags } }")
-    assert executed == ["Query.one", "Item.computed", "Item.tags"], "lists and resolvers take graphql-core's path"
+    assert executed == ["Query.one", "Item.computed"], "resolvers take graphql-core's path"
+
+    executed.clear()
+    result = await _schema(GatewayExecutionContext).execute(
+        "{ holders { label items { id tags } inner { requiredItem { id } } } }"
+    )
+    assert result.data is not None and result.data["holders"][0]["items"][0] == {"id": "a", "tags": ["t1"]}
+    # The first holder is plain all the way down; each bad one goes back to graphql-core's path at the field
+    # that is not plain (and only there).
+    assert executed[0] == "Query.holders"
+    assert "Holder.label" not in executed[:1] and executed.count("Holder.items") == 1, executed
 
 
 class Shout(SchemaExtension):
