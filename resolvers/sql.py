@@ -1,8 +1,9 @@
-"""The write path's statements, run straight on the database driver's cursor.
+"""The write path's statements and the hot reads, run straight on the database driver's cursor.
 
 Through `Connection.execute` a statement costs SQLAlchemy 0.1-0.2 ms on this machine before the database sees it
 (cache key, execution context, parameter processing, result wrapping): more than SQLite takes to run it, and a write
-runs about eight, in the writer thread that holds the GIL the event loop needs (bench/README.md). `Direct` compiles a
+runs about eight, in the writer thread that holds the GIL the event loop needs (bench/README.md); a page of contacts
+read its 500 link rows through SQLAlchemy's result rows, whose attribute access cost more than the query. `Direct` compiles a
 Core statement once per dialect and keeps what SQLAlchemy would work out on every call: the SQL text, the order of
 its parameters and each parameter type's bind processor, so that a value is stored exactly as SQLAlchemy stores it
 (a date-time on SQLite as SQLAlchemy's text, which the outbox's comparisons rely on).

@@ -35,7 +35,7 @@ from resolvers import migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact, payload_hash
 from resolvers.results import Vendor, VendorStatus
-from resolvers.sql import Direct
+from resolvers.sql import BySize, Direct
 from resolvers.vendors.base import CrossReference
 
 log = logging.getLogger(__name__)
@@ -510,14 +510,13 @@ class Store:
         without wire payloads (see `read_contacts`)."""
 
         def fn(conn: sa.Connection) -> tuple[list[StoredContact], bool]:
-            query = _CONTACTS.order_by(contacts.c.id).limit(first + 1)
-            if after is not None:
-                query = query.where(contacts.c.id > after)
-            rows = conn.execute(query).all()
+            if after is None:
+                rows = _PAGE(first + 1).execute(conn, {})
+            else:
+                rows = _PAGE_AFTER(first + 1).execute(conn, {"after": after})
             page = rows[:first]
-            ids = [r.id for r in page]
-            link_rows = conn.execute(_LINK_SUMMARIES_OF, {"ids": ids}).all() if ids else []
-            found = assemble(page, link_rows)
+            ids = [row[0] for row in page]
+            found = assemble(page, _by_ids(_LINK_SUMMARIES_OF, conn, ids))
             return [found[i] for i in ids], len(rows) > first
 
         return await self.read(fn)
@@ -527,10 +526,6 @@ class Store:
         return await self.read(
             lambda conn: int(conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one())
         )
-
-    @staticmethod
-    def _assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
-        return assemble(rows, link_rows)
 
 
 def stored_form(contact: Contact) -> tuple[str, str]:
@@ -561,7 +556,6 @@ def _columns(table: sa.Table) -> list[Any]:
     ]
 
 
-_OF_IDS = vendor_links.c.contact_id.in_(sa.bindparam("ids", expanding=True))
 #: One contact's links with their payloads: what a write reads first.
 _LINKS_OF_ONE = Direct(
     sa.select(*_columns(vendor_links)).where(vendor_links.c.contact_id == sa.bindparam("id")), ["id"]
@@ -569,11 +563,45 @@ _LINKS_OF_ONE = Direct(
 #: The same rows without the accepted wire payload (NULL in its place): what contacts read for GraphQL carry. No
 #: field shows a payload, it can be kilobytes per vendor, and parsing five of them per contact cost a page of 100
 #: more than the rest of its read. Writes and redeliveries, which send changes against it, read `read_links`.
-_LINK_SUMMARIES_OF = sa.select(
+_LINK_SUMMARIES = sa.select(
     *(sa.null().label("payload") if column.name == "payload" else column for column in _columns(vendor_links))
-).where(_OF_IDS)
+)
 _CONTACTS = sa.select(*_columns(contacts))
-_CONTACTS_OF = _CONTACTS.where(contacts.c.id.in_(sa.bindparam("ids", expanding=True)))
+#: Ids per statement of a read by ids: one statement per count up to this (`BySize`), longer lists in chunks.
+_IDS_CHUNK = 100
+
+
+def _of_ids(select: sa.Select[Any], column: sa.Column[Any]) -> BySize:
+    """`select` of the rows whose `column` is one of n ids (`id_0`...), one `Direct` statement per n."""
+
+    def build(n: int) -> Direct:
+        ids = [sa.bindparam(f"id_{k}", type_=column.type) for k in range(n)]
+        return Direct(select.where(column.in_(ids)), [f"id_{k}" for k in range(n)])
+
+    return BySize(build)
+
+
+def _by_ids(statement: BySize, conn: sa.Connection, ids: Sequence[str]) -> list[Any]:
+    """The driver rows of `statement` (an `_of_ids`) for every id in `ids`."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), _IDS_CHUNK):
+        chunk = ids[start : start + _IDS_CHUNK]
+        rows.extend(statement(len(chunk)).execute(conn, {f"id_{k}": value for k, value in enumerate(chunk)}))
+    return rows
+
+
+_LINK_SUMMARIES_OF = _of_ids(_LINK_SUMMARIES, vendor_links.c.contact_id)
+_CONTACTS_OF = _of_ids(_CONTACTS, contacts.c.id)
+#: A page of contacts in id order: the first, and the one after a cursor (the limit a literal: one per page size).
+_PAGE = BySize(lambda n: Direct(_CONTACTS.order_by(contacts.c.id).limit(n), []))
+_PAGE_AFTER = BySize(
+    lambda n: Direct(
+        _CONTACTS.where(contacts.c.id > sa.bindparam("after", type_=contacts.c.id.type))
+        .order_by(contacts.c.id)
+        .limit(n),
+        ["after"],
+    )
+)
 _VENDOR_ORDER = {vendor: index for index, vendor in enumerate(Vendor)}
 
 
@@ -590,24 +618,26 @@ def read_links(conn: sa.Connection, contact_id: str) -> dict[Vendor, CrossRefere
 def read_contacts(conn: sa.Connection, ids: list[str]) -> dict[str, StoredContact]:
     """Within a read or a write: several contacts by id with their cross-references (two queries), as GraphQL
     shows them: without the wire payloads (`CrossReference.payload` is None; `read_links` has them)."""
-    rows = conn.execute(_CONTACTS_OF, {"ids": ids}).all()
-    link_rows = conn.execute(_LINK_SUMMARIES_OF, {"ids": ids}).all()
-    return assemble(rows, link_rows)
+    if not ids:
+        return {}
+    return assemble(_by_ids(_CONTACTS_OF, conn, ids), _by_ids(_LINK_SUMMARIES_OF, conn, ids))
 
 
 def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
-    """Contacts rows and their vendor-link rows as `StoredContact`s, by id."""
+    """Contacts rows and their vendor-link rows (`_CONTACTS` and `_LINK_SUMMARIES` columns, by position: driver rows
+    or SQLAlchemy's) as `StoredContact`s, by id."""
     links: dict[str, list[CrossReference]] = {}
     for row in link_rows:
-        links.setdefault(row.contact_id, []).append(_link(row))
+        link = _link(row)
+        links.setdefault(link.contact_id, []).append(link)
     out: dict[str, StoredContact] = {}
-    for row in rows:
-        out[row.id] = StoredContact(
-            contact=Contact.model_validate_json(row.data),
-            links=tuple(sorted(links.get(row.id, ()), key=_vendor_order)),
-            created_at=_utc(row.created_at) or datetime.now(UTC),
-            updated_at=_utc(row.updated_at) or datetime.now(UTC),
-            version=int(row.version),
+    for contact_id, data, _hash, version, created_at, updated_at in rows:
+        out[contact_id] = StoredContact(
+            contact=Contact.model_validate_json(data),
+            links=tuple(sorted(links.get(contact_id, ()), key=_vendor_order)),
+            created_at=_utc(created_at) or datetime.now(UTC),
+            updated_at=_utc(updated_at) or datetime.now(UTC),
+            version=int(version),
         )
     return out
 

@@ -23,6 +23,7 @@ from strawberry.asgi import GraphQL
 from strawberry.federation.schema_directives import Key
 from strawberry.federation.types import FieldSet
 
+from resolvers.sql import Direct
 from resolvers.store import Store, StoredContact
 from tests.conftest import READ_TOKEN, ROUTER_TOKEN, Gateway, free_port, stop
 from tests.node import FEDERATION, require_node, run_script
@@ -209,14 +210,24 @@ def contact_loads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 
 @pytest.fixture
-def contact_selects() -> Iterator[list[str]]:
-    """SQL statements that read the contacts table, from any engine, from now on."""
+def contact_selects(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """SQL statements that read the contacts table, from any engine, from now on: through SQLAlchemy's execution
+    (its cursor events) and on the driver's cursor (`resolvers.sql.Direct`, which those events do not see)."""
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if "FROM contacts" in statement:
             seen.append(statement)
 
+    direct = Direct.execute
+
+    def direct_execute(self: Direct, conn: sa.Connection, params: Any) -> Any:
+        plan = self.plan(conn.dialect)
+        if plan is not None:  # without a plan it goes through Connection.execute: the event sees it
+            record(conn, None, plan.sql)
+        return direct(self, conn, params)
+
+    monkeypatch.setattr(Direct, "execute", direct_execute)
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
     yield seen
     sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)

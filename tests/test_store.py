@@ -162,6 +162,41 @@ async def test_paging_by_id(store: Store) -> None:
     assert page == [] and more
 
 
+async def test_reads_of_many_ids_and_full_pages(store: Store) -> None:
+    """Reads by id run in chunks of 100 ids (one prepared statement per count): 250 ids, some missing, and pages of
+    100 over them give each contact once, with its own links, in id order."""
+    await asyncio.gather(
+        *(
+            store.record(
+                Contact(id=f"m{i:03d}", firstName=f"F{i}"),
+                [
+                    LinkUpdate(Vendor.EROS, VendorStatus.CREATED, remote_id=f"e{i}", hash=str(i)),
+                    LinkUpdate(Vendor.JIM2, VendorStatus.UNAVAILABLE, error="TIMEOUT"),
+                ],
+                f"m{i:03d}",
+            )
+            for i in range(230)
+        )
+    )
+    wanted = [f"m{i:03d}" for i in range(250)]  # the last 20 do not exist
+    found = await store.get_contacts(reversed(wanted))
+    assert sorted(found) == wanted[:230]
+    for key, stored in found.items():
+        assert stored.contact.first_name == f"F{int(key[1:])}"
+        assert [(link.vendor, link.remote_id) for link in stored.links] == [
+            (Vendor.EROS, f"e{int(key[1:])}"),
+            (Vendor.JIM2, None),
+        ]
+    pages, after, more = [], None, True
+    while more:
+        page, more = await store.list_contacts(100, after)
+        pages.append([s.contact.id for s in page])
+        after = page[-1].contact.id if page else None
+        assert page == [found[s.contact.id] for s in page]
+    assert [len(p) for p in pages] == [100, 100, 30]
+    assert [i for p in pages for i in p] == wanted[:230]
+
+
 async def test_reopening_keeps_everything(store_url: str) -> None:
     url = store_url
     first = Store(url)
