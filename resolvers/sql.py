@@ -3,10 +3,10 @@
 Through `Connection.execute` a statement costs SQLAlchemy 0.1-0.2 ms on this machine before the database sees it
 (cache key, execution context, parameter processing, result wrapping): more than SQLite takes to run it, and a write
 runs about eight, in the writer thread that holds the GIL the event loop needs (bench/README.md); a page of contacts
-read its 500 link rows through SQLAlchemy's result rows, whose attribute access cost more than the query. `Direct` compiles a
-Core statement once per dialect and keeps what SQLAlchemy would work out on every call: the SQL text, the order of
-its parameters and each parameter type's bind processor, so that a value is stored exactly as SQLAlchemy stores it
-(a date-time on SQLite as SQLAlchemy's text, which the outbox's comparisons rely on).
+read its 500 link rows through SQLAlchemy's result rows, whose attribute access cost more than the query. `Direct`
+compiles a Core statement once per dialect and keeps what SQLAlchemy would work out on every call: the SQL text, the
+order of its parameters and each parameter type's bind processor, so that a value is stored exactly as SQLAlchemy
+stores it (a date-time on SQLite as SQLAlchemy's text, which the outbox's comparisons rely on).
 
 What it does not do, and refuses when a statement needs it: expanding IN parameters (`bindparam(expanding=True)`),
 Python-side column defaults (an INSERT must name every column that has one), named-parameter drivers (those run
