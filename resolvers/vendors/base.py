@@ -132,6 +132,7 @@ def _common_parent(paths: list[str]) -> str:
 
 
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_ABSENT: Any = object()
 
 
 def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,21 +143,32 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     """
     root: dict[str, Any] = {}
     for path, value in flat.items():
-        keys: list[str | int] = [int(index) if index else name for name, index in _PATH_TOKEN.findall(path)]
+        steps, last = _steps(path)
         node: Any = root
-        for key, following in pairwise(keys):
-            node = _child(node, key, {} if isinstance(following, str) else [])
-        _set(node, keys[-1], value)
+        for key, makes_dict in steps:
+            node = _child(node, key, makes_dict)
+        _set(node, last, value)
     return root
 
 
-def _child(node: Any, key: str | int, empty: Any) -> Any:
+@lru_cache(maxsize=4096)
+def _steps(path: str) -> tuple[tuple[tuple[str | int, bool], ...], str | int]:
+    """A wire path parsed once: the keys down to its parent (each with whether the next level is an object, not a
+    list) and its last key. Wire paths are few (a mapping's fields, times small list indexes)."""
+    keys: list[str | int] = [int(index) if index else name for name, index in _PATH_TOKEN.findall(path)]
+    return tuple((key, isinstance(following, str)) for key, following in pairwise(keys)), keys[-1]
+
+
+def _child(node: Any, key: str | int, makes_dict: bool) -> Any:
     if isinstance(key, int):
         node.extend([None] * (key + 1 - len(node)))
         if node[key] is None:
-            node[key] = empty
+            node[key] = {} if makes_dict else []
         return node[key]
-    return node.setdefault(key, empty)
+    found = node.get(key, _ABSENT)
+    if found is _ABSENT:
+        found = node[key] = {} if makes_dict else []
+    return found
 
 
 def _set(node: Any, key: str | int, value: Any) -> None:

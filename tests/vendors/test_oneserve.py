@@ -181,6 +181,45 @@ def test_more_than_four_address_lines_are_too_many() -> None:
     assert to_wire(contact, SETTINGS, {}).payload["address4"] == "4"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "09/07/2019",
+        "29/02/2024",
+        "29/02/2023",
+        "31/04/2020",
+        "00/01/2020",
+        "01/13/2020",
+        "01/01/0000",
+        "02/01/0999",
+        "9/7/2019",
+        "09/07/19",
+        "09-07-2019",
+        " 09/07/2019",
+        "09/07/2019\n",
+        "31/12/9999",
+        "\uff11\uff12/07/2019",
+    ],
+)
+def test_a_date_is_valid_exactly_when_two_digits_day_month_and_strptime_agree(text: str) -> None:
+    import re
+    from datetime import datetime
+
+    def by_strptime() -> bool:  # the check the validator had before it read the digits itself
+        try:
+            return bool(re.match(r"^\d{2}/\d{2}/\d{4}$", text)) and bool(datetime.strptime(text, "%d/%m/%Y"))
+        except ValueError:
+            return False
+
+    try:
+        OneserveLocation.model_validate({"locationRef": "L", "isPreferred": True, "startDate": text})
+        valid = True
+    except ValidationError as caught:
+        assert caught.errors()[0]["type"] == "invalid_format"
+        valid = False
+    assert valid == by_strptime()
+
+
 def test_dates_are_sent_as_dd_mm_yyyy() -> None:
     location = to_wire(make_contact(), SETTINGS, {}).payload["locations"][0]
     assert location == {

@@ -8,7 +8,7 @@ empty mandatory `contact1`; the gateway is deliberately stricter than that).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -16,15 +16,19 @@ from pydantic_core import PydanticCustomError
 
 #: Oneserve's date format, `dd/MM/yyyy` in its own (Java) notation.
 DATE_FORMAT = "%d/%m/%Y"
-_DATE_SHAPE = re.compile(r"^\d{2}/\d{2}/\d{4}$")
+#: ASCII digits only, nothing after them (not even the newline `$` would let through).
+_DATE_SHAPE = re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})")
 
 
 def _oneserve_date(value: str) -> str:
-    # strptime alone would take `9/7/2019`; the shape check keeps the two-digit day and month Oneserve shows.
+    # strptime alone would take `9/7/2019`; the shape keeps the two-digit day and month Oneserve shows, and `date`
+    # checks the calendar (what `strptime(value, DATE_FORMAT)` checked, at a tenth of its cost).
+    shape = _DATE_SHAPE.fullmatch(value)
     try:
-        if not _DATE_SHAPE.match(value):
+        if shape is None:
             raise ValueError(value)
-        datetime.strptime(value, DATE_FORMAT)
+        day, month, year = shape.groups()
+        date(int(year), int(month), int(day))
     except ValueError:
         raise PydanticCustomError("invalid_format", "must be a date as dd/MM/yyyy") from None
     return value
