@@ -9,18 +9,19 @@ there (bench/README.md).
 
 `GatewayExecutionContext.execute_fields` completes a selection directly where it can: a *plain* field is a basic
 field (or `__typename`) whose type is a scalar, an enum, an object type without `is_type_of`, or a list of these
-(nullable or not), and whose sub-selection, for an object, is plain in turn. Its value is read with the resolver
-strawberry built (`_get_basic_result`, which ignores the info) and coerced with the type's own
-`coerce_output_value`, the whole subtree at once. Reading is free of side effects, so the moment anything is not
-plainly good (None where the type is non-null, an exception, an awaitable, something that is not a list where a
-list belongs, a coercion that fails or gives nothing) the subtree's partial answer is dropped and that one field
-goes to graphql-core's own `execute_field`, which resolves it again and reports what it finds exactly as before
-(its own sub-selections again take the short path where they can). Fields with resolvers, arguments, directives
-other than `@include`/`@skip`, `@defer` or `@stream` take graphql-core's path. Schema extensions with a `resolve`
-hook run as graphql-core middleware: with any middleware every field takes graphql-core's path.
+(nullable or not), and whose sub-selection, for an object, is plain in turn. Its value is read as strawberry's
+resolver for it reads it (an `operator.attrgetter` of the Python name under the default `getattr` resolver, else
+the schema's configured one) and coerced with the type's own `coerce_output_value`, the whole subtree at once.
+Reading is free of side effects, so the moment anything is not plainly good (None where the type is non-null, an
+exception, an awaitable, something that is not a list where a list belongs, a coercion that fails or gives
+nothing) the subtree's partial answer is dropped and that one field goes to graphql-core's own `execute_field`,
+which resolves it again and reports what it finds exactly as before (its own sub-selections again take the short
+path where they can). Fields with resolvers, arguments, directives other than `@include`/`@skip`, `@defer` or
+`@stream` take graphql-core's path. Schema extensions with a `resolve` hook run as graphql-core middleware: with
+any middleware every field takes graphql-core's path.
 
 The plans are per operation (a selection's grouped field set is made per execution) and kept on the execution
-context; each field definition keeps what it is (`_contact_gateway_shape`), made once and gone with its schema.
+context; each field definition keeps how it is read (`_contact_gateway_reader`), made once and gone with its schema.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 _LEAF, _OBJECT, _LIST = 0, 1, 2
 #: Directives collection has already applied; any other on a field keeps it on graphql-core's path.
 _APPLIED = frozenset({"include", "skip"})
-#: Where a field definition (a `GraphQLField`, which takes attributes) keeps its shape.
-_SHAPE_ATTRIBUTE = "_contact_gateway_shape"
+#: Where a field definition (a `GraphQLField`, which takes attributes) keeps its reader (`_reader`).
+_READER_ATTRIBUTE = "_contact_gateway_reader"
 _UNSET: Any = object()
 
 
@@ -130,7 +131,7 @@ def _reader(field: GraphQLField) -> Any:
     Strawberry's resolver of a basic field calls its `default_resolver` with the field's Python name; with the
     default (`getattr`) that is an `operator.attrgetter`, without strawberry's three calls around it.
     """
-    found = getattr(field, _SHAPE_ATTRIBUTE, _UNSET)
+    found = getattr(field, _READER_ATTRIBUTE, _UNSET)
     if found is _UNSET:
         found = None
         resolve = field.resolve
@@ -141,7 +142,7 @@ def _reader(field: GraphQLField) -> Any:
                 found = operator.attrgetter(name)
             else:
                 found = lambda source: resolve(source, None)  # noqa: E731
-        setattr(field, _SHAPE_ATTRIBUTE, found)
+        setattr(field, _READER_ATTRIBUTE, found)
     return found
 
 

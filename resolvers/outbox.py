@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
-from resolvers.sql import BySize, Direct
+from resolvers.sql import BySize, Direct, by_ids, of_ids
 from resolvers.store import Store, deliveries, vendor_links
 
 #: The error a delivery gets when the outbox gives up on it.
@@ -198,15 +198,11 @@ def _enqueue_statement(n: int) -> Direct:
     return Direct(statement, [f"{c}_{k}" for k in range(n) for c in _ENQUEUED])
 
 
-def _states_statement(n: int) -> Direct:
-    """The states of `n` deliveries by id."""
-    ids = [sa.bindparam(f"id_{k}", type_=deliveries.c.id.type) for k in range(n)]
-    columns = (deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status)
-    return Direct(sa.select(*columns).where(deliveries.c.id.in_(ids)), [f"id_{k}" for k in range(n)])
-
-
 _ENQUEUE = BySize(_enqueue_statement)
-_STATES = BySize(_states_statement)
+#: The states of deliveries by id.
+_STATES = of_ids(
+    sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status), deliveries.c.id
+)
 _WAITING = (
     sa.select(deliveries.c.vendor, sa.func.count(), sa.func.min(deliveries.c.created_at))
     .where(deliveries.c.status == DeliveryStatus.PENDING.value)
@@ -305,7 +301,7 @@ class Outbox:
             return
         now = utcnow()
         ids = [c.delivery_id for c in completions]
-        found = _STATES(len(ids)).execute(conn, {f"id_{k}": id_ for k, id_ in enumerate(ids)})
+        found = by_ids(_STATES, conn, ids)
         rows = {int(r[0]): _State(*r) for r in found}
         params: list[dict[str, Any]] = []
         for done in completions:

@@ -149,3 +149,28 @@ class BySize:
         if made is None:
             made = self._made[n] = self._build(n)
         return made
+
+
+#: Ids per statement of a read by ids (`of_ids`): one statement per count up to this, longer lists in chunks, so the
+#: statements made stay few and far under SQLite's parameter limit.
+IDS_CHUNK = 100
+
+
+def of_ids(select: sa.Select[Any], column: sa.Column[Any]) -> BySize:
+    """`select` of the rows whose `column` is one of n ids (parameters `id_0`...), one `Direct` statement per n;
+    run it with `by_ids`."""
+
+    def build(n: int) -> Direct:
+        ids = [sa.bindparam(f"id_{k}", type_=column.type) for k in range(n)]
+        return Direct(select.where(column.in_(ids)), [f"id_{k}" for k in range(n)])
+
+    return BySize(build)
+
+
+def by_ids(statement: BySize, conn: sa.Connection, ids: Sequence[Any]) -> list[Any]:
+    """The driver rows of `statement` (an `of_ids`) for every id in `ids`, `IDS_CHUNK` ids at a time."""
+    rows: list[Any] = []
+    for start in range(0, len(ids), IDS_CHUNK):
+        chunk = ids[start : start + IDS_CHUNK]
+        rows.extend(statement(len(chunk)).execute(conn, {f"id_{k}": value for k, value in enumerate(chunk)}))
+    return rows

@@ -35,7 +35,7 @@ from resolvers import migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact, payload_hash
 from resolvers.results import Vendor, VendorStatus
-from resolvers.sql import BySize, Direct
+from resolvers.sql import BySize, Direct, by_ids, of_ids
 from resolvers.vendors.base import CrossReference
 
 log = logging.getLogger(__name__)
@@ -516,7 +516,7 @@ class Store:
                 rows = _PAGE_AFTER(first + 1).execute(conn, {"after": after})
             page = rows[:first]
             ids = [row[0] for row in page]
-            found = assemble(page, _by_ids(_LINK_SUMMARIES_OF, conn, ids))
+            found = assemble(page, by_ids(_LINK_SUMMARIES_OF, conn, ids))
             return [found[i] for i in ids], len(rows) > first
 
         return await self.read(fn)
@@ -567,31 +567,8 @@ _LINK_SUMMARIES = sa.select(
     *(sa.null().label("payload") if column.name == "payload" else column for column in _columns(vendor_links))
 )
 _CONTACTS = sa.select(*_columns(contacts))
-#: Ids per statement of a read by ids: one statement per count up to this (`BySize`), longer lists in chunks.
-_IDS_CHUNK = 100
-
-
-def _of_ids(select: sa.Select[Any], column: sa.Column[Any]) -> BySize:
-    """`select` of the rows whose `column` is one of n ids (`id_0`...), one `Direct` statement per n."""
-
-    def build(n: int) -> Direct:
-        ids = [sa.bindparam(f"id_{k}", type_=column.type) for k in range(n)]
-        return Direct(select.where(column.in_(ids)), [f"id_{k}" for k in range(n)])
-
-    return BySize(build)
-
-
-def _by_ids(statement: BySize, conn: sa.Connection, ids: Sequence[str]) -> list[Any]:
-    """The driver rows of `statement` (an `_of_ids`) for every id in `ids`."""
-    rows: list[Any] = []
-    for start in range(0, len(ids), _IDS_CHUNK):
-        chunk = ids[start : start + _IDS_CHUNK]
-        rows.extend(statement(len(chunk)).execute(conn, {f"id_{k}": value for k, value in enumerate(chunk)}))
-    return rows
-
-
-_LINK_SUMMARIES_OF = _of_ids(_LINK_SUMMARIES, vendor_links.c.contact_id)
-_CONTACTS_OF = _of_ids(_CONTACTS, contacts.c.id)
+_LINK_SUMMARIES_OF = of_ids(_LINK_SUMMARIES, vendor_links.c.contact_id)
+_CONTACTS_OF = of_ids(_CONTACTS, contacts.c.id)
 #: A page of contacts in id order: the first, and the one after a cursor (the limit a literal: one per page size).
 _PAGE = BySize(lambda n: Direct(_CONTACTS.order_by(contacts.c.id).limit(n), []))
 _PAGE_AFTER = BySize(
@@ -620,7 +597,7 @@ def read_contacts(conn: sa.Connection, ids: list[str]) -> dict[str, StoredContac
     shows them: without the wire payloads (`CrossReference.payload` is None; `read_links` has them)."""
     if not ids:
         return {}
-    return assemble(_by_ids(_CONTACTS_OF, conn, ids), _by_ids(_LINK_SUMMARIES_OF, conn, ids))
+    return assemble(by_ids(_CONTACTS_OF, conn, ids), by_ids(_LINK_SUMMARIES_OF, conn, ids))
 
 
 def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredContact]:
