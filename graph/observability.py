@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -179,6 +180,64 @@ class JSONLineFormatter(structlog.stdlib.ProcessorFormatter):
         return _orjson_dumps(event)
 
 
+class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A `StreamHandler` that writes the lines logged during one event-loop iteration in one write.
+
+    A write logs eight lines on the loop thread (five vendor calls, the operation, the audit line, the access log).
+    One `write` + `flush` each released and retook the GIL eight times a write, and at c=50 the loop thread then
+    waited for the store's writer thread to hand the GIL back: the line's write was 3% of the gateway's samples
+    (bench/README.md). On a thread running an event loop, a formatted line is kept and the first one of an
+    iteration schedules `_write_pending` with `call_soon`, which writes them all before the loop next polls (the
+    lines appear within the iteration that logged them, in order). On any other thread, and in `flush` (which
+    `logging.shutdown` calls at exit), what is kept is written first and the line after it, at once.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        #: The loop on which `_write_pending` is scheduled (None when nothing is kept). A line from another loop
+        #: schedules it there too: a loop may close before its callback runs (a test's, say).
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Called by `Handler.handle` with the handler's lock held, as `_write_pending` and `flush` take it.
+        try:
+            line = self.format(record) + self.terminator
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._pending.append(line)
+                self._write()
+                return
+            self._pending.append(line)
+            if self._scheduled is not loop:
+                self._scheduled = loop
+                loop.call_soon(self._write_pending)
+        except RecursionError:  # as StreamHandler.emit
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _write(self) -> None:
+        lines, self._pending, self._scheduled = self._pending, [], None
+        if lines:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+    def _write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self._write()
+            except Exception:  # the stream is closed or full: say so on stderr, as Handler.handleError would
+                if logging.raiseExceptions:
+                    sys.stderr.write("--- Logging error: the log stream could not be written ---\n")
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+            super().flush()
+
+
 def configure_logging(config: LoggingConfig) -> None:
     """Route every stdlib log record (ours, uvicorn's, libraries') through structlog: JSON lines on stdout."""
     processors: list[Any] = [
@@ -201,7 +260,7 @@ def configure_logging(config: LoggingConfig) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stdout)
+    handler = LoopBatchingHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

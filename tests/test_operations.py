@@ -28,7 +28,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from graph.cli import EXAMPLE_VARIABLES
-from graph.observability import _PRE_CHAIN, JSONLineFormatter
+from graph.observability import _PRE_CHAIN, JSONLineFormatter, LoopBatchingHandler
 from resolvers.results import Vendor
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -366,6 +366,82 @@ def test_log_lines_with_an_exception_keep_the_traceback() -> None:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     line = json.loads(formatter.format(record))
     assert line["event"] == "failed" and "ValueError: boom" in line["exception"]
+
+
+class _Stream:
+    """A text stream that records each `write` call (what the handler hands the OS in one go)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _batching_logger(name: str) -> tuple[logging.Logger, _Stream, LoopBatchingHandler]:
+    stream = _Stream()
+    handler = LoopBatchingHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(f"tests.batching.{name}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, stream, handler
+
+
+async def test_log_lines_of_one_loop_iteration_are_written_in_one_write() -> None:
+    logger, stream, _ = _batching_logger("iteration")
+    logger.info("a")
+    logger.info("b")
+    logger.info("c")
+    assert stream.writes == []  # kept until the loop runs the handler's callback
+    await asyncio.sleep(0)
+    assert stream.writes == ["a\nb\nc\n"]
+    logger.info("d")
+    await asyncio.sleep(0)
+    assert stream.writes == ["a\nb\nc\n", "d\n"]
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_the_kept_ones() -> None:
+    logger, stream, _ = _batching_logger("thread")
+    logger.info("on the loop")
+    await asyncio.to_thread(logger.info, "in a thread")
+    assert stream.writes == ["on the loop\nin a thread\n"]  # in order, nothing left behind
+    await asyncio.sleep(0)
+    assert stream.writes == ["on the loop\nin a thread\n"]
+
+
+def test_lines_kept_by_a_loop_that_closed_are_written_by_flush_or_the_next_loop() -> None:
+    logger, stream, handler = _batching_logger("closed")
+
+    async def log_and_stop(text: str) -> None:
+        logger.info(text)
+        asyncio.get_running_loop().stop()  # the handler's callback never runs on this loop
+
+    def run_on_a_loop_that_stops(text: str) -> None:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(log_and_stop(text))
+        loop.run_forever()
+        assert task.done()
+        loop.close()
+
+    for text in ("first", "second"):
+        run_on_a_loop_that_stops(text)
+    assert stream.writes == []
+    handler.flush()  # logging.shutdown() does this at exit
+    assert stream.writes == ["first\nsecond\n"]
+
+    async def log(text: str) -> None:
+        logger.info(text)
+        await asyncio.sleep(0)
+
+    run_on_a_loop_that_stops("kept")
+    asyncio.run(log("next loop"))  # schedules its own callback: writes what the closed loop kept, and its line
+    assert stream.writes == ["first\nsecond\n", "kept\nnext loop\n"]
 
 
 # -- tracing -----------------------------------------------------------------------------------------------------------
