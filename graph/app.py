@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import hmac
 import logging
@@ -83,6 +84,13 @@ _LONG_DIGITS = re.compile(rb"[0-9]{20}")
 
 class BodyTooLarge(Exception):
     """The request body grew past `server.max_body_bytes` while it was read."""
+
+
+@functools.lru_cache(maxsize=64)
+def _media_type(content_type: str) -> str:
+    """The media type of a Content-Type header; strawberry's parser builds an `email.message.Message` for it,
+    which cost more than the check (callers send the same few headers)."""
+    return parse_content_type(content_type)[0]
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
@@ -201,7 +209,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
         if request.method == "POST":
-            content_type, _ = parse_content_type(request.content_type or "")
+            content_type = _media_type(request.content_type or "")
             if content_type != JSON:
                 raise HTTPException(
                     415, f"send the operation as {JSON} (Content-Type), not {content_type or 'nothing'}"

@@ -21,12 +21,14 @@ path where they can). Fields with resolvers, arguments, directives other than `@
 any middleware every field takes graphql-core's path.
 
 The plans are per operation (a selection's grouped field set is made per execution) and kept on the execution
-context; each field definition keeps how it is read (`_contact_gateway_reader`), made once and gone with its schema.
+context; each field definition keeps how it is read (`_contact_gateway_reader`), made once and gone with its schema;
+the shape of each scalar or enum type (an enum's names by member) is made once per type (`_leaf`, cached).
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 import operator
 from enum import EnumMeta
 from types import CoroutineType, GeneratorType
@@ -92,7 +94,11 @@ class _Type:
         self.fields: list[_Field] = []
 
 
+@functools.cache
 def _leaf(leaf: GraphQLLeafType, non_null: bool) -> _Type:
+    """The shape of a scalar or enum field, made once per schema type: an enum's names are read off its members by
+    `coerce_output_value`, which every write's answer (`vendor`, `status`) paid again before (bench/README.md).
+    Types are hashed by identity; a shape is never changed once made."""
     shape = _Type(_LEAF, non_null)
     shape.leaf = leaf
     if leaf is GraphQLString or leaf is GraphQLID:

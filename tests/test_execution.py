@@ -302,3 +302,23 @@ async def test_the_gateways_schema_uses_it() -> None:
     from graph.schema import build_schema
 
     assert build_schema().execution_context_class is GatewayExecutionContext
+
+
+async def test_an_enums_names_are_read_once_per_schema_not_once_per_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = _schema(GatewayExecutionContext)
+    colour = schema._schema.type_map["Colour"]
+    members: list[Any] = []  # calls with a member (a value that is none, 'green', takes the call every time)
+    coerce = colour.coerce_output_value
+
+    def counting(value: Any) -> Any:
+        if isinstance(value, Colour):
+            members.append(value)
+        return coerce(value)
+
+    monkeypatch.setattr(colour, "coerce_output_value", counting)
+    first = _answer(await schema.execute("{ items { colour } }"))
+    assert first[0]["items"][0] == {"colour": "BLUE"}
+    assert sorted(members, key=str) == sorted(Colour, key=str), "the first operation reads each member's name once"
+    for _ in range(3):
+        assert _answer(await schema.execute("{ items { colour } }")) == first
+    assert len(members) == len(Colour), "later operations reuse the names"
