@@ -2,8 +2,9 @@
 
 On a shared 2-core machine the same code measures 10-30% apart from one minute to the next, so an optimisation is
 judged against its base in one run: the base commit is checked out into a temporary git worktree, a gateway is
-started from it and one from this work tree (both against the same simulators, 0 ms vendors, each with a fresh
-SQLite store), and their turns alternate (base, this, base, this...) at each concurrency. Every turn sends
+started from it and one from this work tree (both against the same simulators, 0 ms vendors unless `--latency`,
+each with a fresh SQLite store), and their turns alternate (base, this, base, this...) at each concurrency. Every
+turn sends
 `--ops` `upsertContact`s (fresh contact ids: creates at every vendor) after a short warm-up and reads ops/s, p50
 and the gateway process's CPU per operation. The table gives the median over `--rounds` turns, and the CPU of each.
 """
@@ -48,13 +49,15 @@ async def _turn(gateway: Gateway, client: GatewayClient, prefix: str, ops: int, 
 
 
 async def compare(args: argparse.Namespace, workdir: Path, base_tree: Path) -> str:
-    options = Options(True, 1, 1, args.concurrency, (Latency(0, 0),), (), 0, 0, 0, 1, workdir, None)
+    latency = Latency.parse(args.latency)
+    options = Options(True, 1, 1, args.concurrency, (latency,), (), 0, 0, 0, 1, workdir, None)
     simulators, simulator_base = start_simulators(workdir)
     harness = Harness(options, workdir, simulators, simulator_base)
     gateways: dict[str, Gateway] = {}
     try:
         gateways[args.base] = await harness.gateway("base", repo=base_tree)
         gateways["this tree"] = await harness.gateway("this")
+        await harness.set_latency(latency)
         turns: dict[tuple[str, int], list[tuple[float, ...]]] = {}
         async with client_session() as session:
             for round_ in range(args.rounds):
@@ -71,7 +74,7 @@ async def compare(args: argparse.Namespace, workdir: Path, base_tree: Path) -> s
         await harness.aclose()
         simulators.stop()
     lines = [
-        f"{len(gateways)} gateways, 0 ms vendors, {args.rounds} alternating turns of {args.ops} upserts each",
+        f"{len(gateways)} gateways, {latency.name} vendors, {args.rounds} alternating turns of {args.ops} upserts each",
         "",
         "| code | conc | ops/s | p50 ms | CPU ms/op | CPU ms/op by turn |",
         "|---|---|---|---|---|---|",
@@ -88,6 +91,7 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the commit to compare this work tree with")
     parser.add_argument("--ops", type=int, default=300, help="upserts per turn")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency", default="0", help="vendor latency in ms: 0 (default), 25 or 20-80")
     parser.add_argument(
         "--concurrency", type=lambda text: tuple(int(c) for c in text.split(",")), default=(1, 20), help="e.g. 1,20"
     )

@@ -147,6 +147,7 @@ def _spawn_py_spy(args: argparse.Namespace, pid: int, stacks: Path) -> subproces
     command = [args.py_spy, "record", "--pid", str(pid), "--rate", str(args.rate), "--duration", str(int(args.seconds))]
     command += ["--format", "raw", "--output", str(stacks)] + (["--subprocesses"] if args.workers > 1 else [])
     command += ["--native"] if args.native else []
+    command += ["--gil"] if args.gil else []
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -212,6 +213,12 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=200, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--native", action="store_true", help="sample C frames too (SQLite, uvloop, orjson)")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples of the thread holding the GIL (a thread waiting to take it back after a blocking call "
+        "is otherwise counted as working in that call)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--store-url")
     args = parser.parse_args()
