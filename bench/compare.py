@@ -4,9 +4,9 @@ On a shared 2-core machine the same code measures 10-30% apart from one minute t
 judged against its base in one run: the base commit is checked out into a temporary git worktree, a gateway is
 started from it and one from this work tree (both against the same simulators, 0 ms vendors unless `--latency`,
 each with a fresh SQLite store), and their turns alternate (base, this, base, this...) at each concurrency. Every
-turn sends
-`--ops` `upsertContact`s (fresh contact ids: creates at every vendor) after a short warm-up and reads ops/s, p50
-and the gateway process's CPU per operation. The table gives the median over `--rounds` turns, and the CPU of each.
+turn sends `--ops` `upsertContact`s (fresh contact ids: creates at every vendor) after a short warm-up and reads
+ops/s, p50 and the gateway process's CPU per operation. The table gives the median over `--rounds` turns, and the
+CPU of each.
 """
 
 from __future__ import annotations

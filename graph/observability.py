@@ -185,11 +185,12 @@ class LoopBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     A write logs eight lines on the loop thread (five vendor calls, the operation, the audit line, the access log).
     One `write` + `flush` each released and retook the GIL eight times a write, and at c=50 the loop thread then
-    waited for the store's writer thread to hand the GIL back: the line's write was 3% of the gateway's samples
-    (bench/README.md). On a thread running an event loop, a formatted line is kept and the first one of an
-    iteration schedules `_write_pending` with `call_soon`, which writes them all before the loop next polls (the
-    lines appear within the iteration that logged them, in order). On any other thread, and in `flush` (which
-    `logging.shutdown` calls at exit), what is kept is written first and the line after it, at once.
+    often waited for the store's writer thread to hand the GIL back. Batched, the loop gives the GIL away once an
+    iteration at most; no CPU saving per write was measurable (bench/README.md). On a thread running an event loop,
+    a formatted line is kept and the first one of an iteration schedules `_write_pending` with `call_soon`, which
+    writes them all before the loop next polls (the lines appear within the iteration that logged them, in order).
+    On any other thread, and in `flush` (which `logging.shutdown` calls at exit), what is kept is written first and
+    the line after it, at once.
     """
 
     def __init__(self, stream: Any) -> None:
