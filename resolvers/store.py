@@ -13,6 +13,15 @@ runs in the writer thread in one hop (and a read in one hop to a reader thread),
 sqlite3, not statement by statement through aiosqlite's thread and SQLAlchemy's greenlet bridge, which cost more
 than SQLite itself (bench/README.md); on PostgreSQL they run inside `AsyncConnection.run_sync` over asyncpg. The
 async engine stays for migrations and for callers that want an `AsyncConnection`.
+
+A small SQLite batch (at most `Store.inline_max_ops` operations, while batches have been that small lately: a lone
+request's accept or completion) commits on the event loop's own thread instead, on a connection of its own that
+never waits: its `busy_timeout` is 0, so a write lock held by another process makes the batch fall back to the
+writer thread (which waits, as before) rather than block the loop, and its automatic WAL checkpoint is off (a
+checkpoint copies pages and syncs the file), so the writer thread checkpoints every `Store.checkpoint_every` such
+commits. Two thread hand-offs per write were most of what a lone write's transactions cost beyond SQLite's own work
+(bench/README.md); under load the batches grow and go to the thread, where SQLite's C code runs beside the loop's
+Python.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -227,6 +237,14 @@ class Store:
     #: SQLite reads run on this many threads (WAL: they never wait for the writer).
     sqlite_readers = 4
 
+    #: A SQLite batch of at most this many operations commits on the event loop's thread (see the module docstring),
+    #: while batches have been about that small lately (`_batch_mean`, a moving average, at most `inline_max_mean`):
+    #: under load the writer thread's SQLite work runs beside the loop's Python, which pays more than the hand-offs.
+    inline_max_ops = 2
+    inline_max_mean = 1.5
+    #: After this many commits on the loop's connection, the writer thread runs a passive WAL checkpoint.
+    checkpoint_every = 100
+
     def __init__(self, url: str) -> None:
         self.url = url
         #: Statements built once and reused (see `_link_upsert`).
@@ -252,12 +270,22 @@ class Store:
                 "sqlite:///" + async_url.removeprefix("sqlite+aiosqlite:///"),
                 # Connections move between the writer thread and the reader threads (never used by two at once).
                 connect_args={"check_same_thread": False},
-                pool_size=self.sqlite_readers + 1,
+                # The readers, the writer thread, and the loop's own connection for small batches.
+                pool_size=self.sqlite_readers + 2,
                 max_overflow=0,
             )
             sa.event.listen(self._sync, "connect", _sqlite_pragmas)
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        #: SQLite: the connection small batches commit on, on the loop's thread (see the module docstring).
+        self._inline: sa.Connection | None = None
+        self._inline_commits = 0
+        self._batch_mean = 1.0
+        self._checkpoint: asyncio.Future[None] | None = None
+        #: Batches committed on the loop's thread, and those of them that found the database locked and went to the
+        #: writer thread (tests read them).
+        self.inline_batches = 0
+        self.inline_fallbacks = 0
 
     async def open(self) -> None:
         """Migrate the schema to the head revision (under the migration lock) and start the writer."""
@@ -265,6 +293,13 @@ class Store:
         if self._sync is not None:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
             self._read_threads = ThreadPoolExecutor(self.sqlite_readers, thread_name_prefix="store-reader")
+            if self.inline_max_ops > 0:
+                inline = self._sync.connect()
+                # Never wait on the loop for another process's lock, never checkpoint on it.
+                inline.exec_driver_sql("PRAGMA busy_timeout=0")
+                inline.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                inline.commit()
+                self._inline = inline
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -274,6 +309,12 @@ class Store:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        if self._checkpoint is not None:
+            await asyncio.gather(self._checkpoint, return_exceptions=True)
+            self._checkpoint = None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for pool in (self._write_thread, self._read_threads):
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -297,8 +338,9 @@ class Store:
     async def write(self, op: Callable[[sa.Connection], T]) -> T:
         """Run `op` in the writer's next transaction (committed with whatever else is queued); its result.
 
-        `op` is a plain function of the transaction's connection: it runs in the writer (a thread on SQLite), so it
-        must not touch the event loop.
+        `op` is a plain function of the transaction's connection: it runs in the writer (on SQLite the writer thread,
+        or the loop's own thread for a small batch), so it must not touch the event loop, and it may run more than
+        once (a batch that fails or finds the database locked is rolled back and run again).
         """
         if self._writer is None:
             raise RuntimeError("store is not open")
@@ -317,8 +359,14 @@ class Store:
                 ops = [op for op, _ in batch]
                 with observe.store_timer("write"):
                     if self._sync is not None:
-                        loop = asyncio.get_running_loop()
-                        outcomes = await loop.run_in_executor(self._write_thread, self._commit_sqlite, ops)
+                        self._batch_mean += (len(ops) - self._batch_mean) / 8
+                        small = len(ops) <= self.inline_max_ops and self._batch_mean <= self.inline_max_mean
+                        inline = self._commit_inline(ops) if small else None
+                        if inline is not None:
+                            outcomes = inline
+                        else:
+                            loop = asyncio.get_running_loop()
+                            outcomes = await loop.run_in_executor(self._write_thread, self._commit_sqlite, ops)
                     else:
                         outcomes = await self._commit_pg(ops)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
@@ -335,6 +383,41 @@ class Store:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _commit_inline(self, ops: list[WriteOp]) -> list[tuple[bool, Any]] | None:
+        """On the loop's thread: the batch in one transaction on the loop's connection; None when it must go to the
+        writer thread instead (the database is locked by another process, or one of several operations failed and
+        each must be committed alone there). Nothing of a batch that returns None stays: it was rolled back."""
+        conn = self._inline
+        if conn is None:
+            return None
+        try:
+            with conn.begin():
+                outcomes = [(True, op(conn)) for op in ops]
+        except Exception as exc:
+            if _locked(exc):
+                self.inline_fallbacks += 1
+                return None
+            return [(False, exc)] if len(ops) == 1 else None
+        self.inline_batches += 1
+        self._inline_commits += 1
+        if self._inline_commits >= self.checkpoint_every and self._checkpoint is None:
+            self._inline_commits = 0
+            self._checkpoint = asyncio.get_running_loop().run_in_executor(self._write_thread, self._wal_checkpoint)
+            self._checkpoint.add_done_callback(self._checkpointed)
+        return outcomes
+
+    def _wal_checkpoint(self) -> None:
+        """In the writer thread: copy what the WAL holds back into the database file as far as readers allow."""
+        assert self._sync is not None
+        with self._sync.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, future: asyncio.Future[None]) -> None:
+        self._checkpoint = None
+        if not future.cancelled() and future.exception() is not None:
+            # Not fatal: the WAL keeps growing until a checkpoint succeeds; the next one is tried after as many commits.
+            log.error("WAL checkpoint failed", exc_info=future.exception())
 
     def _commit_sqlite(self, ops: list[WriteOp]) -> list[tuple[bool, Any]]:
         """In the writer thread: run the batch in one transaction (each op alone if one of them fails)."""
@@ -617,6 +700,14 @@ def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredC
             version=int(version),
         )
     return out
+
+
+def _locked(exc: BaseException) -> bool:
+    """The error SQLite gives a connection that does not wait (`busy_timeout` 0) for another's lock."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(orig)
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -7,6 +7,8 @@ database made before migrations) and the migrated schema equal to `metadata`. Fi
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -226,6 +228,110 @@ async def test_wal_mode(tmp_path: Path) -> None:
         await store.close()
     assert mode == "wal"
     assert settings == [1, 5000, 1], "NORMAL, 5 s, on"
+
+
+def _where(record: list[str]) -> Any:
+    """A write operation that notes the thread it ran in (each run: a batch may run more than once)."""
+
+    def op(conn: sa.Connection) -> None:
+        record.append(threading.current_thread().name)
+        conn.execute(sa.text("INSERT INTO contacts VALUES (:id, '{}', 'h', 1, :now, :now)"), {"id": "x", "now": "t"})
+
+    return op
+
+
+async def test_a_lone_write_commits_on_the_loops_thread(tmp_path: Path) -> None:
+    """SQLite: a batch of one commits on the loop's own thread, on a connection that neither waits for locks nor
+    checkpoints; a batch larger than `inline_max_ops` still goes to the writer thread."""
+    store = Store(f"sqlite:///{tmp_path / 'inline.db'}")
+    await store.open()
+    try:
+        ran: list[str] = []
+        await store.write(_where(ran))
+        assert ran == [threading.current_thread().name]
+        assert (store.inline_batches, store.inline_fallbacks) == (1, 0)
+        assert store._inline is not None
+        pragmas = ("busy_timeout", "wal_autocheckpoint")
+        settings = [store._inline.exec_driver_sql(f"PRAGMA {p}").scalar_one() for p in pragmas]
+        store._inline.commit()
+        assert settings == [0, 0]
+
+        # Queued together while the writer is busy with the first: a batch too large for the loop's thread.
+        many: list[str] = []
+
+        def note(conn: sa.Connection) -> None:
+            many.append(threading.current_thread().name)
+
+        store.inline_max_ops = 2
+        await asyncio.gather(*(store.write(note) for _ in range(10)))
+        assert any(name.startswith("store-writer") for name in many), many
+        # Batches were large lately (load): a lone write goes to the thread too, until small batches are the rule.
+        lone: list[str] = []
+        for _ in range(8):
+            await store.write(note)
+            lone.append(many[-1])
+        assert lone[0].startswith("store-writer")
+        assert lone[-1] == threading.current_thread().name, lone
+        assert await store.count_contacts() == 1
+    finally:
+        await store.close()
+
+
+async def test_a_write_finding_the_database_locked_waits_in_the_writer_thread(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock: the loop's connection gives up at once (the loop is never blocked
+    on it), the batch is rolled back and runs again in the writer thread, which waits for the lock and commits."""
+    path = tmp_path / "locked.db"
+    store = Store(f"sqlite:///{path}")
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO contacts VALUES ('other', '{}', 'h', 1, 't', 't')")
+        ran: list[str] = []
+        write = asyncio.ensure_future(store.write(_where(ran)))
+        for _ in range(500):  # the loop runs while the write waits
+            if ran and store.inline_fallbacks:
+                break
+            await asyncio.sleep(0.01)
+        assert ran[0] == threading.current_thread().name
+        assert not write.done()
+        other.execute("COMMIT")
+        await write
+        assert ran[-1].startswith("store-writer")
+        assert store.inline_fallbacks == 1
+        assert await store.count_contacts() == 2
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_the_writer_thread_checkpoints_what_the_loops_connection_commits(tmp_path: Path) -> None:
+    """The loop's connection never checkpoints the WAL itself; every `checkpoint_every` of its commits the writer
+    thread does, so the WAL does not grow without end."""
+    store = Store(f"sqlite:///{tmp_path / 'checkpoint.db'}")
+    store.checkpoint_every = 5
+    await store.open()
+    seen: list[str] = []
+    original = store._wal_checkpoint
+
+    def counted() -> None:
+        seen.append(threading.current_thread().name)
+        original()
+
+    store._wal_checkpoint = counted  # type: ignore[method-assign]
+    try:
+        for i in range(12):
+            await store.record(Contact(id=f"k{i}"), [], f"k{i}")
+            if store._checkpoint is not None:
+                await store._checkpoint
+        assert store.inline_batches == 12
+        assert len(seen) == 2 and all(name.startswith("store-writer") for name in seen), seen
+    finally:
+        await store.close()
+    # Everything committed is in the database file once the WAL is gone (close checkpoints and removes it).
+    assert not (tmp_path / "checkpoint.db-wal").exists()
+    with sqlite3.connect(tmp_path / "checkpoint.db") as conn:
+        assert conn.execute("SELECT count(*) FROM contacts").fetchone() == (12,)
 
 
 async def test_timestamps_read_back_aware_utc(store: Store) -> None:
