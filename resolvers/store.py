@@ -294,12 +294,7 @@ class Store:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
             self._read_threads = ThreadPoolExecutor(self.sqlite_readers, thread_name_prefix="store-reader")
             if self.inline_max_ops > 0:
-                inline = self._sync.connect()
-                # Never wait on the loop for another process's lock, never checkpoint on it.
-                inline.exec_driver_sql("PRAGMA busy_timeout=0")
-                inline.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-                inline.commit()
-                self._inline = inline
+                self._inline = self._open_inline()
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -384,6 +379,15 @@ class Store:
                 for _ in batch:
                     self._queue.task_done()
 
+    def _open_inline(self) -> sa.Connection:
+        """The loop's own connection: it never waits for another process's lock and never checkpoints."""
+        assert self._sync is not None
+        inline = self._sync.connect()
+        inline.exec_driver_sql("PRAGMA busy_timeout=0")
+        inline.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+        inline.commit()
+        return inline
+
     def _commit_inline(self, ops: list[WriteOp]) -> list[tuple[bool, Any]] | None:
         """On the loop's thread: the batch in one transaction on the loop's connection; None when it must go to the
         writer thread instead (the database is locked by another process, or one of several operations failed and
@@ -391,6 +395,10 @@ class Store:
         conn = self._inline
         if conn is None:
             return None
+        if conn.invalidated:
+            # SQLAlchemy would reconnect it with the pool's settings (a 5 s busy timeout): make a new one instead.
+            conn.close()
+            conn = self._inline = self._open_inline()
         try:
             with conn.begin():
                 outcomes = [(True, op(conn)) for op in ops]

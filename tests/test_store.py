@@ -255,6 +255,13 @@ async def test_a_lone_write_commits_on_the_loops_thread(tmp_path: Path) -> None:
         settings = [store._inline.exec_driver_sql(f"PRAGMA {p}").scalar_one() for p in pragmas]
         store._inline.commit()
         assert settings == [0, 0]
+        # A connection SQLAlchemy invalidated would come back with the pool's settings: the store opens its own again.
+        store._inline.invalidate()
+        await store.write(lambda conn: ran.append(threading.current_thread().name))
+        assert ran[-1] == threading.current_thread().name
+        settings = [store._inline.exec_driver_sql(f"PRAGMA {p}").scalar_one() for p in pragmas]
+        store._inline.commit()
+        assert settings == [0, 0]
 
         # Queued together while the writer is busy with the first: a batch too large for the loop's thread.
         many: list[str] = []
