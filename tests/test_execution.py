@@ -9,7 +9,9 @@ of plain objects and lists; it must read with the schema's own default resolver,
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import gc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -322,3 +324,48 @@ async def test_an_enums_names_are_read_once_per_schema_not_once_per_operation(mo
     for _ in range(3):
         assert _answer(await schema.execute("{ items { colour } }")) == first
     assert len(members) == len(Colour), "later operations reuse the names"
+
+
+@strawberry.type
+class _Sums:
+    @strawberry.field
+    async def gathered(self, info: strawberry.Info) -> int:
+        """Awaits two values through graphql-core's resolver helpers, as a resolver of graphql-core's own would."""
+
+        async def value(n: int) -> int:
+            return n
+
+        helpers = info._raw_info.async_helpers
+        helpers.track([value(0)])  # settled in the background by the executor
+        return sum(await helpers.gather([value(2), value(3)]))
+
+
+async def test_resolver_helpers_still_gather_and_track() -> None:
+    schema = strawberry.Schema(query=_Sums, execution_context_class=GatewayExecutionContext)
+    result = await schema.execute("{ gathered }")
+    assert result.errors is None, result.errors
+    assert result.data == {"gathered": 5}
+
+
+async def test_an_operation_is_freed_without_the_cycle_collector(gateway: Any) -> None:
+    """Over HTTP, a whole write: once answered, its execution context (and all it reaches) is gone by reference
+    counting alone. graphql-core's helpers held the context's bound methods, a cycle only a collection freed."""
+    from tests.support import UPSERT, contact
+
+    def alive() -> int:
+        return sum(isinstance(o, GatewayExecutionContext) for o in gc.get_objects())
+
+    assert "errors" not in await gateway.graphql(UPSERT, {"input": contact(id="gc-0")})  # warm: caches, pools
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(1, 4):
+            body = await gateway.graphql(UPSERT, {"input": contact(id=f"gc-{n}")})
+            assert "errors" not in body, body
+        for _ in range(100):  # the server's task may still be unwinding its last frames
+            if alive() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert alive() == 0
+    finally:
+        gc.enable()
