@@ -151,6 +151,10 @@ class DeliveryEvents:
             if not feeds:
                 del self._feeds[feed.contact_id]
 
+    def watched(self, contact_id: str) -> bool:
+        """Whether anyone subscribes to `contact_id` now (a writer need not build events nobody receives)."""
+        return contact_id in self._feeds
+
     def publish(self, event: DeliveryEvent) -> None:
         """Hand an event to every subscriber of its contact; never waits, never raises."""
         try:

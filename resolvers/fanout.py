@@ -545,7 +545,7 @@ class FanOut:
         self, contact_id: str, sent: dict[Vendor, _Sent], waiting: dict[Vendor, datetime | None], now: datetime
     ) -> None:
         """After a completion committed: one event per vendor. Never awaits, never raises into the write."""
-        if self.events is None:
+        if self.events is None or not self.events.watched(contact_id):
             return
         try:
             self.events.publish_all(
@@ -567,7 +567,7 @@ class FanOut:
 
     def _publish_unchanged(self, contact_id: str, unchanged: list[VendorResult]) -> None:
         """After an accept committed: the vendors the write did not need to call (UNCHANGED)."""
-        if self.events is None or not unchanged:
+        if self.events is None or not unchanged or not self.events.watched(contact_id):
             return
         now = utcnow()
         try:

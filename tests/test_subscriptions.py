@@ -382,3 +382,15 @@ async def test_a_slow_subscriber_loses_the_oldest_events_and_is_told() -> None:
             async with asyncio.timeout(0.05):
                 await anext(other)
     assert events.subscribers == 0
+
+
+def test_a_contact_is_watched_while_someone_subscribes() -> None:
+    """A write builds its events only for a watched contact (`FanOut._publish`): watched from the moment a feed opens
+    (before its snapshot is read) until the last feed of the contact closes."""
+    events = DeliveryEvents()
+    assert not events.watched("C-1")
+    with events.subscribe("C-1"):
+        with events.subscribe("C-1"):
+            assert events.watched("C-1") and not events.watched("C-2")
+        assert events.watched("C-1")
+    assert not events.watched("C-1")
