@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import gc
 import hmac
+import json
 import logging
 import math
 import os
@@ -62,6 +63,7 @@ from resolvers.config import GatewayConfig
 from resolvers.events import DeliveryEvents
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
 from resolvers.idempotency import Idempotency
+from resolvers.model import unpaired_surrogates
 from resolvers.store import Store
 from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
@@ -196,8 +198,13 @@ class GatewayGraphQL(GraphQL[Context, None]):
         # json.JSONDecodeError (a malformed body keeps strawberry's 400 answer). But orjson reads an integer past
         # 64 bits as a float, and `ID` takes a whole float: 123456789012345678901234567890 would become another
         # id. A body with 20 digits in a row (a number past 2**64 has 20 or more) is read by json.loads, exactly.
+        # json.loads also reads a lone `\\ud800` escape, which orjson refuses: such a body is refused here too (400,
+        # as without the digits), so no text that is not Unicode gets past the door.
         if _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode()):
-            return super().decode_json(data)
+            decoded = super().decode_json(data)
+            if next(unpaired_surrogates(decoded), None) is not None:
+                raise json.JSONDecodeError("a string holds an unpaired UTF-16 surrogate", "", 0)
+            return decoded
         return orjson.loads(data)
 
     # GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/): content negotiation and status codes.

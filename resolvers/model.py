@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from enum import Enum
 from typing import Annotated, Any, Self
@@ -26,6 +26,9 @@ ISO_3166_ALPHA2 = frozenset(c.alpha_2 for c in pycountry.countries)
 
 # Printable: no control characters (C0, DEL, C1) anywhere in the id.
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f-\x9f]+$")
+# A UTF-16 surrogate code point: never a character on its own. JSON's `"\ud800"` escape (read by json.loads) makes
+# one; no UTF-8 text, no vendor's JSON encoder, SQLite nor PostgreSQL can hold it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Deliberately simple: one @, something before it, a dot in the domain, no spaces.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -160,13 +163,17 @@ def payload_hash(payload: Any) -> str:
 
 
 def render_path(loc: Iterable[int | str]) -> str:
-    """`("details", 1, "value")` -> `details[1].value`."""
+    """`("details", 1, "value")` -> `details[1].value`; a surrogate in a key (a vendor option's name, say) is written
+    as its `\\udXXX` escape, so the path is always text an answer can carry."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            part = str(part)
+            if not part.isascii():
+                part = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", part)
+            out += f".{part}" if out else part
     return out
 
 
@@ -214,11 +221,41 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
 
 
 def parse_contact(data: dict[str, Any]) -> Contact | list[FieldError]:
-    """Validate raw input (camelCase keys) into a Contact, or every universal-rule violation."""
+    """Validate raw input (camelCase keys) into a Contact, or every universal-rule violation.
+
+    Text holding an unpaired surrogate (`\\ud800` alone) is INVALID_FORMAT wherever it is, vendor options and their
+    keys included: it is no Unicode text, and neither a vendor's JSON nor the store could take it."""
+    broken = [
+        FieldError(field=render_path(loc), code=ErrorCode.INVALID_FORMAT, message=_NOT_UNICODE)
+        for loc in unpaired_surrogates(data)
+    ]
     try:
-        return Contact.model_validate(data)
+        contact = Contact.model_validate(data)
     except ValidationError as exc:
-        return field_errors(exc)
+        # pydantic's own complaint about the same text (`string_unicode`), or about a key it could not read (no path
+        # at all), adds nothing to the errors that name the field.
+        reported = {e.field for e in broken} | ({""} if broken else set())
+        return broken + [e for e in field_errors(exc) if e.field not in reported]
+    return broken or contact
+
+
+_NOT_UNICODE = "must be Unicode text: it holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
+
+
+def unpaired_surrogates(value: Any, loc: tuple[int | str, ...] = ()) -> Iterator[tuple[int | str, ...]]:
+    """The path of every string (or mapping key) in `value` that holds an unpaired surrogate."""
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and not key.isascii() and _SURROGATE.search(key):
+                yield (*loc, key)
+                continue
+            yield from unpaired_surrogates(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from unpaired_surrogates(item, (*loc, index))
 
 
 def unique(seq: Sequence[str]) -> list[str]:

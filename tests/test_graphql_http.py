@@ -174,6 +174,23 @@ async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
     assert broken.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
 
 
+async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gateway: Gateway) -> None:
+    """`"\\ud800"` is no Unicode text: orjson refuses such a body, and the long-number path (json.loads, which would
+    read it) refuses it too, rather than letting the write fail inside with an INTERNAL error."""
+    query = "mutation($input: ContactInput!) { upsertContact(input: $input) { contact { id } } }"
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {WRITE_TOKEN}"}
+    for last_name in ("Lovelace", "L12345678901234567890123"):  # the second has 20 digits in a row
+        text = json.dumps({"id": "S-1", "firstName": "Ada", "lastName": last_name})
+        body = f'{{"query": {json.dumps(query)}, "variables": {{"input": {text}}}}}'
+        accepted = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
+        assert accepted.status_code == 200 and "errors" not in accepted.json(), accepted.text
+        broken = body.replace('"Ada"', '"Ad\\ud800a"')
+        assert broken != body
+        response = await gateway.client.post(f"{gateway.url}/graphql", content=broken, headers=headers)
+        assert response.status_code == 400, (last_name, response.text)
+        assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+
+
 async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:
     response = await gateway.client.post(
         f"{gateway.url}/graphql", content=b"not json", headers={"Accept": "text/html", "Content-Type": "text/plain"}

@@ -109,6 +109,38 @@ def test_content_hash_is_stable_and_sensitive() -> None:
 def test_render_path() -> None:
     assert render_path(("details", 1, "value")) == "details[1].value"
     assert render_path(()) == ""
+    assert render_path(("vendorOptions", "oneserve", "a\udfffb")) == "vendorOptions.oneserve.a\\udfffb"
+
+
+def test_text_with_an_unpaired_surrogate_is_refused_naming_the_field() -> None:
+    """JSON's `"\\ud800"` escape decodes (with json.loads) to a lone surrogate, which no vendor's JSON, nor the
+    store, can take: refused wherever it is, as INVALID_FORMAT naming the field, a vendor option's key included (its
+    surrogate written as an escape, so the answer can carry the path)."""
+    assert errors({"id": "c", "middleName": "\ud800" * 48}) == {("middleName", ErrorCode.INVALID_FORMAT)}
+    assert errors({"id": "\udc00x"}) == {("id", ErrorCode.INVALID_FORMAT)}
+    assert errors(
+        {
+            "id": "c",
+            "details": [{"kind": "EMAIL", "value": "a\udbff@example.com"}],
+            "address": {"lines": ["ok", "x\ud800"]},
+            "vendorOptions": {"oneserve": {"ref\udfff": "x", "notes": ["y", "\ud900"]}},
+            "lastName": "Łukasz 😀",  # a pair is a character: fine
+        }
+    ) == {
+        ("details[0].value", ErrorCode.INVALID_FORMAT),
+        ("address.lines[1]", ErrorCode.INVALID_FORMAT),
+        ("vendorOptions.oneserve.ref\\udfff", ErrorCode.INVALID_FORMAT),
+        ("vendorOptions.oneserve.notes[1]", ErrorCode.INVALID_FORMAT),
+    }
+    # Other violations are still reported beside it; pydantic's own note on the same field is not repeated.
+    both = parse_contact({"id": "", "firstName": "\ud800", "details": [{"kind": "TELEX", "value": "x"}]})
+    assert isinstance(both, list)
+    assert sorted((e.field, e.code) for e in both) == [
+        ("details[0].kind", ErrorCode.UNKNOWN_TYPE),
+        ("firstName", ErrorCode.INVALID_FORMAT),
+        ("id", ErrorCode.REQUIRED),
+    ]
+    assert isinstance(parse_contact({"id": "c", "firstName": "😀\u00e9"}), Contact)
 
 
 def _result(status: VendorStatus) -> VendorResult:
