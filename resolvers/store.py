@@ -285,7 +285,7 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         #: SQLite: the connection small batches commit on, on the loop's thread (see the module docstring).
         self._inline: sa.Connection | None = None
-        self._commits = 0
+        self._inline_commits = 0
         self._batch_mean = 1.0
         self._checkpoint: asyncio.Future[None] | None = None
         #: Batches committed on the loop's thread, and those of them that found the database locked and went to the
@@ -421,10 +421,10 @@ class Store:
         """After a commit on the loop's connection: every `checkpoint_every` of them, a checkpoint in the writer
         thread. (Batches the writer thread commits need none: its connection checkpoints on its own, and under the
         load that sends batches there, a RESTART checkpoint's waits would only slow it.)"""
-        self._commits += 1
-        if self._commits < self.checkpoint_every or self._checkpoint is not None:
+        self._inline_commits += 1
+        if self._inline_commits < self.checkpoint_every or self._checkpoint is not None:
             return
-        self._commits = 0
+        self._inline_commits = 0
         self._checkpoint = asyncio.get_running_loop().run_in_executor(self._write_thread, self._wal_checkpoint)
         self._checkpoint.add_done_callback(self._checkpointed)
 

@@ -321,7 +321,7 @@ def _used(sources: tuple[str, ...]) -> frozenset[str]:
     """The canonical paths a mapping used, list indexes made generic: memoised (a regex substitution per source,
     about twenty a vendor, five vendors a write, were 1.8% of the CPU at c=50), and the same frozenset object each
     time, so `_unsent_for`'s key hashes it once."""
-    return frozenset(_GENERIC_DIGITS.sub("[]", source) for source in sources)
+    return frozenset(_generic(source) for source in sources)
 
 
 @lru_cache(maxsize=4096)
