@@ -19,11 +19,11 @@ request's accept or completion) commits on the event loop's own thread instead, 
 never waits: its `busy_timeout` is 0, so a write lock held by another process makes the batch fall back to the
 writer thread (which waits, as before) rather than block the loop, and its automatic WAL checkpoint is off (a
 checkpoint copies pages and syncs the file). Instead, every `Store.checkpoint_every` of its commits the writer thread
-runs a RESTART checkpoint: it holds new writers off (the loop's batches fall back to the thread meanwhile, queued behind
-it) until every frame is back in the database file, so the next commit starts the WAL from its beginning (unless
-its transaction began reading before the checkpoint ended: then a later checkpoint's does). A passive checkpoint
-would not do: it copies the frames, but the loop commits new ones while it runs, so the WAL is never
-wholly copied when a transaction starts, never restarts, and grows without end (6 GB after 50,000 writes, seen).
+runs a TRUNCATE checkpoint: it holds new writers off (the loop's batches fall back to the thread meanwhile, queued
+behind it) until every frame is back in the database file, then empties the WAL itself. A passive checkpoint would
+not do: it copies the frames, but the loop commits new ones while it runs, so the WAL never restarts and grows
+without end (6 GB after 50,000 writes, seen). Nor would RESTART, which leaves the restart to the next commit: seen
+here, it happened when that commit was the writer thread's and not when it was the loop connection's.
 Two thread hand-offs per write were most of what a lone write's transactions cost beyond SQLite's own work
 (bench/README.md); under load the batches grow and go to the thread, where SQLite's C code runs beside the loop's
 Python.
@@ -247,7 +247,7 @@ class Store:
     #: under load the writer thread's SQLite work runs beside the loop's Python, which pays more than the hand-offs.
     inline_max_ops = 2
     inline_max_mean = 1.5
-    #: After this many commits on the loop's connection the writer thread runs a RESTART WAL checkpoint (see the
+    #: After this many commits on the loop's connection the writer thread runs a TRUNCATE WAL checkpoint (see the
     #: module docstring).
     checkpoint_every = 100
 
@@ -287,7 +287,7 @@ class Store:
         self._inline: sa.Connection | None = None
         self._inline_commits = 0
         self._batch_mean = 1.0
-        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpoint: asyncio.Future[tuple[int, int, int]] | None = None
         #: Batches committed on the loop's thread, and those of them that found the database locked and went to the
         #: writer thread (tests read them).
         self.inline_batches = 0
@@ -420,7 +420,7 @@ class Store:
     def _committed(self) -> None:
         """After a commit on the loop's connection: every `checkpoint_every` of them, a checkpoint in the writer
         thread. (Batches the writer thread commits need none: its connection checkpoints on its own, and under the
-        load that sends batches there, a RESTART checkpoint's waits would only slow it.)"""
+        load that sends batches there, a TRUNCATE checkpoint's waits would only slow it.)"""
         self._inline_commits += 1
         if self._inline_commits < self.checkpoint_every or self._checkpoint is not None:
             return
@@ -428,17 +428,19 @@ class Store:
         self._checkpoint = asyncio.get_running_loop().run_in_executor(self._write_thread, self._wal_checkpoint)
         self._checkpoint.add_done_callback(self._checkpointed)
 
-    def _wal_checkpoint(self) -> None:
-        """In the writer thread: every frame of the WAL back into the database file, and the WAL restarted by the next
-        commit (RESTART waits, up to the busy timeout, for another process's writer and for readers on older
-        snapshots; meanwhile this process's loop-thread commits find the lock taken and queue here)."""
+    def _wal_checkpoint(self) -> tuple[int, int, int]:
+        """In the writer thread: every frame of the WAL back into the database file and the WAL emptied; SQLite's
+        answer (busy, frames left in the WAL, frames copied): (0, 0, 0) when it did so. TRUNCATE waits, up to the
+        busy timeout, for another process's writer and for readers on older snapshots; meanwhile this process's
+        loop-thread commits find the lock taken and queue here."""
         assert self._sync is not None
         with self._sync.connect() as conn:
-            busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)").one()
+            busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
         if busy:
             log.warning("WAL checkpoint: %d of %d frames copied, the database stayed busy", copied, frames)
+        return int(busy), int(frames), int(copied)
 
-    def _checkpointed(self, future: asyncio.Future[None]) -> None:
+    def _checkpointed(self, future: asyncio.Future[tuple[int, int, int]]) -> None:
         self._checkpoint = None
         if not future.cancelled() and future.exception() is not None:
             # Not fatal: the WAL keeps growing until a checkpoint succeeds; the next one is tried after as many commits.
