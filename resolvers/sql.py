@@ -19,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 
 #: Drivers whose cursors this module has been tested against (sqlite3; asyncpg through SQLAlchemy's adapter).
 _DRIVERS = frozenset({"pysqlite", "asyncpg"})
@@ -36,11 +38,14 @@ class _Plan:
     keyed: tuple[tuple[int, str, Callable[[Any], Any] | None], ...]
     returns_rows: bool
 
-    def values(self, params: Mapping[str, Any]) -> list[Any]:
+    def values(self, params: Mapping[str, Any], processed: dict[tuple[int, int], Any] | None = None) -> list[Any]:
+        """The statement's parameters for `params`. `processed` memoises bind processors' answers by the ids of the
+        processor and the value: one object given several times (a write's `now` in every row of an enqueue, or in
+        every parameter set of an executemany, which passes one dict for all its rows, all of them alive meanwhile)
+        is processed once. SQLite's date-time processor is most of this function's cost."""
         values = list(self.template)
-        # One object given several times (a write's `now` in every row of an enqueue) is processed once: SQLite's
-        # date-time processor is most of this function's cost.
-        processed: dict[tuple[int, int], Any] = {}
+        if processed is None:
+            processed = {}
         for index, key, process in self.keyed:
             value = params[key]
             if process is None:
@@ -52,6 +57,44 @@ class _Plan:
                 done = processed[seen] = process(value)
             values[index] = done
         return values
+
+
+#: SQLAlchemy's SQLite date-time text (its `DATETIME` type's default storage format).
+_SQLITE_DATETIME_FORMAT = (
+    "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d"
+)
+
+
+def _bind_processor(type_: sa.types.TypeEngine[Any], dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    """The type's bind processor for `dialect`, except SQLite's date-time with the default storage format, whose
+    text is made by one positional `%` instead of SQLAlchemy's mapping (2.5 -> 1.2 us; a write binds ~50). Same
+    text: the date and time fields as given, any time zone ignored (tests/test_sql.py holds the two equal); what is
+    not a `datetime` (None, a `date`, a wrong type) goes to SQLAlchemy's own processor."""
+    impl = type_.dialect_impl(dialect)
+    process = impl.bind_processor(dialect)
+    if (
+        process is None
+        or not isinstance(impl, sqlite.DATETIME)
+        or getattr(impl, "_storage_format", None) != _SQLITE_DATETIME_FORMAT
+    ):
+        return process
+    sqlalchemy_process = process
+
+    def fast(value: Any) -> Any:
+        if type(value) is datetime:
+            # A positional `%`: faster here than SQLAlchemy's mapping (2.5 us) and than an f-string (2.2 us).
+            return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (  # noqa: UP031
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
+        return sqlalchemy_process(value)
+
+    return fast
 
 
 class Direct:
@@ -92,7 +135,7 @@ class Direct:
         keyed: list[tuple[int, str, Callable[[Any], Any] | None]] = []
         for index, name in enumerate(compiled.positiontup):
             bind = compiled.binds[name]
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            process = _bind_processor(bind.type, dialect)
             if name in self.keys:
                 keyed.append((index, name, process))
                 template.append(None)
@@ -131,7 +174,8 @@ class Direct:
             return
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.executemany(plan.sql, [plan.values(row) for row in rows])
+            processed: dict[tuple[int, int], Any] = {}
+            cursor.executemany(plan.sql, [plan.values(row, processed) for row in rows])
         finally:
             cursor.close()
 

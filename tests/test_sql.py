@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 
 from resolvers import outbox
-from resolvers.sql import BySize, Direct
+from resolvers.sql import BySize, Direct, _bind_processor
 from resolvers.store import Store
 
 scratch = sa.MetaData()
@@ -163,3 +166,59 @@ async def test_each_driver_gets_its_own_plan(tmp_path: Any) -> None:
         assert await store.read(lambda sync: statement.plan(sync.dialect)) is not None
     finally:
         await store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(
+        st.datetimes(timezones=st.none() | st.timezones()),
+        st.dates(),
+        st.none(),
+    )
+)
+def test_the_sqlite_date_time_text_is_sqlalchemys(value: Any) -> None:
+    """`Direct`'s own SQLite date-time processor writes what SQLAlchemy's writes, for any date-time (naive or in any
+    time zone, any year, microseconds or none) and hands everything else to SQLAlchemy's."""
+    dialect = sqlite.dialect()
+    ours = _bind_processor(sa.DateTime(timezone=True), dialect)
+    theirs = sa.DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and theirs is not None
+    assert ours(value) == theirs(value)
+
+
+def test_a_custom_sqlite_storage_format_keeps_sqlalchemys_processor() -> None:
+    dialect = sqlite.dialect()
+    at = datetime(2026, 12, 3, 8, 9, 10, 123456)
+    ours = _bind_processor(sqlite.DATETIME(truncate_microseconds=True), dialect)
+    assert ours is not None and ours(at) == "2026-12-03 08:09:10"
+    with pytest.raises(TypeError):
+        _bind_processor(sa.DateTime(), dialect)("2026-12-03")  # type: ignore[misc]
+
+
+async def test_an_executemany_processes_a_shared_value_once_and_each_other_value_apart(store: Store) -> None:
+    """One memo serves every parameter set of an executemany: the same object in several rows is processed once;
+    equal but distinct objects, and different ones, each get their own text."""
+    shared = datetime(2026, 12, 3, 1, 2, 3, 4, tzinfo=UTC)
+    rows = [
+        _row(1, at=shared),
+        _row(2, at=datetime(2026, 12, 3, 1, 2, 3, 5, tzinfo=UTC)),
+        _row(3, at=shared),
+        _row(4, at=datetime(2026, 12, 3, 1, 2, 3, 4, tzinfo=UTC)),
+        _row(5, at=None),
+    ]
+    await store.write(lambda conn: INSERT.executemany(conn, rows))
+
+    def ats(conn: sa.Connection) -> list[Any]:
+        return [r[0] for r in conn.execute(sa.text("SELECT at FROM direct_samples ORDER BY id"))]
+
+    stored = await store.read(ats)
+    if store.url.startswith("sqlite"):
+        assert stored == [
+            "2026-12-03 01:02:03.000004",
+            "2026-12-03 01:02:03.000005",
+            "2026-12-03 01:02:03.000004",
+            "2026-12-03 01:02:03.000004",
+            None,
+        ]
+    else:
+        assert stored == [r["at"] for r in rows]
