@@ -252,7 +252,7 @@ class CanAdmin(_ScopePermission):
 class FederationGuard(SchemaExtension):
     """`_service { sdl }` (the whole schema, even with introspection off) only for a `contacts:federation` token or
     a configured router address (`server.router_addresses`): over HTTP and WebSocket alike, at validation (it must
-    come after ValidationCache in the extensions)."""
+    come after the validation cache in the extensions)."""
 
     def __init__(self, router_addresses: frozenset[str] = frozenset()) -> None:
         self.router_addresses = router_addresses
@@ -266,7 +266,7 @@ class FederationGuard(SchemaExtension):
             and "_service" in top_level_fields(document, execution.operation_name)
         )
         if asks and not self._allowed():
-            # A validation error (runs after ValidationCache, which sets the errors it found): refused before
+            # A validation error (runs after the validation cache, which sets the errors it found): refused before
             # execution over HTTP and WebSocket alike, with the same answer shape as any invalid document.
             refusal = GraphQLError(
                 f"_service: needs a token with the {FEDERATION} scope or a router address (server.router_addresses)",
