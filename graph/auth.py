@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,7 +29,6 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
 )
-from strawberry.extensions import SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
@@ -38,6 +37,8 @@ from resolvers.errors import ConfigError
 from resolvers.results import Vendor
 
 if TYPE_CHECKING:
+    from strawberry.types import ExecutionContext
+
     from graph.context import Context
 
 log = logging.getLogger(__name__)
@@ -249,39 +250,30 @@ class CanAdmin(_ScopePermission):
     message = f"this token lacks the {ADMIN} scope"
 
 
-class FederationGuard(SchemaExtension):
-    """`_service { sdl }` (the whole schema, even with introspection off) only for a `contacts:federation` token or
-    a configured router address (`server.router_addresses`): over HTTP and WebSocket alike, at validation (it must
-    come after the validation cache in the extensions)."""
-
-    def __init__(self, router_addresses: frozenset[str] = frozenset()) -> None:
-        self.router_addresses = router_addresses
-
-    def on_validate(self) -> Iterator[None]:
-        execution = self.execution_context
-        document = execution.graphql_document
-        asks = (
-            document is not None
-            and "_service" in (execution.query or "_service")
-            and "_service" in top_level_fields(document, execution.operation_name)
-        )
-        if asks and not self._allowed():
-            # A validation error (runs after the validation cache, which sets the errors it found): refused before
-            # execution over HTTP and WebSocket alike, with the same answer shape as any invalid document.
-            refusal = GraphQLError(
-                f"_service: needs a token with the {FEDERATION} scope or a router address (server.router_addresses)",
-                extensions={"code": "FORBIDDEN"},
-            )
-            execution.pre_execution_errors = [*(execution.pre_execution_errors or []), refusal]
-        yield
-
-    def _allowed(self) -> bool:
-        context = self.execution_context.context
-        principal = getattr(context, "principal", None)
-        if principal is not None and FEDERATION in principal.scopes:
-            return True
-        client = getattr(getattr(context, "request", None), "client", None)
-        return client is not None and client.host in self.router_addresses
+def service_sdl_refusal(execution: ExecutionContext, router_addresses: frozenset[str]) -> GraphQLError | None:
+    """The error refusing `_service { sdl }` (the whole schema, even with introspection off) to this operation, or
+    None: it is allowed to a `contacts:federation` token or a configured router address (`server.router_addresses`),
+    over HTTP and WebSocket alike. Applied at validation, after the validation cache has set the document's own
+    errors (`graph.schema.DocumentCache`), so the refusal has the same answer shape as any invalid document."""
+    document = execution.graphql_document
+    asks = (
+        document is not None
+        and "_service" in (execution.query or "_service")
+        and "_service" in top_level_fields(document, execution.operation_name)
+    )
+    if not asks:
+        return None
+    context = execution.context
+    principal = getattr(context, "principal", None)
+    if principal is not None and FEDERATION in principal.scopes:
+        return None
+    client = getattr(getattr(context, "request", None), "client", None)
+    if client is not None and client.host in router_addresses:
+        return None
+    return GraphQLError(
+        f"_service: needs a token with the {FEDERATION} scope or a router address (server.router_addresses)",
+        extensions={"code": "FORBIDDEN"},
+    )
 
 
 def top_level_fields(document: DocumentNode, operation_name: str | None) -> set[str]:

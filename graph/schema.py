@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Annotated, Any, ClassVar
 
@@ -20,24 +21,19 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     SelectionSetNode,
+    parse,
 )
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-)
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from graph import convert, types
-from graph.auth import CanAdmin, CanRead, CanWrite, FederationGuard, audit
+from graph.auth import CanAdmin, CanRead, CanWrite, audit, service_sdl_refusal
 from graph.context import Context
 from graph.execution import GatewayExecutionContext
 from graph.observability import OperationObserver
@@ -590,20 +586,36 @@ def _unexpected(error: GraphQLError) -> bool:
     return True
 
 
-class DocumentValidationCache(SchemaExtension):
-    """Strawberry's ValidationCache keyed by the identity of the parsed document rather than its hash.
+#: Parsed documents by query text and parse options (strawberry's `ParserCache` function: graphql-core's `parse`
+#: under an `lru_cache`), shared by every operation of the process.
+_parse = functools.lru_cache(maxsize=512)(parse)
 
-    graphql-core 3.3's syntax nodes are frozen dataclasses whose generated `__hash__` walks the whole tree on every
-    call, and `functools.lru_cache` hashed the document on every operation (~9 us for the benchmark's write, more
-    for a front end's larger queries). ParserCache hands back the same document object for the same text, so the
-    object identifies it; each entry holds its schema and document, so an id is never taken for another object's
-    while the entry lives, and a hit checks both by identity. The rules are part of the key by value (a tuple of
-    classes, cheap to hash). At most `maxsize` entries, least recently used first out. Only the event loop's thread
-    validates, so no lock is taken.
+
+class DocumentCache(SchemaExtension):
+    """Each query text parsed once and each document validated once, then the federation rule on `_service`.
+
+    One extension instead of strawberry's ParserCache and ValidationCache plus the `_service` guard: strawberry
+    makes every extension afresh for each operation and wraps each of its hooks in a context manager, which cost
+    more than the work of these three (bench/README.md).
+
+    Parsing: graphql-core's `parse` under an `lru_cache` of 512 texts (with the operation's parse options: the token
+    limit), as ParserCache does; a syntax error raises from the hook as it does from ParserCache's.
+
+    Validation is keyed by the identity of the parsed document rather than its hash: graphql-core 3.3's syntax nodes
+    are frozen dataclasses whose generated `__hash__` walks the whole tree on every call, and ValidationCache's
+    `lru_cache` hashed the document on every operation (~9 us for the benchmark's write, more for a front end's
+    larger queries). The parse cache hands back the same object for the same text, so the object identifies it;
+    each entry holds its schema and document, so an id is never taken for another object's while the entry lives,
+    and a hit checks both by identity. The rules are part of the key by value (a tuple of classes, cheap to hash).
+    At most `maxsize` entries, least recently used first out. Only the event loop's thread validates, so no lock.
+
+    Then `graph.auth.service_sdl_refusal` adds its refusal to the document's errors when the caller may not read the
+    SDL (a validation error: the same answer shape as any invalid document, before execution).
     """
 
-    def __init__(self, maxsize: int = 512) -> None:
+    def __init__(self, maxsize: int = 512, router_addresses: frozenset[str] = frozenset()) -> None:
         self.maxsize = maxsize
+        self.router_addresses = router_addresses
 
     #: (id(schema), id(document), rules) -> (schema, document, errors); shared by every operation of the process.
     entries: ClassVar[OrderedDict[tuple[int, int, tuple[type[ASTValidationRule], ...]], tuple[Any, Any, Any]]] = (
@@ -613,26 +625,51 @@ class DocumentValidationCache(SchemaExtension):
     hits: ClassVar[int] = 0
     misses: ClassVar[int] = 0
 
+    def on_parse(self) -> Iterator[None]:
+        execution = self.execution_context
+        execution.graphql_document = _parse(execution.query, **execution.parse_options)
+        yield
+
     def on_validate(self) -> Iterator[None]:
         execution = self.execution_context
         schema = execution.schema._schema
         document = execution.graphql_document
         rules = tuple(execution.validation_rules)
         key = (id(schema), id(document), rules)
-        entries = DocumentValidationCache.entries
+        entries = DocumentCache.entries
         entry = entries.get(key)
         if entry is not None and entry[0] is schema and entry[1] is document:
             entries.move_to_end(key)
-            DocumentValidationCache.hits += 1
+            DocumentCache.hits += 1
             errors = entry[2]
         else:
-            DocumentValidationCache.misses += 1
+            DocumentCache.misses += 1
             errors = validate_document(schema, document, rules)  # type: ignore[arg-type]
             entries[key] = (schema, document, errors)
             while len(entries) > self.maxsize:
                 entries.popitem(last=False)
-        execution.pre_execution_errors = errors
+        refusal = service_sdl_refusal(execution, self.router_addresses)
+        execution.pre_execution_errors = errors if refusal is None else [*errors, refusal]
         yield
+
+
+class GatewaySchema(strawberry.federation.Schema):
+    """The federation schema with the token limit and the extra validation rules set on each operation's execution
+    context when it is made, instead of by strawberry's MaxTokensLimiter and AddValidationRules extensions (which
+    set the same two fields in an `on_operation` hook, at the price of two more extensions per operation)."""
+
+    def __init__(
+        self, *args: Any, max_tokens: int, validation_rules: Sequence[type[ASTValidationRule]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_tokens = max_tokens
+        self.extra_validation_rules = tuple(validation_rules)
+
+    def _create_execution_context(self, *args: Any, **kwargs: Any) -> ExecutionContext:
+        execution = super()._create_execution_context(*args, **kwargs)
+        execution.parse_options["max_tokens"] = self.max_tokens
+        execution.validation_rules = (*execution.validation_rules, *self.extra_validation_rules)
+        return execution
 
 
 class _MaskErrors(MaskErrors):
@@ -651,13 +688,13 @@ class _MaskErrors(MaskErrors):
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
 
-def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Schema:
+def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
     """The federation schema with the refusals `[server]` configures (depth, tokens, aliases, introspection, batching)
     and unexpected errors masked. Extensions are factories, not instances: a fresh one per operation."""
     server = server or ServerConfig()
-    # The validation rules are built once, here: the limiter extensions build a new rule class per instance, and a new
-    # class per operation would make every operation miss the validation cache (validation is most of an operation's
-    # cost).
+    # The validation rules are built once, here: strawberry's limiter extensions build a new rule class per instance,
+    # and a new class per operation would make every operation miss the validation cache (validation is most of an
+    # operation's cost). GatewaySchema adds them to each operation's rules.
     rules: list[type[ASTValidationRule]] = [
         depth_rule(server.max_depth, _introspection_field),
         alias_rule(server.max_aliases),
@@ -666,17 +703,13 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationObserver,
-        partial(MaxTokensLimiter, max_token_count=server.max_tokens),
-        partial(ParserCache, maxsize=512),
-        partial(AddValidationRules, rules),
-        partial(DocumentValidationCache, maxsize=512),
-        partial(FederationGuard, router_addresses=frozenset(server.router_addresses)),  # after the cache
+        partial(DocumentCache, maxsize=512, router_addresses=frozenset(server.router_addresses)),
         partial(_MaskErrors, should_mask_error=_unexpected),
     ]
     config = StrawberryConfig(
         batching_config={"max_operations": server.batch_max_operations} if server.batch_max_operations else None
     )
-    return strawberry.federation.Schema(
+    return GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -685,6 +718,8 @@ def build_schema(server: ServerConfig | None = None) -> strawberry.federation.Sc
         extensions=extensions,
         config=config,
         execution_context_class=GatewayExecutionContext,
+        max_tokens=server.max_tokens,
+        validation_rules=rules,
     )
 
 

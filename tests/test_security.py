@@ -620,24 +620,24 @@ async def test_delete_contact_checks_the_id_like_an_upsert(
 async def test_repeated_operations_are_validated_once() -> None:
     """The limits must not defeat the validation cache (a fresh rule class per operation would miss it every time,
     and validation is most of an operation's cost)."""
-    from graph.schema import DocumentValidationCache, build_schema
+    from graph.schema import DocumentCache, build_schema
     from resolvers.config import ServerConfig
 
     schema = build_schema(ServerConfig())
     query = "query Cached { __typename }"
     await schema.execute(query)
-    hits, misses = DocumentValidationCache.hits, DocumentValidationCache.misses
+    hits, misses = DocumentCache.hits, DocumentCache.misses
     for _ in range(3):
         result = await schema.execute(query)
         assert result.errors is None
-    assert (DocumentValidationCache.hits - hits, DocumentValidationCache.misses - misses) == (3, 0)
+    assert (DocumentCache.hits - hits, DocumentCache.misses - misses) == (3, 0)
 
 
 async def test_the_validation_cache_keeps_schemas_rules_and_documents_apart() -> None:
     """An entry answers only for its own schema, rules and document: introspection refused by one schema and allowed
     by another, alternately, with the same text; an invalid document's errors are the same from the cache; and the
     cache keeps at most `maxsize` entries."""
-    from graph.schema import DocumentValidationCache, build_schema
+    from graph.schema import DocumentCache, build_schema
     from resolvers.config import ServerConfig
 
     closed = build_schema(ServerConfig(introspection=False))
@@ -651,18 +651,18 @@ async def test_the_validation_cache_keeps_schemas_rules_and_documents_apart() ->
 
     invalid = "query Bad { noSuchField }"
     first = await open_.execute(invalid)
-    hits = DocumentValidationCache.hits
+    hits = DocumentCache.hits
     second = await open_.execute(invalid)
-    assert DocumentValidationCache.hits == hits + 1
+    assert DocumentCache.hits == hits + 1
     assert first.errors and second.errors
     assert [e.message for e in first.errors] == [e.message for e in second.errors]
     assert "noSuchField" in first.errors[0].message
 
     bounded = build_schema(ServerConfig())
     bounded.extensions = [
-        e if getattr(e, "func", None) is not DocumentValidationCache else lambda: DocumentValidationCache(maxsize=3)
+        e if getattr(e, "func", None) is not DocumentCache else lambda: DocumentCache(maxsize=3)
         for e in bounded.extensions
     ]
     for n in range(5):
         assert (await bounded.execute(f"query Q{n} {{ __typename }}")).errors is None
-    assert len(DocumentValidationCache.entries) <= 3
+    assert len(DocumentCache.entries) <= 3
