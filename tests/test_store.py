@@ -641,3 +641,40 @@ async def test_next_due_waits_for_the_lease_of_a_delivery_in_flight(store: Store
     )
     due = await outbox.next_due()
     assert due is not None and abs((due - retry_at).total_seconds()) < 0.01, (due, retry_at)
+
+
+async def test_writes_wait_behind_a_checkpoint_the_writer_thread_is_late_to_run(tmp_path: Path) -> None:
+    """However late the writer thread runs a scheduled checkpoint, the loop's connection commits at most another
+    `checkpoint_every` writes meanwhile; the rest go to the writer thread, behind the checkpoint (so the WAL cannot
+    outrun it)."""
+    store = Store(f"sqlite:///{tmp_path / 'late.db'}")
+    store.checkpoint_every = 5
+    await store.open()
+    release = threading.Event()
+    original = store._wal_checkpoint
+    started: list[int] = []
+
+    def late() -> tuple[int, int, int]:
+        started.append(store.inline_batches)
+        release.wait(10)
+        return original()
+
+    store._wal_checkpoint = late  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    inline_at_release: list[int] = []
+
+    def let_go() -> None:
+        inline_at_release.append(store.inline_batches)
+        release.set()
+
+    loop.call_later(0.5, let_go)
+    try:
+        for i in range(30):
+            await store.record(Contact(id=f"l{i}", firstName="Ada"), [], f"l{i}")
+    finally:
+        release.set()
+        await store.close()
+    assert started and started[0] == 5, started  # scheduled after the fifth loop-thread commit
+    assert inline_at_release == [10], inline_at_release  # five more on the loop, then none until it ran
+    with sqlite3.connect(tmp_path / "late.db") as db:
+        assert db.execute("SELECT count(*) FROM contacts WHERE id LIKE 'l%'").fetchone()[0] == 30
