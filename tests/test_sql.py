@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from resolvers import outbox
+from resolvers.results import Vendor
 from resolvers.sql import BySize, Direct, _bind_processor
 from resolvers.store import Store
 
@@ -133,7 +134,11 @@ async def test_outbox_statements_about_one_contact_use_the_contact_index(tmp_pat
         now = datetime.now(UTC)
         statements = {
             "busy": (outbox._BUSY, {"b_contact": "c-1", "b_now": now}),
-            "supersede": (outbox._SUPERSEDE, {"b_contact": "c-1", "b_vendor": "eros", "b_now": now}),
+            "supersede": (outbox._SUPERSEDE(1), {"b_contact": "c-1", "b_vendor_0": "eros", "b_now": now}),
+            "supersede five": (
+                outbox._SUPERSEDE(5),
+                {"b_contact": "c-1", "b_now": now} | {f"b_vendor_{k}": v.value for k, v in enumerate(Vendor)},
+            ),
         }
 
         def plans(conn: sa.Connection) -> dict[str, str]:

@@ -678,3 +678,77 @@ async def test_writes_wait_behind_a_checkpoint_the_writer_thread_is_late_to_run(
     assert inline_at_release == [10], inline_at_release  # five more on the loop, then none until it ran
     with sqlite3.connect(tmp_path / "late.db") as db:
         assert db.execute("SELECT count(*) FROM contacts WHERE id LIKE 'l%'").fetchone()[0] == 30
+
+
+async def test_an_attempts_outcome_keeps_a_cancel_or_supersede_that_came_meanwhile(store: Store) -> None:
+    """`Outbox.complete` records every attempt (attempts, the vendor's answer) but never replaces a status an operator
+    (CANCELLED) or a newer write (SUPERSEDED) gave the delivery while the attempt was out; an attempt that would wait
+    again behind a newer pending delivery of the same pair is superseded; one without waits (PENDING at its time)."""
+    from resolvers.outbox import Completion, DeliveryStatus, Operation, Outbox
+    from resolvers.results import VendorResult
+    from resolvers.store import deliveries
+
+    outbox = Outbox(store, owner="test", expire_after_s=3600)
+    contact = Contact.model_validate({"id": "kept-1", "firstName": "Ada"})
+
+    def enqueue(vendors: list[Vendor]) -> Any:
+        def op(conn: sa.Connection) -> dict[Vendor, tuple[int, bool]]:
+            version = store.save_contact(conn, contact)
+            return outbox.enqueue(
+                conn,
+                contact_id="kept-1",
+                vendors=vendors,
+                operation=Operation.UPSERT,
+                version=version,
+                force=False,
+                lease_s=dict.fromkeys(vendors, 60.0),
+            )
+
+        return store.write(op)
+
+    first = {vendor: id_ for vendor, (id_, _) in (await enqueue(list(Vendor))).items()}
+    # A newer write while every first delivery is in flight: only Valomnia's, which then waits for the worker.
+    ((newer_id, sendable),) = (await enqueue([Vendor.VALOMNIA])).values()
+    assert not sendable
+    assert await outbox.cancel(first[Vendor.EROS]) is not None
+    await store.write(
+        lambda conn: conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == first[Vendor.JIM2])
+            .values(status=DeliveryStatus.SUPERSEDED.value)
+        )
+    )
+    retry_at = datetime.now(UTC) + timedelta(seconds=30)
+
+    def done(vendor: Vendor, status: VendorStatus, retry: bool = False) -> Completion:
+        result = VendorResult(vendor=vendor, status=VendorStatus.QUEUED if retry else status, attempts=1)
+        return Completion(first[vendor], result, retry_at if retry else None, status)
+
+    await store.write(
+        lambda conn: outbox.complete(
+            conn,
+            [
+                done(Vendor.EROS, VendorStatus.CREATED),
+                done(Vendor.JIM2, VendorStatus.UPDATED),
+                done(Vendor.ONESERVE, VendorStatus.CREATED),
+                done(Vendor.VALOMNIA, VendorStatus.UNAVAILABLE, retry=True),
+                done(Vendor.SUPEROFFICE, VendorStatus.UNAVAILABLE, retry=True),
+                Completion(10**9, VendorResult(vendor=Vendor.EROS, status=VendorStatus.CREATED, attempts=1), None),
+            ],
+        )
+    )
+    got = {vendor: await outbox.get(id_) for vendor, id_ in first.items()}
+    assert {vendor: d.status for vendor, d in got.items() if d is not None} == {
+        Vendor.EROS: DeliveryStatus.CANCELLED,
+        Vendor.JIM2: DeliveryStatus.SUPERSEDED,
+        Vendor.ONESERVE: DeliveryStatus.DELIVERED,
+        Vendor.VALOMNIA: DeliveryStatus.SUPERSEDED,
+        Vendor.SUPEROFFICE: DeliveryStatus.PENDING,
+    }
+    assert all(d is not None and d.attempts == 1 and d.lease_owner is None for d in got.values())
+    assert got[Vendor.EROS] is not None and got[Vendor.EROS].result_status is VendorStatus.CREATED
+    superoffice = got[Vendor.SUPEROFFICE]
+    assert superoffice is not None and abs((superoffice.next_attempt_at - retry_at).total_seconds()) < 0.01
+    newer = await outbox.get(newer_id)
+    assert newer is not None and newer.status is DeliveryStatus.PENDING and newer.attempts == 0
+    assert await outbox.get(10**9) is None
