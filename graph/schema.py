@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from functools import partial
 from typing import Annotated, Any, ClassVar
 
 import strawberry
@@ -703,8 +702,8 @@ def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationObserver,
-        partial(DocumentCache, maxsize=512, router_addresses=frozenset(server.router_addresses)),
-        partial(_MaskErrors, should_mask_error=_unexpected),
+        functools.partial(DocumentCache, maxsize=512, router_addresses=frozenset(server.router_addresses)),
+        functools.partial(_MaskErrors, should_mask_error=_unexpected),
     ]
     config = StrawberryConfig(
         batching_config={"max_operations": server.batch_max_operations} if server.batch_max_operations else None

@@ -135,12 +135,11 @@ def _delivered(answered: VendorStatus) -> bool:
 
 
 class _State(NamedTuple):
-    """A delivery's row as `complete` reads it."""
+    """A delivery's pair as `complete` reads it (for the newer-pending check of one that would wait again)."""
 
     id: int
     contact_id: str
     vendor: str
-    status: str
 
 
 #: The statuses an attempt's outcome never replaces (an operator's cancel, or a newer write's supersede, that came
@@ -220,10 +219,8 @@ def _enqueue_statement(n: int) -> Direct:
 
 
 _ENQUEUE = BySize(_enqueue_statement)
-#: The states of deliveries by id.
-_STATES = of_ids(
-    sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor, deliveries.c.status), deliveries.c.id
-)
+#: The contact and vendor of deliveries by id.
+_STATES = of_ids(sa.select(deliveries.c.id, deliveries.c.contact_id, deliveries.c.vendor), deliveries.c.id)
 _WAITING = (
     sa.select(deliveries.c.vendor, sa.func.count(), sa.func.min(deliveries.c.created_at))
     .where(deliveries.c.status == DeliveryStatus.PENDING.value)
