@@ -46,6 +46,12 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--contacts", type=int, help="stored contacts for the paging run (full 100000)")
     parser.add_argument("--batch", type=int, help="contacts in the one upsertContacts (full 1000)")
     parser.add_argument("--workers", type=int, default=2, help="workers of the multi-worker gateway (default 2)")
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        help="workers of the gateway the throughput and batch scenarios measure (default 1)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--store-url", help="a PostgreSQL URL for every gateway (default: a fresh SQLite file each)")
     args = parser.parse_args(argv)
@@ -53,6 +59,8 @@ def parse(argv: list[str] | None = None) -> Options:
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+    if args.gateway_workers < 1:
+        parser.error(f"--gateway-workers must be at least 1, not {args.gateway_workers}")
     sizes = QUICK if args.quick else FULL
     return Options(
         quick=args.quick,
@@ -65,6 +73,7 @@ def parse(argv: list[str] | None = None) -> Options:
         contacts=args.contacts or int(sizes["contacts"]),
         batch=args.batch or int(sizes["batch"]),
         workers=args.workers,
+        gateway_workers=args.gateway_workers,
         out=args.out,
         store_url=args.store_url,
     )
@@ -89,7 +98,7 @@ async def run(options: Options, workdir: Path) -> dict[str, Any]:
     main = None
     try:
         if chosen & {"throughput", "batch"}:
-            main = await harness.gateway("gateway")
+            main = await harness.gateway("gateway", workers=options.gateway_workers)
         if "throughput" in chosen and main:
             print("throughput: gateway / raw / naive, turn by turn", file=sys.stderr, flush=True)
             turns = await throughput.throughput(harness, main)

@@ -56,6 +56,8 @@ class Options:
     workers: int
     out: Path
     store_url: str | None
+    #: Workers of the gateway the throughput and batch scenarios measure (`serve --workers N`; 1 by default).
+    gateway_workers: int = 1
 
     @property
     def zero(self) -> Latency:

@@ -124,6 +124,11 @@ def targets(options: Options, results: dict[str, Any]) -> list[Target]:
         out.append(Target(name, "<= 1.5 ms", measured, _verdict(over <= 1.5)))
     else:
         out.append(Target(name, "<= 1.5 ms", "-", "n/a"))
+    if options.gateway_workers > 1:
+        # Judged on what was measured, and said: the targets are read with one worker unless told.
+        said = f"gateway: serve --workers {options.gateway_workers}"
+        for target in out:
+            target.note = f"{target.note}; {said}" if target.note else said
     out.extend(_scale_targets(options, results))
     return out
 
@@ -219,7 +224,9 @@ def table(results: dict[str, Any], checks: Sequence[Target]) -> str:
             ]
             for r in rows
         ]
-        parts.append("Throughput (median over turns)\n\n" + _grid(header, lines))
+        many = results.get("options", {}).get("gateway_workers", 1)
+        workers = f"; gateway: serve --workers {many}" if many > 1 else ""
+        parts.append(f"Throughput (median over turns{workers})\n\n" + _grid(header, lines))
         header = ["latency", "conc", "gateway/raw ops", "naive/gateway ops", "gateway/raw p50", "naive/gateway p50"]
         lines = [
             [

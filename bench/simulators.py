@@ -5,7 +5,8 @@ They run apart from the gateway and from the load generator, so their CPU is in 
 
 Besides each simulator's own admin endpoints, `POST /_bench/clear` forgets every simulator's records and calls and
 restarts `max_in_flight` from the calls in flight now, but keeps tokens, sessions and faults: the benchmark clears
-between turns, so a vendor's record count (and the cost of its lookups, which scan the records) stays bounded.
+between turns, so a vendor's record count (and the cost of its lookups, which scan the records) stays bounded. It
+also reseeds each simulator's jitter with the vendor's name, so every turn draws the same latencies in the same order.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def _clear_handler(simulators: list[Simulator]) -> Callable[[web.Request], Await
             state.records.clear()
             state.calls.clear()
             state.max_in_flight = state.in_flight
+            # Common random numbers: every turn (gateway, raw, naive alike) draws the same latencies in the same order
+            # at each vendor, so the modes are compared on the same dice, not on different samples of them.
+            state.jitter.seed(simulator.name)
         return web.json_response({"cleared": [s.name for s in simulators]})
 
     return clear

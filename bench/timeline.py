@@ -4,7 +4,8 @@ Starts the simulators and one gateway whose code is wrapped at the boundaries of
 strawberry's view and schema, the resolver, `FanOut.prepare`, each `Store.write` and the time its batch spent in
 SQLite, `FanOut._send`, the response body out), then sends `--ops` `upsertContact`s one at a time, each followed by
 the same write sent raw (the five vendor calls from this process, as the benchmark's raw mode does), and prints the
-median and p90 of every phase over the last three quarters of the writes, with the client's p50 of both.
+median and p90 of every phase over the last three quarters of the writes, with the client's p50 of both. With
+`--concurrency N` (N > 1), N writes at a time and no raw ones.
 
 Only for looking: the wrappers cost a little themselves, and the phases are wall time on a machine the simulators and
 this process share. The gateway's summary comes back through a file named by `BENCH_TIMELINE_OUT`, written when it
@@ -14,6 +15,7 @@ exits.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import contextvars
 import functools
@@ -167,7 +169,7 @@ def _spawn_instrumented(config: dict[str, Any], workdir: Path, out: Path) -> Any
     return Gateway(Service(proc=proc, log=log), f"http://127.0.0.1:{port}/graphql", config, 1)
 
 
-async def drive(ops: int, latency: str) -> None:
+async def drive(ops: int, latency: str, concurrency: int = 1) -> None:
     from bench.procs import _wait_ready, gateway_config, start_simulators
     from bench.workload import DirectClient, GatewayClient, client_session
 
@@ -187,27 +189,36 @@ async def drive(ops: int, latency: str) -> None:
                         response.raise_for_status()
             client = GatewayClient(session, gateway.url)
             direct = DirectClient(session, config)
-            gateway_ms, raw_ms = [], []
-            for n in range(ops):
-                started = time.perf_counter()
-                outcome = await client.upsert(f"timeline-{n}")
-                gateway_ms.append((time.perf_counter() - started) * 1000)
-                if not outcome.ok:
-                    raise RuntimeError(outcome.error)
-                started = time.perf_counter()
-                outcome = await direct.raw(f"timeline-raw-{n}")
-                raw_ms.append((time.perf_counter() - started) * 1000)
-                if not outcome.ok:
-                    raise RuntimeError(outcome.error)
+            gateway_ms: list[float] = []
+            raw_ms: list[float] = []
+            numbers = iter(range(ops))
+
+            async def worker() -> None:
+                for n in numbers:
+                    started = time.perf_counter()
+                    outcome = await client.upsert(f"timeline-{n}")
+                    gateway_ms.append((time.perf_counter() - started) * 1000)
+                    if not outcome.ok:
+                        raise RuntimeError(outcome.error)
+                    if concurrency > 1:
+                        continue
+                    started = time.perf_counter()
+                    outcome = await direct.raw(f"timeline-raw-{n}")
+                    raw_ms.append((time.perf_counter() - started) * 1000)
+                    if not outcome.ok:
+                        raise RuntimeError(outcome.error)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
             await direct.aclose()
     finally:
         gateway.stop()
         simulators.stop()
     warm = ops // 4
     rows = json.loads(out.read_text(encoding="utf-8"))[warm:]
-    gateway_p50, raw_p50 = statistics.median(gateway_ms[warm:]), statistics.median(raw_ms[warm:])
-    print(f"{len(rows)} writes ({warm} left out as warm-up), vendors {latency} ms, one at a time")
-    print(f"client p50: gateway {gateway_p50:.2f} ms, raw {raw_p50:.2f} ms")
+    how = "one at a time" if concurrency == 1 else f"{concurrency} at a time (no raw writes)"
+    print(f"{len(rows)} writes ({warm} left out as warm-up), vendors {latency} ms, {how}")
+    raw = f", raw {statistics.median(raw_ms[warm:]):.2f} ms" if raw_ms else ""
+    print(f"client p50: gateway {statistics.median(gateway_ms[warm:]):.2f} ms{raw}")
     print()
     print("| step | median ms | p90 ms |")
     print("|---|---|---|")
@@ -225,8 +236,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--ops", type=int, default=1200, help="writes (the first quarter is warm-up)")
     parser.add_argument("--latency", default="0", help="vendor latency in ms: 0, 25 or 20-80")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="writes in flight at once (default 1; above 1, no raw writes)"
+    )
     options = parser.parse_args()
-    uvloop.run(drive(options.ops, options.latency))
+    uvloop.run(drive(options.ops, options.latency, options.concurrency))
     return 0
 
 

@@ -7,7 +7,8 @@ Admin endpoint of each simulator (no auth; for tests and demos):
 - `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
   `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`, `hang_next`: the next N
   calls fail, throttle with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost
-  answer; `_write` counts only record writes, not logins or lookups), or never answer.
+  answer; `_write` counts only record writes, not logins or lookups), or never answer. `jitter_seed` (an integer or
+  a string) restarts the jitter's draws from that seed, so two runs seeded alike see the same latencies call by call.
 - `POST /<vendor>/_admin/next-ids` with `{"ids": [...]}`: the next records the simulator creates get these ids, in
   order, instead of its own (for simulators that assign ids: Jim2, Valomnia), so tests can make a vendor issue an id
   holding `/`, `?`, `#` or `..` and check the gateway encodes it in later URLs.
@@ -75,6 +76,8 @@ class SimulatorState:
     #: Calls being handled right now, and the most there ever were at once (to check concurrency limits).
     in_flight: int = 0
     max_in_flight: int = 0
+    #: Where the injected jitter is drawn from; `jitter_seed` (faults endpoint) makes its draws repeat.
+    jitter: random.Random = field(default_factory=random.Random)
 
     def count(self, name: str) -> int:
         """Increment and return a named counter (`creates`, `updates`, ...)."""
@@ -158,7 +161,7 @@ class Simulator(ABC):
     async def _handle(self, request: web.Request, handler: Handler, call: Call) -> web.StreamResponse:
         faults = self.state.faults
         if faults.latency_ms or faults.jitter_ms:
-            await asyncio.sleep((faults.latency_ms + random.uniform(0, faults.jitter_ms)) / 1000)
+            await asyncio.sleep((faults.latency_ms + self.state.jitter.uniform(0, faults.jitter_ms)) / 1000)
         if faults.hang_next > 0:
             faults.hang_next -= 1
             await asyncio.sleep(3600)
@@ -195,6 +198,11 @@ class Simulator(ABC):
     async def _admin_faults(self, request: web.Request) -> web.Response:
         changes = await request.json()
         faults = self.state.faults
+        if "jitter_seed" in changes:
+            seed = changes.pop("jitter_seed")
+            if isinstance(seed, bool) or not isinstance(seed, int | str):
+                return web.json_response({"error": "jitter_seed must be an integer or a string"}, status=400)
+            self.state.jitter.seed(seed)
         for key, value in changes.items():
             if not hasattr(faults, key):
                 return web.json_response({"error": f"unknown fault {key!r}"}, status=400)
