@@ -124,13 +124,18 @@ def targets(options: Options, results: dict[str, Any]) -> list[Target]:
         out.append(Target(name, "<= 1.5 ms", measured, _verdict(over <= 1.5)))
     else:
         out.append(Target(name, "<= 1.5 ms", "-", "n/a"))
-    if options.gateway_workers > 1:
-        # Judged on what was measured, and said: the issue's targets are read with one worker unless told.
-        said = f"gateway: serve --workers {options.gateway_workers}"
-        for target in out:
-            target.note = f"{target.note}; {said}" if target.note else said
+    for target in out:
+        _say_workers(options, target)
     out.extend(_scale_targets(options, results))
     return out
+
+
+def _say_workers(options: Options, target: Target) -> None:
+    """Note on a target measured on the throughput and batch gateway when that gateway ran several workers: judged
+    on what was measured, and said (the issue's targets are read with one worker unless told)."""
+    if options.gateway_workers > 1:
+        said = f"gateway: serve --workers {options.gateway_workers}"
+        target.note = f"{target.note}; {said}" if target.note else said
 
 
 def _scale_targets(options: Options, results: dict[str, Any]) -> list[Target]:
@@ -170,6 +175,7 @@ def _scale_targets(options: Options, results: dict[str, Any]) -> list[Target]:
             f"{b['latency']}: {b['seconds']:.2f} s, max in flight {max(b['max_in_flight'].values())}" for b in batch
         )
         out.append(Target(name, "all SUCCEEDED, <= limit", measured, _verdict(ok)))
+        _say_workers(options, out[-1])
     else:
         out.append(Target(name, "all SUCCEEDED, <= limit", "-", "n/a"))
     return out
