@@ -35,6 +35,7 @@ import asyncio
 import inspect
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -294,7 +295,10 @@ class Store:
         self.inline_fallbacks = 0
 
     async def open(self) -> None:
-        """Migrate the schema to the head revision (under the migration lock) and start the writer."""
+        """Switch a SQLite file to WAL, migrate the schema to the head revision (under the migration lock) and start
+        the writer."""
+        if self._sync is not None and self._sync.url.database not in (None, "", ":memory:"):
+            await asyncio.to_thread(_use_wal, self._sync.url.database)
         await migrations.migrate(self.engine)
         if self._sync is not None:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
@@ -749,11 +753,42 @@ def _locked(exc: BaseException) -> bool:
     )
 
 
+#: How long `Store.open()` keeps trying to switch a SQLite file to WAL, and every connection's `busy_timeout` (ms).
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def _use_wal(path: str) -> None:
+    """Switch the SQLite file at `path` to WAL (it stays so: the mode is stored in the file), retrying while others
+    hold its lock, for up to `SQLITE_BUSY_TIMEOUT_MS`.
+
+    The switch reads the file, then takes its write lock to change the header; SQLite does not wait through the busy
+    timeout for that second step (a reader that waits for the write lock could deadlock), so when another process or
+    `Store` is switching or migrating the same new file at that moment it fails at once with "database is locked"
+    (seen in CI: six gateways opening one new file together). On a file that is already WAL it only reads."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc) or time.monotonic() >= deadline:
+                raise
+        else:
+            if mode.lower() != "wal":
+                raise RuntimeError(f"SQLite kept {path} in journal mode {mode!r}, not WAL")
+            return
+        finally:
+            conn.close()
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers never wait for the writer. NORMAL is durable across process crashes in WAL mode.
-    # busy_timeout first: switching a new file to WAL needs a moment of exclusive access when others open it too.
+    # WAL: readers never wait for the writer. NORMAL is durable across process crashes in WAL mode. `open()` has
+    # switched the file already (`_use_wal`), so here the journal_mode pragma only reads the mode.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -457,6 +457,36 @@ async def test_concurrent_opens_migrate_once(store_url: str) -> None:
             await s.close()
 
 
+async def test_sqlite_open_waits_for_another_writer_to_switch_to_wal(tmp_path: Path) -> None:
+    """A new file whose write lock another process holds: switching it to WAL cannot wait through the busy timeout
+    (SQLite fails it at once), so `open()` retries until the lock is free instead of failing."""
+    path = tmp_path / "store.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE other_app (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_app VALUES (1)")
+    switching = sqlite3.connect(path, timeout=5)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        switching.execute("PRAGMA journal_mode=WAL")  # what a lone attempt gets, at once
+    switching.close()
+
+    store = Store(f"sqlite:///{path}")
+    opening = asyncio.create_task(store.open())
+    try:
+        await asyncio.sleep(0.3)
+        assert not opening.done(), opening.exception() if opening.done() else None
+        holder.execute("COMMIT")
+        await asyncio.wait_for(opening, 10)
+        assert await store.migrated()
+        async with store.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar_one() == "wal"
+    finally:
+        if not opening.done():
+            opening.cancel()
+        holder.close()
+        await store.close()
+
+
 @pytest.mark.postgresql
 async def test_postgresql_migration_waits_for_the_advisory_lock(postgresql_url: str) -> None:
     """While another process holds the migration lock, open() waits and changes nothing; then it migrates."""
