@@ -767,29 +767,28 @@ def _use_wal(path: str) -> None:
     (seen in CI: six gateways opening one new file together). On a file that is already WAL it only reads."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = 0.001
-    while True:
-        conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-        try:
-            mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if not _locked(exc) or time.monotonic() >= deadline:
-                raise
-        else:
-            if mode.lower() != "wal":
-                raise RuntimeError(f"SQLite kept {path} in journal mode {mode!r}, not WAL")
-            return
-        finally:
-            conn.close()
-        time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+    conn = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        while True:
+            try:
+                mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+                break
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    finally:
+        conn.close()
+    if mode.lower() != "wal":
+        raise RuntimeError(f"SQLite kept {path} in journal mode {mode!r}, not WAL")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers never wait for the writer. NORMAL is durable across process crashes in WAL mode. `open()` has
-    # switched the file already (`_use_wal`), so here the journal_mode pragma only reads the mode.
+    # WAL (readers never wait for the writer) is set once, by `open()` (`_use_wal`): the mode is stored in the file,
+    # and every connection opened after it uses it. NORMAL is durable across process crashes in WAL mode.
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
