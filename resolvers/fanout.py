@@ -303,6 +303,12 @@ class FanOut:
             ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None]:
                 links = read_links(conn, contact.id)
                 send = [v for v in candidates if force or not _unchanged(links.get(v), hashes[v])]
+                if len(send) < len(candidates):
+                    # The link holds what the vendor last accepted. While another delivery of this contact to it is
+                    # open (in flight, or waiting to be retried), that may not be what the vendor ends up holding:
+                    # a write equal to the link is sent too (queued behind the one in flight), never UNCHANGED.
+                    open_ = self.outbox.pending_vendors(conn, contact.id)
+                    send = [v for v in candidates if v in open_ or v in send]
                 version = self.store.save_contact(conn, contact, stored)
                 queued = self.outbox.enqueue(
                     conn,

@@ -178,6 +178,8 @@ _PENDING_OF_CONTACT = sa.and_(
 _LEASED_NOW = sa.and_(deliveries.c.lease_until.is_not(None), deliveries.c.lease_until > sa.bindparam("b_now"))
 #: The vendors with a pending delivery of this contact being sent now (by any process).
 _BUSY = Direct(sa.select(deliveries.c.vendor).where(_PENDING_OF_CONTACT, _LEASED_NOW), ["b_contact", "b_now"])
+#: The vendors with a pending delivery of this contact, being sent or waiting.
+_OPEN_VENDORS = Direct(sa.select(deliveries.c.vendor).where(_PENDING_OF_CONTACT).distinct(), ["b_contact"])
 
 
 def _supersede_statement(n: int) -> Direct:
@@ -265,6 +267,10 @@ class Outbox:
         self.expire_after = timedelta(seconds=expire_after_s)
 
     # -- inside the accept and complete transactions (called with the writer's connection) -------------------------
+
+    def pending_vendors(self, conn: sa.Connection, contact_id: str) -> set[Vendor]:
+        """Within a write: the vendors a delivery of this contact is pending for (in flight or waiting)."""
+        return {Vendor(vendor) for (vendor,) in _OPEN_VENDORS.execute(conn, {"b_contact": contact_id})}
 
     def enqueue(
         self,

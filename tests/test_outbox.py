@@ -86,6 +86,39 @@ async def _no_pending(gateway: Gateway) -> bool:
     return await pending(gateway) == 0
 
 
+async def test_a_write_equal_to_the_delivered_one_is_sent_while_another_is_in_flight(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """Ada is delivered, Bob is on its way to Jim2, Ada is written again: the last write is Ada, so Jim2 must end
+    with Ada. Ada equals what Jim2 last accepted, but Bob's delivery is open: the write is queued behind it, not
+    answered UNCHANGED (which left Jim2 holding Bob with nothing pending)."""
+    gateway: Gateway = await make_gateway(tables=FAST_OUTBOX)
+    ada, bob = contact(lastName="Ada"), contact(lastName="Bob")
+    first = (await gateway.graphql(UPSERT, {"input": ada, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert first["results"][0]["status"] == "CREATED"
+
+    before = len(await simulators.calls(Vendor.JIM2))
+    await simulators.faults(Vendor.JIM2, latency_ms=1500)
+    in_flight = asyncio.create_task(gateway.graphql(UPSERT, {"input": bob, "vendors": ["JIM2"]}))
+
+    async def bob_reached_jim2() -> bool:
+        return len(await simulators.calls(Vendor.JIM2)) > before
+
+    await eventually(bob_reached_jim2, "Bob's write reaches Jim2")
+    await simulators.faults(Vendor.JIM2, latency_ms=0)
+    again = (await gateway.graphql(UPSERT, {"input": ada, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    (result,) = again["results"]
+    assert result["status"] == "QUEUED", result
+    assert "still being sent" in result["warnings"][0]
+    assert (await in_flight)["data"]["upsertContact"]["results"][0]["status"] == "UPDATED"
+
+    await eventually(lambda: _no_pending(gateway), "the queued write is made")
+    (record,) = (await simulators.state(Vendor.JIM2))["records"].values()
+    assert record["attributes"]["lastName"] == "Ada", "the vendor holds the last write"
+    link = await gateway.graphql('{ contact(id: "C-1001") { lastName vendorLinks { vendor status } } }')
+    assert link["data"]["contact"]["lastName"] == "Ada"
+
+
 async def test_retry_after_is_honoured(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
     gateway: Gateway = await make_gateway({"oneserve": {"timeout_s": 0.5}}, tables=FAST_OUTBOX)
     await simulators.faults(Vendor.ONESERVE, throttle_next=1, retry_after=1.5)
