@@ -349,8 +349,11 @@ class FanOut:
         return outcome, readback
 
     async def delete(self, contact_id: str, vendors: Sequence[Vendor] | None) -> Outcome:
-        """Delete the contact at every targeted vendor that can delete; the others report SKIPPED."""
-        links = await self.store.links(contact_id)
+        """Delete the contact at every targeted vendor that can delete; the others report SKIPPED.
+
+        The cross-references the deletes use are read in the accept transaction: read before it, a create of the
+        contact completing meanwhile would leave a vendor's delete without the remote id it just stored (and a
+        connector that finds nothing to delete closes the delivery)."""
         results: dict[Vendor, VendorResult] = {}
         capable: list[Vendor] = []
         for vendor in self.targets(vendors):
@@ -370,21 +373,21 @@ class FanOut:
             else:
                 capable.append(vendor)
         if capable:
-            stored = await self.store.get_contact(contact_id)
-            version = stored.version if stored is not None else 0
 
-            def accept(conn: Connection) -> dict[Vendor, tuple[int, bool]]:
-                return self.outbox.enqueue(
+            def accept(conn: Connection) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]]]:
+                links = read_links(conn, contact_id)
+                queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact_id,
                     vendors=capable,
                     operation=Operation.DELETE,
-                    version=version,
+                    version=self.store.contact_version(conn, contact_id),
                     force=True,
                     lease_s={v: self.lease_s(v) for v in capable},
                 )
+                return links, queued
 
-            queued = await self.store.write(accept)
+            links, queued = await self.store.write(accept)
             sent = await self._send(
                 queued,
                 {v: partial(self._delete_one, v, contact_id, links.get(v)) for v in capable},

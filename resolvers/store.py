@@ -534,6 +534,11 @@ class Store:
         ((version,),) = self._contact_upsert().execute(conn, params)
         return int(version)
 
+    def contact_version(self, conn: sa.Connection, contact_id: str) -> int:
+        """Within a read or a write: the contact's stored version (0 when it is not stored)."""
+        version = conn.execute(sa.select(contacts.c.version).where(contacts.c.id == contact_id)).scalar()
+        return int(version) if version is not None else 0
+
     def _contact_upsert(self) -> Direct:
         """Insert or replace a contact, bumping its version; returns the version (built once per store)."""
         cached = self._statements.get(("contact_upsert", False))

@@ -10,13 +10,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
 from resolvers.results import Vendor
 from resolvers.store import Store
-from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
-from tests.support import UPSERT, by_vendor, contact, eventually
+from tests.conftest import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    WRITE_ONLY_TOKEN,
+    WRITE_TOKEN,
+    Gateway,
+    Simulators,
+    gateway_config,
+    serve,
+    stop,
+)
+from tests.support import DELETE, UPSERT, by_vendor, contact, eventually
 
 #: Redelivery quick enough for tests; every other setting is the product's default.
 FAST_OUTBOX = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05}}
@@ -117,6 +128,43 @@ async def test_a_write_equal_to_the_delivered_one_is_sent_while_another_is_in_fl
     assert record["attributes"]["lastName"] == "Ada", "the vendor holds the last write"
     link = await gateway.graphql('{ contact(id: "C-1001") { lastName vendorLinks { vendor status } } }')
     assert link["data"]["contact"]["lastName"] == "Ada"
+
+
+async def test_a_delete_uses_the_remote_id_a_create_stored_just_before_it_was_accepted(
+    simulators: Simulators, tmp_path: Path
+) -> None:
+    """A create to Jim2 is in flight when deleteContact arrives, and completes (storing Jim2's id) just before the
+    delete is accepted. The delete must use that id: read earlier, Jim2's delete had no id, answered SKIPPED
+    ("nothing deleted") and closed its delivery, leaving the record at Jim2 with nothing pending."""
+    server, task, url = await serve(gateway_config(simulators, f"sqlite:///{tmp_path / 'gateway.db'}"))
+    store = server.config.app.state.runtime.fanout.store
+    async with httpx.AsyncClient(timeout=30) as client:
+        gateway = Gateway(url, client)
+        try:
+            await simulators.faults(Vendor.JIM2, latency_ms=800)
+            create = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(), "vendors": ["JIM2"]}))
+
+            async def create_reached_jim2() -> bool:
+                return len(writes(await simulators.calls(Vendor.JIM2), "/contacts")) == 1
+
+            await eventually(create_reached_jim2, "the create reaches Jim2")
+            write = store.write
+
+            async def create_completes_first(op: Callable[[Any], Any]) -> Any:
+                # Only the delete's accept waits; the create's own completion (and the worker) pass through.
+                if "delete" in op.__qualname__:
+                    await create
+                return await write(op)
+
+            store.write = create_completes_first
+            deleted = await gateway.graphql(DELETE, {"id": "C-1001", "vendors": ["JIM2"]})
+            created = (await create)["data"]["upsertContact"]["results"][0]
+            assert created["status"] == "CREATED"
+            (result,) = deleted["data"]["deleteContact"]["results"]
+            assert (result["status"], result["remoteId"]) == ("DELETED", created["remoteId"]), result
+            assert (await simulators.state(Vendor.JIM2))["records"] == {}
+        finally:
+            await stop(server, task)
 
 
 async def test_retry_after_is_honoured(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
