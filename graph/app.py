@@ -483,7 +483,13 @@ def create_app(config: GatewayConfig) -> Starlette:
             fanout=fanout,
             authenticator=authenticator,
             worker=worker,
-            idempotency=Idempotency(store, ttl_s=config.idempotency.ttl_s),
+            idempotency=Idempotency(
+                store,
+                ttl_s=config.idempotency.ttl_s,
+                lease_s=Idempotency.lease_for(
+                    max((v.timeout_s for v in config.vendors.values()), default=0.0), config.outbox.lease_grace_s
+                ),
+            ),
             events=events,
         )
         worker.start()

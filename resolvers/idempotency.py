@@ -4,6 +4,11 @@ A key belongs to the caller (the token's name) that used it. The first call rese
 while it runs waits for its answer; a repeat after it returns the stored answer without calling any vendor; the same
 key with a different input is a CONFLICT. A reservation whose process died (lease run out, no answer) is taken over
 by the next repeat. Keys expire after `ttl_s`.
+
+The lease must outlast the longest write (`Idempotency.lease_for`: the longest vendor deadline plus a grace), or a
+repeat would take a running write's key over and run it twice. Several processes may share the store: the
+reservation is an insert that does nothing on a conflict and a takeover an update that checks the lease it read, so
+of two processes racing for one key, one gets it and the other waits (BUSY); the first answer stored is kept.
 """
 
 from __future__ import annotations
@@ -57,11 +62,21 @@ class Begun:
 class Idempotency:
     """Keyed answers in the store."""
 
-    def __init__(self, store: Store, *, ttl_s: float, lease_s: float = 120.0, poll_s: float = 0.05) -> None:
+    #: The shortest lease: a reservation whose process died is taken over after this long at the earliest.
+    MIN_LEASE_S = 120.0
+
+    def __init__(self, store: Store, *, ttl_s: float, lease_s: float = MIN_LEASE_S, poll_s: float = 0.05) -> None:
         self.store = store
         self.ttl = timedelta(seconds=ttl_s)
         self.lease = timedelta(seconds=lease_s)
         self.poll_s = poll_s
+
+    @classmethod
+    def lease_for(cls, longest_timeout_s: float, grace_s: float) -> float:
+        """The lease a reservation needs when no vendor call outlasts `longest_timeout_s` (a vendor's `timeout_s`
+        bounds all its attempts): that plus `grace_s` for the store's two transactions, and never under
+        `MIN_LEASE_S`."""
+        return max(cls.MIN_LEASE_S, longest_timeout_s + grace_s)
 
     async def begin(self, principal: str, key: str, request_hash: str) -> Begun:
         """Reserve `key` for this request, or say why not (replay, conflict, busy)."""
@@ -72,8 +87,11 @@ class Idempotency:
             conn.execute(sa.delete(idempotency_keys).where(where, idempotency_keys.c.expires_at <= now))
             row = (conn.execute(sa.select(idempotency_keys).where(where))).one_or_none()
             if row is None:
-                conn.execute(
-                    sa.insert(idempotency_keys).values(
+                # Another process may insert the same key between the select and this insert (PostgreSQL's read
+                # committed): then this one inserts nothing and waits for that one's answer.
+                inserted = conn.execute(
+                    self.store.insert(idempotency_keys)
+                    .values(
                         principal=principal,
                         key=key,
                         request_hash=request_hash,
@@ -82,8 +100,9 @@ class Idempotency:
                         created_at=now,
                         expires_at=now + self.ttl,
                     )
+                    .on_conflict_do_nothing(index_elements=[idempotency_keys.c.principal, idempotency_keys.c.key])
                 )
-                return Begun(Claim.NEW)
+                return Begun(Claim.NEW if inserted.rowcount == 1 else Claim.BUSY)
             if row.request_hash != request_hash:
                 return Begun(Claim.CONFLICT)
             if row.response is not None:
@@ -91,9 +110,18 @@ class Idempotency:
             lease_until = row.lease_until if row.lease_until.tzinfo else row.lease_until.replace(tzinfo=now.tzinfo)
             if lease_until > now:
                 return Begun(Claim.BUSY)
-            # The first call's process died before answering: this repeat takes the key over.
-            conn.execute(sa.update(idempotency_keys).where(where).values(lease_until=now + self.lease))
-            return Begun(Claim.NEW)
+            # The first call's process died before answering: this repeat takes the key over, unless another one
+            # took it over since the row was read (the update then finds the lease changed).
+            taken = conn.execute(
+                sa.update(idempotency_keys)
+                .where(
+                    where,
+                    idempotency_keys.c.response.is_(None),
+                    idempotency_keys.c.lease_until == row.lease_until,
+                )
+                .values(lease_until=now + self.lease)
+            )
+            return Begun(Claim.NEW if taken.rowcount == 1 else Claim.BUSY)
 
         return await self.store.write(op)
 
@@ -108,13 +136,17 @@ class Idempotency:
             await asyncio.sleep(self.poll_s)
 
     async def finish(self, principal: str, key: str, answer: Answer) -> None:
-        """Store the answer for repeats."""
+        """Store the answer for repeats (the first answer stored is kept)."""
         response = _ANSWER.dump_json(answer).decode()
 
         def op(conn: sa.Connection) -> None:
             conn.execute(
                 sa.update(idempotency_keys)
-                .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+                .where(
+                    idempotency_keys.c.principal == principal,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.response.is_(None),
+                )
                 .values(response=response)
             )
 

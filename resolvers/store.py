@@ -502,7 +502,8 @@ class Store:
             finally:
                 conn.rollback()  # end the read transaction: WAL keeps old pages while a reader holds a snapshot
 
-    def _insert(self, table: sa.Table) -> Any:
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT into `table` in the store's dialect (with its `on_conflict_do_nothing` / `_do_update`)."""
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table)
 
@@ -544,7 +545,7 @@ class Store:
         cached = self._statements.get(("contact_upsert", False))
         if cached is not None:
             return cached
-        stmt = self._insert(contacts)
+        stmt = self.insert(contacts)
         built = stmt.on_conflict_do_update(
             index_elements=[contacts.c.id],
             set_={
@@ -595,7 +596,7 @@ class Store:
         cached = self._statements.get(("link_upsert", set_deleted))
         if cached is not None:
             return cached
-        stmt = self._insert(vendor_links)
+        stmt = self.insert(vendor_links)
         excluded = stmt.excluded
         set_: dict[str, Any] = {
             "last_status": excluded.last_status,

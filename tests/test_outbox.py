@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
 
-from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
-from resolvers.results import Vendor
+from resolvers import idempotency as idempotency_module
+from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker, Outcome
+from resolvers.idempotency import Answer, Begun, Claim, Idempotency
+from resolvers.results import UpsertStatus, Vendor
 from resolvers.store import Store
 from tests.conftest import (
     ADMIN_TOKEN,
@@ -334,6 +338,89 @@ async def test_keys_expire(make_gateway: Callable[..., Any]) -> None:
     await asyncio.sleep(0.4)
     reused = await gateway.graphql(KEYED, {"input": contact(lastName="Later"), "key": "short"})
     assert reused["data"]["upsertContact"]["contact"]["lastName"] == "Later"
+
+
+async def test_a_key_is_leased_past_the_longest_vendor_deadline(simulators: Simulators, tmp_path: Path) -> None:
+    """A keyed write may run as long as its slowest vendor's `timeout_s`; a repeat must not take its key over
+    before then (it would run the write twice). With a 200 s deadline the lease is 205 s, not a fixed 120 s."""
+    config = gateway_config(
+        simulators, f"sqlite:///{tmp_path / 'gateway.db'}", vendor_overrides={"jim2": {"timeout_s": 200}}
+    )
+    server, task, _ = await serve(config)
+    try:
+        idempotency = server.config.app.state.runtime.idempotency
+        assert idempotency.lease.total_seconds() == 200 + config.outbox.lease_grace_s
+        assert await idempotency.begin("svc", "long", "h") == Begun(Claim.NEW)
+        later = idempotency_module.utcnow() + timedelta(seconds=150)
+        with patch.object(idempotency_module, "utcnow", lambda: later):
+            assert await idempotency.begin("svc", "long", "h") == Begun(Claim.BUSY), "150 s in, still the first's"
+        expired = idempotency_module.utcnow() + timedelta(seconds=206)
+        with patch.object(idempotency_module, "utcnow", lambda: expired):
+            assert await idempotency.begin("svc", "long", "h") == Begun(Claim.NEW), "past the lease: taken over"
+    finally:
+        await stop(server, task)
+    assert Idempotency.lease_for(10, 5) == Idempotency.MIN_LEASE_S
+
+
+async def test_the_first_answer_stored_for_a_key_is_kept(store_url: str) -> None:
+    store = Store(store_url)
+    await store.open()
+    try:
+        keys = Idempotency(store, ttl_s=3600)
+        assert await keys.begin("svc", "k", "h") == Begun(Claim.NEW)
+        first = Answer(Outcome(UpsertStatus.SUCCEEDED, "C-1", [], True), None)
+        await keys.finish("svc", "k", first)
+        await keys.finish("svc", "k", Answer(Outcome(UpsertStatus.PARTIAL, "C-1", [], True), None))
+        assert await keys.begin("svc", "k", "h") == Begun(Claim.REPLAY, first)
+    finally:
+        await store.close()
+
+
+async def _racing_begins(url: str, *, lease_s: float = 3600.0) -> tuple[Begun, Begun]:
+    """Two processes' `begin` of one key on one PostgreSQL database: the first's transaction is held open after its
+    statements ran, while the second's runs, then committed (the window in which read committed lets both read)."""
+    first_store, second_store = Store(url), Store(url)
+    await first_store.open()
+    await second_store.open()
+    try:
+        first = Idempotency(first_store, ttl_s=3600, lease_s=lease_s)
+        second = Idempotency(second_store, ttl_s=3600, lease_s=lease_s)
+        ran, release = asyncio.Event(), asyncio.Event()
+
+        async def held(op: Callable[[Any], Any]) -> Any:
+            async with first_store.engine.begin() as conn:
+                result = await conn.run_sync(op)
+                ran.set()
+                await release.wait()
+            return result
+
+        first_store.write = held  # type: ignore[method-assign]
+        first_begun = asyncio.create_task(first.begin("svc", "k", "h"))
+        await ran.wait()
+        second_begun = asyncio.create_task(second.begin("svc", "k", "h"))
+        await asyncio.sleep(0.3)  # the second's statements reach the row the first holds
+        release.set()
+        return await first_begun, await second_begun
+    finally:
+        await first_store.close()
+        await second_store.close()
+
+
+async def test_two_processes_reserving_one_key_at_once_one_waits(postgresql_url: str) -> None:
+    """Both select no row; the second's insert then conflicts. It waits for the first (BUSY), not an error."""
+    assert await _racing_begins(postgresql_url) == (Begun(Claim.NEW), Begun(Claim.BUSY))
+
+
+async def test_two_processes_taking_over_one_dead_reservation_one_waits(postgresql_url: str) -> None:
+    """A reservation whose lease ran out is taken over by one of two repeats racing for it, not by both."""
+    store = Store(postgresql_url)
+    await store.open()
+    try:
+        assert await Idempotency(store, ttl_s=3600, lease_s=0.01).begin("svc", "k", "h") == Begun(Claim.NEW)
+    finally:
+        await store.close()
+    await asyncio.sleep(0.05)
+    assert await _racing_begins(postgresql_url) == (Begun(Claim.NEW), Begun(Claim.BUSY))
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\tkey"])
