@@ -36,7 +36,16 @@ from resolvers.breaker import BreakerState, CircuitBreaker
 from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.events import DeliveryEvent, DeliveryEvents
 from resolvers.model import Contact, payload_hash
-from resolvers.outbox import Completion, Delivery, Operation, Outbox, describe_errors, read_open, utcnow
+from resolvers.outbox import (
+    Completion,
+    Delivery,
+    Operation,
+    Outbox,
+    describe_errors,
+    lock_contact,
+    read_open,
+    utcnow,
+)
 from resolvers.results import (
     SUCCESS_STATUSES,
     ErrorCode,
@@ -301,6 +310,7 @@ class FanOut:
             def accept(
                 conn: Connection,
             ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None]:
+                lock_contact(conn, contact.id)  # before anything is read that decides what is sent
                 links = read_links(conn, contact.id)
                 send = [v for v in candidates if force or not _unchanged(links.get(v), hashes[v])]
                 if len(send) < len(candidates):
@@ -375,6 +385,7 @@ class FanOut:
         if capable:
 
             def accept(conn: Connection) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]]]:
+                lock_contact(conn, contact_id)
                 links = read_links(conn, contact_id)
                 queued = self.outbox.enqueue(
                     conn,

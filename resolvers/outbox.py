@@ -258,6 +258,32 @@ def read_open(conn: sa.Connection, contact_ids: list[str]) -> dict[tuple[str, Ve
     return out
 
 
+#: The first key of the PostgreSQL advisory locks a contact's deliveries are decided under (the second is a hash of
+#: the contact id): an arbitrary constant, so that the locks do not meet another application's in the database.
+_CONTACT_LOCKS = 0x6367
+
+
+def lock_contact(conn: sa.Connection, contact_id: str) -> None:
+    """Within a write, on PostgreSQL: wait for, then hold until the transaction ends, the lock under which a
+    contact's deliveries are decided (which vendors are busy, which delivery is superseded or leased).
+
+    Read committed lets two processes' transactions read the same deliveries before either commits: a request's
+    accept could find no delivery in flight while another process's worker was leasing one, and lease its own too
+    (two in flight to one vendor, the older one possibly landing last). Accepts take this lock first and the
+    worker's claim takes it without waiting (`try_lock_contact`). On SQLite one writer at a time holds the whole
+    database, so nothing is needed."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CONTACT_LOCKS, sa.func.hashtext(contact_id))))
+
+
+def try_lock_contact(conn: sa.Connection, contact_id: str) -> bool:
+    """`lock_contact` without waiting: False when another transaction holds it (always True on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    taken = conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(_CONTACT_LOCKS, sa.func.hashtext(contact_id))))
+    return bool(taken.scalar())
+
+
 class Outbox:
     """Delivery rows: enqueue with the accepted write, complete with the vendor's answer, claim for redelivery."""
 
@@ -290,6 +316,7 @@ class Outbox:
         """
         if not vendors:
             return {}
+        lock_contact(conn, contact_id)  # held already when the accept took it first: taken again at no cost
         now = utcnow()
         busy = {vendor for (vendor,) in _BUSY.execute(conn, {"b_contact": contact_id, "b_now": now})}
         _SUPERSEDE(len(vendors)).execute(
@@ -398,6 +425,8 @@ class Outbox:
                 if pair in seen:
                     continue
                 seen.add(pair)
+                if not try_lock_contact(conn, row.contact_id):
+                    continue  # a request is deciding this contact's deliveries now: claimed at a later poll
                 others = (
                     conn.execute(
                         sa.select(deliveries.c.id, deliveries.c.lease_until).where(
@@ -565,6 +594,17 @@ class Outbox:
                 return None
             values: dict[str, Any] = {"status": status.value, "updated_at": now}
             if retry:
+                values |= {"next_attempt_at": now, "expires_at": now + self.expire_after}
+            # The status is checked again by the update itself: another process may have completed the delivery
+            # since it was read (a cancel must not hide a delivery that was made, nor a retry send it again).
+            changed = conn.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.status.in_([a.value for a in allowed]))
+                .values(**values)
+            )
+            if changed.rowcount != 1:
+                return None
+            if retry:
                 # Retrying an older delivery must not resurrect it behind a newer one: supersede the others.
                 conn.execute(
                     sa.update(deliveries)
@@ -576,8 +616,6 @@ class Outbox:
                     )
                     .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
                 )
-                values |= {"next_attempt_at": now, "expires_at": now + self.expire_after}
-            conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id).values(**values))
             return _delivery((conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one())
 
         return await self.store.write(op)

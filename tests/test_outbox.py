@@ -14,12 +14,15 @@ from unittest.mock import patch
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from resolvers import idempotency as idempotency_module
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker, Outcome
 from resolvers.idempotency import Answer, Begun, Claim, Idempotency
+from resolvers.outbox import DeliveryStatus, Operation, Outbox
 from resolvers.results import UpsertStatus, Vendor
 from resolvers.store import Store
+from resolvers.store import deliveries as delivery_rows
 from tests.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -421,6 +424,118 @@ async def test_two_processes_taking_over_one_dead_reservation_one_waits(postgres
         await store.close()
     await asyncio.sleep(0.05)
     assert await _racing_begins(postgresql_url) == (Begun(Claim.NEW), Begun(Claim.BUSY))
+
+
+async def _held(store: Store) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make `store`'s next writes (PostgreSQL) hold their transaction open after their statements ran, until the
+    second event is set; the first is set when they have run."""
+    ran, release = asyncio.Event(), asyncio.Event()
+
+    async def held(op: Callable[[Any], Any]) -> Any:
+        async with store.engine.begin() as conn:
+            result = await conn.run_sync(op)
+            ran.set()
+            await release.wait()
+        return result
+
+    store.write = held  # type: ignore[method-assign]
+    return ran, release
+
+
+async def test_a_request_and_another_processs_worker_never_both_send_to_one_vendor(postgresql_url: str) -> None:
+    """A delivery of C-1 to Jim2 waits for its retry. Process A's worker leases it; before A commits, a request in
+    process B accepts a new write of C-1. B must see A's lease and queue its delivery behind it: before, B read no
+    lease (not yet committed), and leased its own too, so two deliveries of one contact went to Jim2 at once and the
+    older could land last."""
+    worker_store, request_store = Store(postgresql_url), Store(postgresql_url)
+    await worker_store.open()
+    await request_store.open()
+    try:
+        worker, request = (
+            Outbox(worker_store, owner="A", expire_after_s=3600),
+            Outbox(request_store, owner="B", expire_after_s=3600),
+        )
+        lease = {Vendor.JIM2: 30.0}
+
+        def enqueue(outbox: Outbox) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
+            return lambda conn: outbox.enqueue(
+                conn,
+                contact_id="C-1",
+                vendors=[Vendor.JIM2],
+                operation=Operation.UPSERT,
+                version=1,
+                force=False,
+                lease_s=lease,
+            )
+
+        first = await request_store.write(enqueue(request))
+        await request_store.write(
+            lambda conn: conn.execute(sa.update(delivery_rows).values(lease_owner=None, lease_until=None))
+        )  # as a failed attempt leaves it: pending, due, not leased
+        ran, release = await _held(worker_store)
+        claiming = asyncio.create_task(worker.claim(10, lease, [Vendor.JIM2]))
+        await ran.wait()
+        accepting = asyncio.create_task(request_store.write(enqueue(request)))
+        await asyncio.sleep(0.3)  # B's statements reach what A holds
+        release.set()
+        (claimed,) = await claiming
+        assert claimed.id == first[Vendor.JIM2][0]
+        second = await accepting
+        assert second[Vendor.JIM2][1] is False, "B queues behind A's delivery in flight"
+        rows = await request_store.read(
+            lambda conn: conn.execute(
+                sa.select(delivery_rows.c.lease_owner).where(
+                    delivery_rows.c.status == DeliveryStatus.PENDING.value, delivery_rows.c.lease_until.is_not(None)
+                )
+            ).all()
+        )
+        assert [owner for (owner,) in rows] == ["A"], "one delivery of the pair in flight"
+    finally:
+        await worker_store.close()
+        await request_store.close()
+
+
+async def test_an_operator_cancel_does_not_hide_a_delivery_another_process_made(postgresql_url: str) -> None:
+    """Process B reads the delivery (PENDING, cancellable) while process A's completion (DELIVERED) is about to
+    commit; B's cancel must find it delivered and refuse, not record CANCELLED over a write that was made."""
+    a_store, b_store = Store(postgresql_url), Store(postgresql_url)
+    await a_store.open()
+    await b_store.open()
+    try:
+        a, b = Outbox(a_store, owner="A", expire_after_s=3600), Outbox(b_store, owner="B", expire_after_s=3600)
+        queued = await a_store.write(
+            lambda conn: a.enqueue(
+                conn,
+                contact_id="C-1",
+                vendors=[Vendor.JIM2],
+                operation=Operation.UPSERT,
+                version=1,
+                force=False,
+                lease_s={Vendor.JIM2: 30.0},
+            )
+        )
+        delivery_id = queued[Vendor.JIM2][0]
+        ran, release = await _held(a_store)
+        delivering = asyncio.create_task(
+            a_store.write(
+                lambda conn: conn.execute(
+                    sa.update(delivery_rows)
+                    .where(delivery_rows.c.id == delivery_id)
+                    .values(status=DeliveryStatus.DELIVERED.value, lease_owner=None, lease_until=None)
+                )
+            )
+        )
+        await ran.wait()
+        cancelling = asyncio.create_task(b.cancel(delivery_id))
+        await asyncio.sleep(0.3)
+        release.set()
+        await delivering
+        assert await cancelling is None, "a delivered delivery cannot be cancelled"
+        found = await b.get(delivery_id)
+        assert found is not None and found.status is DeliveryStatus.DELIVERED
+    finally:
+        await a_store.close()
+        await b_store.close()
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\tkey"])
