@@ -415,6 +415,7 @@ class Store:
             conn = self._inline = self._open_inline()
         try:
             with conn.begin():
+                _begin_immediate(conn)
                 outcomes = [(True, op(conn)) for op in ops]
         except Exception as exc:
             if _locked(exc):
@@ -467,6 +468,7 @@ class Store:
         assert self._sync is not None
         try:
             with self._sync.begin() as conn:
+                _begin_immediate(conn)
                 return [(True, op(conn)) for op in ops]
         except Exception as exc:
             if len(ops) == 1:
@@ -749,6 +751,18 @@ def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredC
             version=int(version),
         )
     return out
+
+
+def _begin_immediate(conn: sa.Connection) -> None:
+    """Open a SQLite write batch's transaction with the database's write lock taken.
+
+    sqlite3 (and so SQLAlchemy's `begin()`) opens a transaction only before the first INSERT, UPDATE or DELETE: what
+    an operation read before its first change was read outside it, and another process's commit could land between
+    the read and the change made from it (a delivery completed after its link was read, say). `BEGIN IMMEDIATE`
+    takes the lock first, so every operation reads and writes one state no other writer changes meanwhile. It waits
+    for another process's lock up to the connection's busy timeout (the loop's connection: not at all, so the batch
+    goes to the writer thread)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _locked(exc: BaseException) -> bool:

@@ -26,7 +26,7 @@ from resolvers import migrations
 from resolvers.errors import ConfigError
 from resolvers.model import Contact
 from resolvers.results import Vendor, VendorStatus
-from resolvers.store import LinkUpdate, Store, engine_url, metadata, stored_form
+from resolvers.store import LinkUpdate, Store, contacts, engine_url, metadata, stored_form
 from tests.databases import fresh_postgresql_database
 
 
@@ -285,8 +285,9 @@ async def test_a_lone_write_commits_on_the_loops_thread(tmp_path: Path) -> None:
 
 
 async def test_a_write_finding_the_database_locked_waits_in_the_writer_thread(tmp_path: Path) -> None:
-    """Another process holds SQLite's write lock: the loop's connection gives up at once (the loop is never blocked
-    on it), the batch is rolled back and runs again in the writer thread, which waits for the lock and commits."""
+    """Another process holds SQLite's write lock: the loop's connection gives up at once, before the batch reads
+    anything (the loop is never blocked on it), and the batch runs in the writer thread, which waits for the lock
+    and commits."""
     path = tmp_path / "locked.db"
     store = Store(f"sqlite:///{path}")
     await store.open()
@@ -297,18 +298,63 @@ async def test_a_write_finding_the_database_locked_waits_in_the_writer_thread(tm
         ran: list[str] = []
         write = asyncio.ensure_future(store.write(_where(ran)))
         for _ in range(500):  # the loop runs while the write waits
-            if ran and store.inline_fallbacks:
+            if store.inline_fallbacks:
                 break
             await asyncio.sleep(0.01)
-        assert ran[0] == threading.current_thread().name
+        assert store.inline_fallbacks == 1
+        await asyncio.sleep(0.1)
+        assert ran == [], "the batch waits for the lock before it runs"
         assert not write.done()
         other.execute("COMMIT")
         await write
-        assert ran[-1].startswith("store-writer")
-        assert store.inline_fallbacks == 1
+        assert len(ran) == 1 and ran[0].startswith("store-writer"), ran
         assert await store.count_contacts() == 2
     finally:
         other.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("where", ["loop", "writer thread"])
+async def test_a_write_reads_under_the_lock_it_writes_under(tmp_path: Path, where: str) -> None:
+    """What a write operation reads before its first change is read inside its transaction, with SQLite's write
+    lock held: another process cannot commit between the read and the change made from it. (sqlite3 opened the
+    transaction only at the first INSERT/UPDATE/DELETE, so such a commit could land in between.)"""
+    path = tmp_path / "read-then-write.db"
+    store = Store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        seen: list[object] = []
+
+        def read_then_write(conn: sa.Connection) -> None:
+            seen.append(conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar())
+            other = sqlite3.connect(path, timeout=0)
+            try:
+                other.execute("INSERT INTO contacts VALUES ('other', '{}', 'h', 1, 't', 't')")
+                other.commit()
+                seen.append("another process committed")
+            except sqlite3.OperationalError as exc:
+                seen.append(str(exc))
+            finally:
+                other.close()
+            conn.execute(
+                sa.insert(contacts).values(
+                    id="mine",
+                    data="{}",
+                    hash="h",
+                    version=1,
+                    created_at=datetime.now(UTC),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+
+        if where == "loop":
+            await store.write(read_then_write)
+        else:
+            ((ok, _),) = await asyncio.to_thread(store._commit_sqlite, [read_then_write])
+            assert ok
+        assert seen == [0, "database is locked"]
+        assert await store.count_contacts() == 1
+    finally:
         await store.close()
 
 
