@@ -80,8 +80,20 @@ _UNAUTHENTICATED = {
 }
 
 
-#: Digits enough to be an integer orjson would read as a float (2**64 has 20).
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+#: Digits enough to be an integer orjson would read as a float: past 64 bits, 19 digits below -2**63
+#: (-9223372036854775809), 20 above 2**64 - 1.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _not_json_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise json.JSONDecodeError(f"{text} is past a double's range", text, 0)
+    return value
 
 
 class BodyTooLarge(Exception):
@@ -200,12 +212,25 @@ class GatewayGraphQL(GraphQL[Context, None]):
         # id. A body with 20 digits in a row (a number past 2**64 has 20 or more) is read by json.loads, exactly.
         # json.loads also reads a lone `\\ud800` escape, which orjson refuses: such a body is refused here too (400,
         # as without the digits), so no text that is not Unicode gets past the door.
+        # json.loads reads what orjson refuses and JSON is not (NaN, Infinity, 1e400): refused here too; and a
+        # nesting deeper than Python's recursion limit is a malformed body (400), not a crash.
         if _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode()):
-            decoded = super().decode_json(data)
-            if next(unpaired_surrogates(decoded), None) is not None:
-                raise json.JSONDecodeError("a string holds an unpaired UTF-16 surrogate", "", 0)
+            try:
+                decoded = json.loads(data, parse_constant=_not_json_constant, parse_float=_finite)
+                if next(unpaired_surrogates(decoded), None) is not None:
+                    raise json.JSONDecodeError("a string holds an unpaired UTF-16 surrogate", "", 0)
+            except RecursionError as exc:
+                raise json.JSONDecodeError("nested too deeply", "", 0) from exc
             return decoded
         return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """The body (or a GET request's `variables` / `extensions`) as JSON, which must be an object (or, for a
+        batch, an array of objects): strawberry reads fields of it and answered anything else with a 500."""
+        decoded = super().parse_json(data)
+        if isinstance(decoded, dict) or (isinstance(decoded, list) and all(isinstance(d, dict) for d in decoded)):
+            return decoded
+        raise HTTPException(400, "the request's JSON must be an object (a batch: an array of objects)")
 
     # GraphQL over HTTP (https://graphql.github.io/graphql-over-http/draft/): content negotiation and status codes.
 
@@ -232,6 +257,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
             )
         data = await super().parse_http_body(request)
         operations = data if isinstance(data, list) else [data]
+        if any(o.operation_name is not None and not isinstance(o.operation_name, str) for o in operations):
+            raise HTTPException(400, "operationName: must be a string")
         subscribes = [is_subscription(o.query, o.operation_name, max_tokens=self.max_tokens) for o in operations]
         # An unparsable document from a client that takes only SSE gets its error as an SSE event.
         if (

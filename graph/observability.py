@@ -70,11 +70,11 @@ GRAPHQL_DURATION = Histogram(
 )
 
 
-def metric_name(name: str | None) -> str:
+def metric_name(name: object) -> str:
     """The label for an operation name: `anonymous`, the name, or `other` past the cap or when malformed."""
     if not name:
         return "anonymous"
-    if not _OPERATION_NAME.fullmatch(name):
+    if not isinstance(name, str) or not _OPERATION_NAME.fullmatch(name):
         return "other"
     if name not in _seen_names:
         if len(_seen_names) >= MAX_OPERATION_NAMES:

@@ -77,9 +77,12 @@ def decode_cursor(cursor: str, prefix: str = _CURSOR_PREFIX) -> str:
     return text.removeprefix(prefix)
 
 
-def _delivery_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:
-        raise bad_input("id: not a delivery id", "id")
+def _delivery_id(value: str, argument: str = "id") -> int:
+    """A delivery id as its number (ASCII digits only: `int` also reads other scripts' digits, "١٢" as 12)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        if argument == "after":
+            raise bad_input("after: not a cursor this API issued", "after")
+        raise bad_input(f"{argument}: not a delivery id", argument)
     return int(value)
 
 
@@ -331,7 +334,7 @@ class Query:
         first = DEFAULT_PAGE if first is None else first
         if not 0 <= first <= MAX_PAGE:
             raise bad_input(f"first: must be between 0 and {MAX_PAGE}", "first")
-        before = _delivery_id(decode_cursor(after, _DELIVERY_PREFIX)) if after is not None else None
+        before = _delivery_id(decode_cursor(after, _DELIVERY_PREFIX), "after") if after is not None else None
         outbox = info.context.runtime.fanout.outbox
         rows, has_next = await outbox.page(
             status=status,

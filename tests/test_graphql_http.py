@@ -155,18 +155,19 @@ async def test_a_body_that_is_not_json_is_400_with_a_graphql_error(gateway: Gate
 async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
     """The body is decoded with orjson, which reads an integer past 2**64 as a float; such a body is decoded
     exactly instead, so an `ID` sent as a long number stays that number (and a broken one is still a 400)."""
-    long_id = 123456789012345678901234567890
-    body = json.dumps(
-        {
-            "query": "mutation($input: ContactInput!) { upsertContact(input: $input, vendors: [EROS]) "
-            "{ contact { id } } }",
-            "variables": {"input": {"id": long_id, "firstName": "Ada", "lastName": "Lovelace"}},
-        }
-    )
     headers = {"Content-Type": JSON, "Authorization": f"Bearer {WRITE_TOKEN}"}
-    response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["data"]["upsertContact"]["contact"]["id"] == str(long_id)
+    # Past 2**64, and (19 digits only) just below -2**63, which orjson also reads as a float.
+    for long_id in (123456789012345678901234567890, -9223372036854775809, -9999999999999999999):
+        body = json.dumps(
+            {
+                "query": "mutation($input: ContactInput!) { upsertContact(input: $input, vendors: [EROS]) "
+                "{ contact { id } } }",
+                "variables": {"input": {"id": long_id, "firstName": "Ada", "lastName": "Lovelace"}},
+            }
+        )
+        response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["upsertContact"]["contact"]["id"] == str(long_id)
     broken = await gateway.client.post(
         f"{gateway.url}/graphql", content=body[:-1].encode(), headers={**headers, **GRAPHQL_ACCEPT}
     )
@@ -189,6 +190,53 @@ async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gatewa
         response = await gateway.client.post(f"{gateway.url}/graphql", content=broken, headers=headers)
         assert response.status_code == 400, (last_name, response.text)
         assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"query": "query($x: Float) { __typename }", "variables": {"x": NaN}}',
+        '{"query": "query($x: Float) { __typename }", "variables": {"x": Infinity}}',
+        '{"query": "query($x: Float) { __typename }", "variables": {"x": 1e400}}',
+        '{"query": "{ __typename }", "variables": {"a": ' + "[" * 5000 + "]" * 5000 + "}}",
+    ],
+    ids=["NaN", "Infinity", "1e400", "nested 5000 deep"],
+)
+@pytest.mark.parametrize("long_digits", [False, True], ids=["orjson", "long-number path"])
+async def test_what_is_not_json_is_400_however_the_body_is_decoded(
+    gateway: Gateway, body: str, long_digits: bool
+) -> None:
+    """NaN, Infinity and numbers past a double are not JSON (orjson refuses them; json.loads, which decodes a body
+    holding a long number, read them), and a nesting past Python's recursion limit made json.loads crash (500)."""
+    if long_digits:
+        body = body[:-1] + ', "extensions": {"pad": 12345678901234567890}}'
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
+    response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+
+
+@pytest.mark.parametrize("body", ['"x"', "5", "null", "true", "[5]"])
+async def test_a_body_that_is_not_an_object_is_400_with_a_graphql_error(gateway: Gateway, body: str) -> None:
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
+    response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    (error,) = response.json()["errors"]
+    assert error["message"] in {
+        "the request's JSON must be an object (a batch: an array of objects)",
+        "Batching is not enabled",
+    }
+
+
+@pytest.mark.parametrize("name", [5, ["a"], {"a": 1}])
+async def test_an_operation_name_that_is_not_a_string_is_400(gateway: Gateway, name: object) -> None:
+    """Before: a 200 whose error was an internal exception's text (the metrics label read it as a string)."""
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
+    body = {"query": "{ __typename }", "operationName": name}
+    response = await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json() == {"errors": [{"message": "operationName: must be a string"}]}
 
 
 async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:

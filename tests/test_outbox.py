@@ -16,6 +16,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from graph.schema import encode_cursor
 from resolvers import idempotency as idempotency_module
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker, Outcome
 from resolvers.idempotency import Answer, Begun, Claim, Idempotency
@@ -273,6 +274,24 @@ async def test_operators_list_retry_and_cancel_deliveries(
     for token in (WRITE_TOKEN, READ_TOKEN):
         denied = await gateway.graphql(DELIVERIES, {}, token=token)
         assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "12a", "-1", "1" * 19])
+async def test_delivery_ids_and_cursors_are_ascii_numbers_named_by_their_argument(gateway: Gateway, bad: str) -> None:
+    """`int()` reads digits of every script ("١٢" is 12) and `str.isdigit()` passes "²", which `int()` then refuses
+    (an INTERNAL error before): both are refused as input, naming the argument they came in."""
+    retried = await gateway.graphql(
+        "mutation($id: ID!) { retryDelivery(id: $id) { id } }", {"id": bad}, token=ADMIN_TOKEN
+    )
+    assert retried["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}, retried
+    assert retried["errors"][0]["message"] == "id: not a delivery id"
+    paged = await gateway.graphql(
+        "query($after: String) { deliveries(after: $after) { totalCount } }",
+        {"after": encode_cursor(bad, "delivery:")},
+        token=ADMIN_TOKEN,
+    )
+    assert paged["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}, paged
+    assert paged["errors"][0]["message"] == "after: not a cursor this API issued"
 
 
 # -- idempotency ----------------------------------------------------------------------------------------------------
