@@ -85,6 +85,11 @@ _UNAUTHENTICATED = {
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
+def _lower_media_type(value: bytes) -> bytes:
+    media_type, sep, parameters = value.partition(b";")
+    return media_type.lower() + sep + parameters
+
+
 def _not_json_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
 
@@ -150,6 +155,13 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 await response(scope, receive, send)
                 return
         if scope["type"] == "http":
+            content_type = headers.get("content-type")
+            if content_type is not None and content_type != content_type.lower():
+                # A media type is case-insensitive (RFC 9110, 8.3.1): `Application/JSON` is JSON. Strawberry compares
+                # it as written, so the header is passed on with its type (not its parameters) in lower case.
+                scope["headers"] = [
+                    (k, _lower_media_type(v) if k == b"content-type" else v) for k, v in scope["headers"]
+                ]
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > self.max_body_bytes:
                 await _refuse(scope, receive, send, self._too_large())

@@ -107,6 +107,16 @@ async def test_field_errors_stay_200_with_data_for_graphql_response_json(gateway
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
+@pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/json; charset=UTF-8"])
+async def test_a_media_type_is_read_whatever_its_case(gateway: Gateway, content_type: str) -> None:
+    headers = {**GRAPHQL_ACCEPT, "Content-Type": content_type, "Authorization": f"Bearer {READ_TOKEN}"}
+    response = await gateway.client.post(
+        f"{gateway.url}/graphql", content=b'{"query": "{ __typename }"}', headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
 async def test_posts_other_than_json_are_415(gateway: Gateway, content_type: str | None) -> None:
     headers = {**GRAPHQL_ACCEPT, **({"Content-Type": content_type} if content_type else {})}
