@@ -223,9 +223,15 @@ async def test_burst_of_updates_while_down_delivers_the_newest(
     for i in range(8):
         answer = await gateway.graphql(UPSERT, {"input": contact(lastName=f"Version-{i}"), "vendors": ["JIM2"]})
         assert answer["data"]["upsertContact"]["results"][0]["status"] == "QUEUED"
-    assert await pending(gateway, Vendor.JIM2) == 1, "older queued writes are superseded by newer ones"
-    superseded = await deliveries(gateway, status="SUPERSEDED", vendor="JIM2")
-    assert superseded["totalCount"] == 7
+    # The worker may be retrying the previous version at the moment the last write arrives: a delivery in flight
+    # is never superseded under the sender, so it stays pending until its attempt ends, then is superseded.
+    assert await pending(gateway, Vendor.JIM2) <= 2, "at most the newest and one in flight"
+
+    async def only_the_newest() -> bool:
+        superseded = await deliveries(gateway, status="SUPERSEDED", vendor="JIM2")
+        return await pending(gateway, Vendor.JIM2) == 1 and superseded["totalCount"] == 7
+
+    await eventually(only_the_newest, "older queued writes are superseded by newer ones")
 
     before = len(await simulators.calls(Vendor.JIM2))
     await simulators.faults(Vendor.JIM2, fail_next=0)
