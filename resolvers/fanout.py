@@ -3,8 +3,9 @@
 Each vendor runs in its own task under its own deadline (`timeout_s`, all attempts included), concurrency limit,
 rate limit and circuit breaker; one slow or failing vendor never delays or fails the others beyond its deadline.
 A transient failure is retried when repeating the call cannot duplicate the record: the vendor upserts natively,
-the call updates a known remote id, the connector looks for the record it may already have made before creating,
-the request surely never reached the vendor, or the vendor answered that it failed (5xx, 429). A create that got
+the call updates a known remote id (unless the record is gone there and the connector falls through to a create:
+`sending_create`), the connector looks for the record it may already have made before creating, the request
+surely never reached the vendor, or the vendor answered that it failed (5xx, 429). A create that got
 no answer at all and that nothing can find again is ambiguous: its delivery is FAILED for an operator to check,
 never repeated on its own.
 
@@ -57,7 +58,7 @@ from resolvers.results import (
     overall_status,
 )
 from resolvers.store import LinkUpdate, Store, StoredContact, read_contacts, read_links, stored_form
-from resolvers.vendors.base import Connector, CrossReference, Delivered, Prepared
+from resolvers.vendors.base import CURRENT_ATTEMPT, AttemptState, Connector, CrossReference, Delivered, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -670,6 +671,7 @@ class FanOut:
         deadline = started + settings.timeout_s
         attempts = 0
         result = VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE, warnings=list(warnings))
+        state: AttemptState | None = None  # the last attempt's (a connector may make a safe call unsafe midway)
         try:
             async with asyncio.timeout_at(deadline):
                 while True:
@@ -679,6 +681,8 @@ class FanOut:
                             sent=False,
                         )
                     attempts += 1
+                    state = AttemptState()
+                    token = CURRENT_ATTEMPT.set(state)
                     try:
                         async with self._slots[vendor]:
                             if rate.rate > 0:  # no coroutine to make and await for an unlimited vendor
@@ -691,7 +695,7 @@ class FanOut:
                             breaker.success()  # the vendor answered: it is up
                         if not exc.transient:
                             raise
-                        if not safe and exc.sent and exc.http_status is None:
+                        if (not safe or state.unfindable_create) and exc.sent and exc.http_status is None:
                             # No answer to a create that nothing can find again: it may exist now.
                             result.ambiguous = True
                             raise
@@ -705,6 +709,8 @@ class FanOut:
                     except BaseException:
                         breaker.release()
                         raise
+                    finally:
+                        CURRENT_ATTEMPT.reset(token)
                     breaker.success()
                     result.status = delivered.status
                     result.remote_id = delivered.remote_id
@@ -714,7 +720,7 @@ class FanOut:
                     break
         except TimeoutError:
             breaker.failure()
-            result.ambiguous = not safe and attempts > 0
+            result.ambiguous = (not safe and attempts > 0) or (state is not None and state.unfindable_create)
             _fail(result, VendorTimeout(f"no answer within {settings.timeout_s:g} s"))
         except VendorError as exc:
             _fail(result, exc)

@@ -5,9 +5,10 @@ all under one aiohttp server, each at `/<vendor>/` (`contact-gateway simulate`, 
 
 Admin endpoint of each simulator (no auth; for tests and demos):
 - `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
-  `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`, `hang_next`: the next N
-  calls fail, throttle with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost
-  answer; `_write` counts only record writes, not logins or lookups), or never answer. `jitter_seed` (an integer or
+  `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`,
+  `drop_after_next_create`, `hang_next`: the next N calls fail, throttle with 429 and Retry-After, drop the
+  connection before acting, act and then drop it (a lost answer; `_write` counts only record writes, not logins or
+  lookups, `_create` only calls that added a record), or never answer. `jitter_seed` (an integer or
   a string) restarts the jitter's draws from that seed, so two runs seeded alike see the same latencies call by call.
 - `POST /<vendor>/_admin/next-ids` with `{"ids": [...]}`: the next records the simulator creates get these ids, in
   order, instead of its own (for simulators that assign ids: Jim2, Valomnia), so tests can make a vendor issue an id
@@ -46,6 +47,8 @@ class Faults:
     drop_after_next: int = 0
     #: The same, counting only writes (`Simulator.is_write`): logins and lookups before the write go through.
     drop_after_next_write: int = 0
+    #: The same, counting only calls that added a record (an update answered 404 before a create goes through).
+    drop_after_next_create: int = 0
     hang_next: int = 0
 
 
@@ -181,11 +184,15 @@ class Simulator(ABC):
             faults.fail_next -= 1
             call.outcome = faults.fail_status
             return self.error_response(faults.fail_status, "Simulated failure")
+        records = len(self.state.records)
         response = await handler(request)
         call.outcome = response.status
+        lose_create = faults.drop_after_next_create > 0 and len(self.state.records) > records
         lose_write = faults.drop_after_next_write > 0 and self.is_write(request)
-        if faults.drop_after_next > 0 or lose_write:
-            if lose_write:
+        if faults.drop_after_next > 0 or lose_write or lose_create:
+            if lose_create:
+                faults.drop_after_next_create -= 1
+            elif lose_write:
                 faults.drop_after_next_write -= 1
             else:
                 faults.drop_after_next -= 1

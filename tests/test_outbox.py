@@ -588,6 +588,32 @@ async def test_lost_answer_to_an_unfindable_create_is_failed_not_repeated(
     assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 1
 
 
+@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost_is_not_repeated(
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+) -> None:
+    """The gateway knows the record's remote id, so repeating the update is safe; but the vendor no longer has it,
+    the connector falls through to a create, and that create's answer is lost. Without an e-mail a repeat would
+    not find what it made: the result is ambiguous (FAILED for an operator), never a second record."""
+    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 3}}, tables=FAST_OUTBOX)
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    first = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": [vendor.name]}))["data"]["upsertContact"]
+    assert first["results"][0]["status"] == "CREATED"
+    records = simulators.by_vendor[vendor].state.records
+    del records[first["results"][0]["remoteId"]]  # deleted at the vendor by someone else
+    await simulators.faults(vendor, drop_after_next_create=1)
+
+    changed = contact(details=[{"kind": "PHONE", "value": "02079460000"}], lastName="Lovelace-King")
+    payload = (await gateway.graphql(UPSERT, {"input": changed, "vendors": [vendor.name]}))["data"]["upsertContact"]
+    result = payload["results"][0]
+    assert (result["status"], result["attempts"]) == ("UNAVAILABLE", 1)
+    assert any(w.startswith(f"not retried: {vendor.name} may have created") for w in result["warnings"])
+    row = (await deliveries(gateway, vendor=vendor.name))["edges"][0]["node"]
+    assert (row["id"], row["status"]) == (result["deliveryId"], "FAILED")
+    await asyncio.sleep(0.3)  # several worker polls: a FAILED delivery is not redelivered on its own
+    assert len(records) == 1, "the lost create made one record, and nothing made a second"
+
+
 async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
     gateway: Gateway = await make_gateway({"oneserve": {"max_concurrency": 2}})
     await simulators.faults(Vendor.ONESERVE, latency_ms=150)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -226,6 +227,31 @@ class Delivered:
     warnings: tuple[str, ...] = ()
     #: How an existing vendor record was found when the cross-reference had none (`email`, `DbiKey`, ...).
     matched_by: str | None = None
+
+
+@dataclass(slots=True)
+class AttemptState:
+    """What one attempt of a vendor call has done so far, as far as repeating it is concerned (see `sending_create`)."""
+
+    #: The attempt sent a create that a repeat would not find again (no lookup precedes it).
+    unfindable_create: bool = False
+
+
+#: The state of the attempt running in this task, set by the fan-out engine around each attempt.
+CURRENT_ATTEMPT: ContextVar[AttemptState | None] = ContextVar("vendor_attempt", default=None)
+
+
+def sending_create(*, findable: bool) -> None:
+    """Called by a connector just before it sends a create (`findable`: a repeat of the call looks the record up
+    first, so it would adopt what this create made).
+
+    The engine decides at the start of a call whether a lost answer may be repeated: an update by a known remote id
+    may. A connector whose update finds the record gone and falls through to a create turns that call into one
+    whose repeat would create a second record: after an unfindable create with no answer, the engine stops and
+    reports the result as possibly written (`VendorResult.ambiguous`) instead of repeating it."""
+    state = CURRENT_ATTEMPT.get()
+    if state is not None and not findable:
+        state.unfindable_create = True
 
 
 #: A contact with every canonical field filled in: running a mapping on it shows which fields the vendor takes.

@@ -69,6 +69,7 @@ from resolvers.vendors.base import (
     Mapped,
     Prepared,
     VendorSettings,
+    sending_create,
 )
 from resolvers.vendors.jim2.mapping import (
     CARD_NO,
@@ -230,6 +231,7 @@ class Jim2Connector(Connector[Jim2Settings]):
                     warnings=tuple(warnings),
                     matched_by="email",
                 )
+        sending_create(findable=self.reconciles(prepared))
         return await self._create(card_no, payload, warnings)
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:

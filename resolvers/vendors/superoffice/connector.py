@@ -61,6 +61,7 @@ from resolvers.vendors.base import (
     Mapped,
     Prepared,
     VendorSettings,
+    sending_create,
 )
 from resolvers.vendors.superoffice.mapping import put_body, to_wire
 from resolvers.vendors.superoffice.wire import (
@@ -192,6 +193,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 warnings=tuple(warnings),
                 matched_by=MATCHED_BY,
             )
+        sending_create(findable=True)  # a repeat looks the DbiKey up first
         response, created = await self._create(payload, sources)
         return Delivered(VendorStatus.CREATED, created, http_status=response.status, warnings=tuple(warnings))
 

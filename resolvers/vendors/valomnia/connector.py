@@ -53,6 +53,7 @@ from resolvers.vendors.base import (
     FieldCoverage,
     Prepared,
     VendorSettings,
+    sending_create,
 )
 from resolvers.vendors.valomnia.mapping import (
     CUSTOMER_ID_PATH,
@@ -237,6 +238,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             if gone is not None:
                 warnings.append(f"Valomnia no longer has contact {gone}; adopted contact {found}, found by e-mail")
             return Delivered(VendorStatus.UPDATED, found, response.status, tuple(warnings), matched_by="email")
+        sending_create(findable=self.reconciles(prepared))
         response = await self._save(payload, None)
         remote_id = str(self._accepted(response, sources).id)
         if gone is not None:
