@@ -299,7 +299,13 @@ class LocationInput:
 
 @strawberry.input(description="Oneserve overrides.")
 class OneserveOptionsInput:
-    client_ref: str | None = strawberry.field(default=None, description="Overrides the configured client_ref.")
+    client_ref: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Overrides the configured client_ref. Part of Oneserve's key: a changed clientRef writes a new record "
+            "under that client (CREATED, with a warning); the old one stays."
+        ),
+    )
 
 
 @strawberry.input(description="Eros overrides.")
@@ -310,7 +316,13 @@ class ErosOptionsInput:
 
 @strawberry.input(description="Jim2 overrides.")
 class Jim2OptionsInput:
-    card_no: str | None = strawberry.field(default=None, description="The card file to write to (digits).")
+    card_no: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The card file to write to (digits). A changed card writes a new record on that card (CREATED, with a "
+            "warning); the old one stays."
+        ),
+    )
 
 
 @strawberry.input(description="SuperOffice overrides.")

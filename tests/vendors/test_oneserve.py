@@ -371,6 +371,33 @@ async def test_create_then_update_keeps_one_record(serve: Serve, session: aiohtt
     assert simulator.state.counters == {"creates": 1, "updates": 1}
 
 
+async def test_changed_client_ref_creates_under_the_new_client_and_leaves_the_old_record(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    """clientRef is part of Oneserve's key and not updatable: moving a contact to another client writes a new
+    record there; the answer says so instead of claiming the old record was updated."""
+    simulator, mount = await serve(client_refs=("29", "31"))
+    connector = connect(session, mount)
+    created = await connector.upsert(connector.prepare(make_contact()), None)
+    assert created.remote_id == "29/C-1"
+
+    moved = await connector.upsert(
+        connector.prepare(make_contact(vendorOptions={"oneserve": {"clientRef": "31"}})), link("29/C-1")
+    )
+    assert (moved.status, moved.remote_id) == (VendorStatus.CREATED, "31/C-1")
+    assert moved.warnings == (
+        "clientRef changed to 31: written under that client as 31/C-1; Oneserve cannot move a contact, "
+        "so 29/C-1 was left in place",
+    )
+    assert sorted(simulator.state.records) == ["29/C-1", "31/C-1"]
+
+    again = await connector.upsert(
+        connector.prepare(make_contact(firstName="Jo", vendorOptions={"oneserve": {"clientRef": "31"}})),
+        link("31/C-1"),
+    )
+    assert (again.status, again.remote_id, again.warnings) == (VendorStatus.UPDATED, "31/C-1", ())
+
+
 async def test_the_seed_example_with_strings_is_accepted(serve: Serve, session: aiohttp.ClientSession) -> None:
     simulator, mount = await serve()
     async with session.post(

@@ -86,8 +86,14 @@ class OneserveConnector(Connector[OneserveSettings]):
     to_wire = staticmethod(to_wire)
 
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
-        """Create or update the contact (Oneserve decides by clientRef + contactRef)."""
+        """Create or update the contact (Oneserve decides by clientRef + contactRef).
+
+        clientRef and contactRef are Oneserve's key and cannot be updated: a contact whose clientRef changed (by
+        `vendorOptions.oneserve.clientRef` or the `client_ref` setting) is written under the new key, reported
+        CREATED with a warning, and the record under the old key stays as it was."""
         payload = prepared.payload
+        key = remote_id(payload)
+        moved = link is not None and link.remote_id is not None and link.remote_id != key
         # Docs: https://support.oneserve.co.uk/hc/en-us/articles/360011064318-contact-API
         response = await self.transport.request(
             "POST",
@@ -101,11 +107,20 @@ class OneserveConnector(Connector[OneserveSettings]):
         error = self.reply_error(response, payload)
         if error is not None:
             raise error
-        created = link is None or link.remote_id is None
+        created = link is None or link.remote_id is None or moved
+        warnings = (
+            (
+                f"clientRef changed to {payload.get('clientRef')}: written under that client as {key}; Oneserve "
+                f"cannot move a contact, so {link.remote_id} was left in place",
+            )
+            if moved and link is not None
+            else ()
+        )
         return Delivered(
             status=VendorStatus.CREATED if created else VendorStatus.UPDATED,
-            remote_id=remote_id(payload),
+            remote_id=key,
             http_status=response.status,
+            warnings=warnings,
         )
 
     def reply_error(self, response: VendorResponse, payload: dict[str, Any]) -> VendorError | None:
