@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, cast
 
 import strawberry
 from graphql import (
@@ -231,6 +231,10 @@ def _idempotency_key(info: Info[Context, None], argument: str | None) -> str | N
         if header is None:
             return None
         key = f"{header}:{info.path.key}"
+    return _checked_key(key)
+
+
+def _checked_key(key: str) -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
         raise bad_input(f"idempotencyKey: must be 1-{MAX_KEY_LENGTH} printable characters", "idempotencyKey")
     return key
@@ -427,7 +431,12 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
-        description="Write many contacts; each answers as `upsertContact` would, in input order.",
+        description=(
+            "Write many contacts; each answers as `upsertContact` would, in input order. An input that fails "
+            "unexpectedly (or whose idempotency key CONFLICTs) answers null, with its error at path "
+            "`[field, index]`; the others answer as usual. The `Idempotency-Key` header keys each input as "
+            "`<header>:<field>:<index>`."
+        ),
     )
     async def upsert_contacts(
         self,
@@ -435,7 +444,7 @@ class Mutation:
         inputs: list[types.ContactInput],
         vendors: types.VendorList = None,
         force: bool = False,
-    ) -> list[types.UpsertContactPayload]:
+    ) -> list[types.UpsertContactPayload | None]:
         most = info.context.runtime.config.server.max_batch_contacts
         if len(inputs) > most:
             raise bad_input(
@@ -443,15 +452,34 @@ class Mutation:
             )
         targets = _targets(info, vendors)
         wants = selects_contact(info)
+        header = _idempotency_key(info, None)  # `<header>:<field>`, checked once for the whole batch
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
-        async def one(value: types.ContactInput) -> types.UpsertContactPayload:
+        async def one(index: int, value: types.ContactInput) -> types.UpsertContactPayload:
             async with slots:
-                answered = await _answer(info.context, await _upsert(info.context, value, targets, force, wants), wants)
-                _audit_outcome(info, "upsertContacts", str(value.id), answered[0].outcome)
+                if header is None:
+                    answered = await _answer(
+                        info.context, await _upsert(info.context, value, targets, force, wants), wants
+                    )
+                else:
+                    key = _checked_key(f"{header}:{index}")
+                    answered = await _keyed_upsert(info, key, value, targets, force)
+                _audit_outcome(
+                    info,
+                    "upsertContacts",
+                    str(value.id),
+                    answered[0].outcome,
+                    **({"idempotency_key": True} if header else {}),
+                )
                 return await _payload(info.context, answered)
 
-        return list(await asyncio.gather(*(one(v) for v in inputs)))
+        # Every input runs to its end before the answer: one input's error is that input's (graphql-core puts an
+        # exception given as a list item at its index), never the whole batch's while the others go on unreported.
+        answers = await asyncio.gather(*(one(i, v) for i, v in enumerate(inputs)), return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+                raise answer  # cancellation and the like are the request's, not an input's
+        return cast("list[types.UpsertContactPayload | None]", answers)
 
     @strawberry.mutation(
         permission_classes=[CanWrite],

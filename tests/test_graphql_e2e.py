@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from resolvers.results import Vendor
+from resolvers.store import Store
 from resolvers.vendors import REGISTRY
 from tests.conftest import READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
 from tests.support import DELETE, UPSERT, VALIDATE, by_vendor, contact
@@ -187,6 +190,37 @@ async def test_batch_upsert_answers_in_input_order(gateway: Gateway) -> None:
     answer = (await gateway.graphql(query, {"inputs": inputs}))["data"]["upsertContacts"]
     assert [p["contact"]["id"] if p["contact"] else None for p in answer] == [f"B-{i}" for i in range(10)] + [None]
     assert [p["status"] for p in answer] == ["SUCCEEDED"] * 10 + ["FAILED"]
+
+
+async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
+    gateway: Gateway, simulators: Simulators
+) -> None:
+    """A store error on one input (injected: the database cannot be made to fail for one row) answers null at that
+    input's index with its own error; every other input is written and answered before the batch answers."""
+    save = Store.save_contact
+
+    def failing(self: Store, conn: sa.Connection, stored: Any, *args: Any) -> int:
+        if stored.id == "BOOM":
+            raise sa.exc.OperationalError("INSERT INTO contacts ...", {}, Exception("database is locked"))
+        return save(self, conn, stored, *args)
+
+    query = (
+        "mutation($inputs: [ContactInput!]!) "
+        "{ upsertContacts(inputs: $inputs, vendors: [EROS]) { status contact { id } } }"
+    )
+    inputs = (
+        [contact(id=f"OK-{i}") for i in range(3)] + [contact(id="BOOM")] + [contact(id=f"OK-{i}") for i in range(3, 8)]
+    )
+    await simulators.faults(Vendor.EROS, latency_ms=300)
+    with patch.object(Store, "save_contact", failing):
+        answer = await gateway.graphql(query, {"inputs": inputs})
+    items = answer["data"]["upsertContacts"]
+    assert items[3] is None
+    assert [p["contact"]["id"] for i, p in enumerate(items) if i != 3] == [f"OK-{i}" for i in range(8)]
+    assert {p["status"] for i, p in enumerate(items) if i != 3} == {"SUCCEEDED"}
+    (error,) = answer["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (["upsertContacts", 3], "INTERNAL")
+    assert sorted((await simulators.state(Vendor.EROS))["records"]) == [f"OK-{i}" for i in range(8)]
 
 
 async def test_delete_everywhere_it_is_supported(gateway: Gateway, simulators: Simulators) -> None:

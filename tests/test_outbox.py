@@ -352,6 +352,45 @@ async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) 
     assert conflict["errors"][0]["extensions"]["code"] == "CONFLICT"
 
 
+BATCH = """
+mutation($inputs: [ContactInput!]!) {
+  batch: upsertContacts(inputs: $inputs, vendors: [JIM2]) { status results { vendor status remoteId } }
+}
+"""
+
+
+async def test_idempotency_key_header_keys_each_input_of_a_batch(gateway: Gateway, simulators: Simulators) -> None:
+    """A retried batch must not write again: with the header each input is keyed `<header>:<field>:<index>`. A
+    contact without an e-mail is one Jim2 cannot find again, so an unkeyed repeat would create a second record."""
+    no_email = [{"kind": "PHONE", "value": "02079460000"}]
+    inputs = [contact(id=f"K-{i}", details=no_email) for i in range(3)]
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "batch-1"}
+    body = {"query": BATCH, "variables": {"inputs": inputs}}
+    await simulators.faults(Vendor.JIM2, drop_after_next_create=1)  # one create's answer is lost
+    first = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+    assert sorted(p["results"][0]["status"] for p in first["data"]["batch"]) == ["CREATED", "CREATED", "UNAVAILABLE"]
+    before = len(await simulators.calls(Vendor.JIM2))
+    again = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+    assert again == first
+    assert len(await simulators.calls(Vendor.JIM2)) == before, "a replayed batch calls no vendor"
+    assert len((await simulators.state(Vendor.JIM2))["records"]) == 3
+
+    # The same key with input 1 changed: that input alone is a CONFLICT, at its index; the others replay.
+    changed = [*inputs[:1], contact(id="K-1", details=no_email, lastName="Other"), *inputs[2:]]
+    body = {"query": BATCH, "variables": {"inputs": changed}}
+    mixed = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+    assert mixed["data"]["batch"][0] == first["data"]["batch"][0]
+    assert mixed["data"]["batch"][1] is None
+    assert mixed["data"]["batch"][2] == first["data"]["batch"][2]
+    (error,) = mixed["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (["batch", 1], "CONFLICT")
+    assert len(await simulators.calls(Vendor.JIM2)) == before
+
+    bad = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "x" * 300}
+    refused = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=bad)).json()
+    assert refused["errors"][0]["message"].startswith("idempotencyKey:")
+
+
 async def test_concurrent_repeats_run_once(gateway: Gateway, simulators: Simulators) -> None:
     await simulators.faults(Vendor.EROS, latency_ms=300)
     answers = await asyncio.gather(*(gateway.graphql(KEYED, {"input": contact(), "key": "race"}) for _ in range(5)))
