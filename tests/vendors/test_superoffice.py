@@ -584,6 +584,37 @@ async def test_update_keeps_what_superoffice_users_own(so: SuperOffice) -> None:
     assert [(p["PersonId"], p["Position"]) for p in record["Persons"]] == [(77, ""), (1000, "Countess")]
 
 
+async def test_a_contact_left_without_a_person_has_the_gateways_person_removed(so: SuperOffice) -> None:
+    """PUT replaces the whole entity and the gateway's person is the gateway's to clear: a contact whose name, title,
+    job title and mobile are all removed must not leave Ada (with the old mobile) on the card. Another person on
+    the card stays."""
+    connector = so.connector()
+    first = make_contact(organisation="Acme Ltd")
+    created = await send(connector, first)
+    record = so.records[str(created.remote_id)]
+    record["Persons"].append({"PersonId": 77, "ContactId": record["ContactId"], "Firstname": "Charles"})
+    sent = connector.prepare(first).payload
+    company_only = make_contact(
+        organisation="Acme Ltd",
+        title=None,
+        firstName=None,
+        middleName=None,
+        lastName=None,
+        jobTitle=None,
+        details=[{"kind": "MOBILE", "value": "+44 7700 900999"}],
+    )
+    updated = await send(connector, company_only, link(created.remote_id, payload=sent))
+    assert updated.status is VendorStatus.UPDATED
+    record = so.records[str(created.remote_id)]
+    assert [(p["PersonId"], p["Firstname"]) for p in record["Persons"]] == [(77, "Charles")]
+    assert [p["Value"] for p in record["Phones"]] == ["+44 7700 900999"]
+
+    # Without the last payload sent the gateway cannot tell its person from others: nothing is removed.
+    record["Persons"].append({"PersonId": 78, "ContactId": record["ContactId"], "Firstname": "Ada"})
+    await send(connector, company_only, link(created.remote_id))
+    assert [p["PersonId"] for p in so.records[str(created.remote_id)]["Persons"]] == [77, 78]
+
+
 @pytest.mark.parametrize(
     ("overrides", "authorization"),
     [

@@ -2,7 +2,8 @@
 
 Decisions (SuperOffice's ContactEntity is a company card with persons under it):
 - `Name` is the organisation, else the display name, else "first last"; the person goes into `Persons[0]`
-  (Firstname, MiddleName, Lastname, Mrmrs = title, Position = jobTitle) when any of those is given.
+  (Firstname, MiddleName, Lastname, Mrmrs = title, Position = jobTitle) when any of those is given. An update
+  whose contact no longer has a person leaves the gateway's person (as last sent) out of the PUT (`put_body`).
 - Details go to the lists of their kind: EMAIL -> Emails, PHONE -> Phones, FAX -> Faxes, WEB -> Urls, each
   `{Value, StrippedValue, Description = label}`, the preferred one first (SuperOffice treats the first as the main
   one). The first MOBILE goes to the person's `MobilePhone` (the Person carrier has exactly one); further mobiles,
@@ -299,7 +300,9 @@ def put_body(
     """The whole entity a PUT sends: the record as read, with every field the gateway owns replaced.
 
     PUT replaces the whole entity, so what the gateway does not own (owner, interests, other persons, user-defined
-    fields, list items nobody chose) is sent back as SuperOffice gave it. Returns the body and the index of the
+    fields, list items nobody chose) is sent back as SuperOffice gave it. The gateway's person is the one it owns:
+    when the contact no longer has one (no name, title, job title or mobile left) while the last payload sent had
+    one, that person is left out, as a removed Department is cleared. Returns the body and the index of the
     gateway's person in its `Persons` (None when there is none).
     """
     body = {k: v for k, v in current.items() if k not in ANSWER_ONLY}
@@ -321,6 +324,12 @@ def put_body(
             persons.append(merged)
         else:
             persons[index] = merged
+    else:
+        before = ((previous or {}).get("Persons") or [None])[0]
+        if isinstance(before, dict):
+            gone = _our_person(persons, before, None)
+            if gone is not None:
+                del persons[gone]
     body["Persons"] = [{k: v for k, v in p.items() if k not in ANSWER_ONLY} for p in persons]
     return body, index
 
