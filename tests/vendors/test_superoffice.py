@@ -11,7 +11,7 @@ import base64
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import orjson
@@ -26,6 +26,7 @@ from resolvers.errors import (
     VendorConflict,
     VendorError,
     VendorNotFound,
+    VendorProtocolError,
     VendorRejected,
     VendorUnavailable,
 )
@@ -707,6 +708,20 @@ async def test_several_records_with_the_dbi_key_adopt_the_lowest_with_a_warning(
     assert adopted.warnings == (
         f"several SuperOffice contacts have DbiKey 'c-1' ([{first.remote_id}, 999]); adopted {first.remote_id}",
     )
+
+
+async def test_search_rows_without_the_dbi_key_column_are_a_protocol_error_not_a_match() -> None:
+    """The archive's `eq` ignores case; only the column tells 'abc-1' from 'ABC-1'. An answer without it (the
+    column named otherwise, as by a wrong `dbi_key_column`) must not adopt the hit: it may be another contact's.
+    The simulator always echoes the selected column, so the answer is given by a stand-in transport."""
+
+    class Archive:
+        async def request(self, method: str, url: str, **kwargs: Any) -> VendorResponse:
+            return so_response(200, {"value": [{"PrimaryKey": 7, "contactId": 7, "DbiKey": "ABC-1"}]})
+
+    connector = SuperOfficeConnector(settings(), cast(Transport, Archive()))
+    with pytest.raises(VendorProtocolError, match="without the 'dbiKey' column"):
+        await connector.upsert(connector.prepare(make_contact(id="abc-1")), None)
 
 
 async def test_a_wrong_lookup_path_fails_instead_of_creating(so: SuperOffice) -> None:

@@ -249,10 +249,22 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
             raise self._error(response)
         try:
             rows = ODataSlimResponse.model_validate(response.json()).value
-            # The database may compare text ignoring case: only an exact DbiKey is this contact's record.
-            ids = sorted(
-                {int(row.get("PrimaryKey") or row["contactId"]) for row in rows if row.get(column, dbi_key) == dbi_key}
+        except ValidationError as exc:
+            raise VendorProtocolError(
+                f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
+                http_status=response.status,
+            ) from exc
+        if any(column not in row for row in rows):
+            # Without the column the exact-case check below cannot be made, and the search ignores case: adopting
+            # a hit could update another contact's record.
+            raise VendorProtocolError(
+                f"SuperOffice's contact search answered rows without the {column!r} column (the dbi_key_column "
+                f"setting), so which record has DbiKey {dbi_key!r} cannot be checked: {response.excerpt()}",
+                http_status=response.status,
             )
+        try:
+            # The database may compare text ignoring case: only an exact DbiKey is this contact's record.
+            ids = sorted({int(row.get("PrimaryKey") or row["contactId"]) for row in rows if row[column] == dbi_key})
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
             raise VendorProtocolError(
                 f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
