@@ -11,6 +11,7 @@ import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import aiohttp
 import pytest
@@ -24,9 +25,11 @@ from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.eros import PLUGIN, ErosConnector, ErosSettings, ErosSimulator, demo_config
 from resolvers.vendors.eros.connector import canonical_path
 from resolvers.vendors.eros.mapping import from_wire, to_wire
-from resolvers.vendors.eros.simulator import DEMO_CONTACT_TYPE, DEMO_ROLE
+from resolvers.vendors.eros.simulator import DEMO_CONTACT_TYPE, DEMO_DATA_SOURCE, DEMO_ROLE, record_key
 from tests.vendors.kit import Served, cross_reference, simulator_server, unchecked
 
+#: Where the simulator keeps contact c-1 of the demo data source.
+C1 = record_key(DEMO_DATA_SOURCE, "c-1")
 OTHER_TYPE = "5d0c8f3e-2b1a-4c9d-8e7f-6a5b4c3d2e1f"
 OTHER_ROLES = ["11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-aaaaaaaaaaaa"]
 
@@ -279,13 +282,27 @@ async def send(connector: ErosConnector, contact: Contact, previous: CrossRefere
     return await connector.upsert(prepared, previous)
 
 
+async def test_each_data_source_has_its_own_key_space(serve: Serve) -> None:
+    """SaveContact upserts on (SuiteDataSourceInstanceId, AlternateKey): the same key from two data sources is
+    two contacts, neither overwriting the other."""
+    other = UUID("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
+    eros = await serve(data_source_instance_ids=(DEMO_DATA_SOURCE, other))
+    first = await send(eros.connector(), make_contact(firstName="FromSourceA"))
+    second = await send(eros.connector(data_source_instance_id=str(other)), make_contact(firstName="FromSourceB"))
+    assert (first.status, second.status) == (VendorStatus.CREATED, VendorStatus.CREATED)
+    assert first.remote_id != second.remote_id
+    records = eros.simulator.state.records
+    assert records[C1]["Contact"]["FirstName"] == "FromSourceA"
+    assert records[record_key(other, "c-1")]["Contact"]["FirstName"] == "FromSourceB"
+
+
 async def test_concurrent_upserts_log_in_once(eros: Eros) -> None:
     connector = eros.connector()
     contacts = [make_contact(id=f"c-{i}") for i in range(6)]
     results = await asyncio.gather(*(send(connector, c) for c in contacts))
     assert [r.status for r in results] == [VendorStatus.CREATED] * 6
     assert eros.logins == 1
-    assert sorted(eros.simulator.state.records) == sorted(c.id for c in contacts)
+    assert sorted(eros.simulator.state.records) == sorted(record_key(DEMO_DATA_SOURCE, c.id) for c in contacts)
     (token,) = eros.simulator.tokens
     assert {c.headers["Authorization"] for c in eros.calls("/SaveContact")} == {f"Bearer {token}"}
 
@@ -293,15 +310,15 @@ async def test_concurrent_upserts_log_in_once(eros: Eros) -> None:
 async def test_create_then_update_keeps_one_record(eros: Eros) -> None:
     connector = eros.connector()
     created = await send(connector, make_contact())
-    record = eros.simulator.state.records["c-1"]
+    record = eros.simulator.state.records[C1]
     assert created.status is VendorStatus.CREATED
     assert created.remote_id == record["ObjectId"]
 
     updated = await send(connector, make_contact(firstName="Augusta"), link("c-1", created.remote_id))
     assert updated.status is VendorStatus.UPDATED
     assert updated.remote_id == created.remote_id
-    assert list(eros.simulator.state.records) == ["c-1"]
-    assert eros.simulator.state.records["c-1"]["Contact"]["FirstName"] == "Augusta"
+    assert list(eros.simulator.state.records) == [C1]
+    assert eros.simulator.state.records[C1]["Contact"]["FirstName"] == "Augusta"
     assert eros.simulator.state.counters == {"logins": 1, "creates": 1, "updates": 1}
 
 
@@ -410,7 +427,7 @@ async def test_delete_marks_the_record_deleted(eros: Eros) -> None:
     deleted = await connector.delete("c-1", link("c-1", created.remote_id))
     assert deleted.status is VendorStatus.DELETED
     assert deleted.remote_id == created.remote_id
-    assert eros.simulator.state.records["c-1"]["Deleted"] is True
+    assert eros.simulator.state.records[C1]["Deleted"] is True
     assert eros.simulator.state.counters["deletes"] == 1
     body = eros.calls("/SaveContact")[-1].body
     assert '"MarkAsDeleted":true' in body and '"AlternateKey":"c-1"' in body

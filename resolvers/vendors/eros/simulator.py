@@ -14,7 +14,8 @@ ASSUMED (constructor settings where it matters):
   with one `Errors[]` entry per field; unknown JSON fields are ignored and names are case-insensitive, as in
   ServiceStack.
 - Deleting an unknown contact succeeds and changes nothing; a later save of a deleted contact revives it.
-- Records are keyed by AlternateKey alone (one tenant's data sources share a key space here).
+- `state.records` is keyed `<SuiteDataSourceInstanceId>/<AlternateKey>` (`record_key`): each data source has its
+  own key space, as the known upsert key (SuiteDataSourceInstanceId, AlternateKey) says.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ DEMO_PASSWORD = "eros-demo-password"
 DEMO_DATA_SOURCE = UUID("3f6b1c2a-5d4e-4f70-9a1b-2c3d4e5f6a70")
 DEMO_CONTACT_TYPE = UUID("8a2e4c6b-1f3d-4e5a-8b7c-9d0e1f2a3b4c")
 DEMO_ROLE = UUID("c41d2e3f-6a7b-4c8d-9e0f-1a2b3c4d5e6f")
+
+
+def record_key(data_source: str | UUID, alternate_key: str) -> str:
+    """Where a contact is kept in `state.records`: its data source (canonical GUID form) and AlternateKey."""
+    return f"{UUID(str(data_source))}/{alternate_key}"
 
 
 def _is_guid(value: Any) -> bool:
@@ -338,7 +344,8 @@ class ErosSimulator(Simulator):
     def _apply(self, body: dict[str, Any]) -> web.Response:
         """The native upsert: create, update, skip when unchanged, or delete."""
         key = body.get("AlternateKey")
-        record = self.state.records.get(key) if key else self._by_object_id(body["ObjectId"])
+        stored_as = record_key(body["SuiteDataSourceInstanceId"], key) if key else None
+        record = self.state.records.get(stored_as) if stored_as else self._by_object_id(body["ObjectId"])
         contact = body["Contact"]
         if body.get("MarkAsDeleted"):
             if record is not None and not record["Deleted"]:
@@ -352,7 +359,7 @@ class ErosSimulator(Simulator):
                 "Contact": contact,
                 "Deleted": False,
             }
-            self.state.records[str(key)] = record
+            self.state.records[str(stored_as)] = record
             self.state.count("creates")
         elif not body.get("IgnoreHash") and not record["Deleted"] and record["Contact"] == contact:
             # IgnoreHash=false: the contact hashes the same as the stored one, so nothing is saved.
