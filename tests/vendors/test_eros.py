@@ -166,6 +166,16 @@ def test_contact_type_and_roles_from_vendor_options_over_settings() -> None:
     assert default["Contact"]["ContactRoles"] == [{"RoleId": str(DEMO_ROLE)}]
 
 
+def test_guids_from_vendor_options_are_sent_in_their_standard_form() -> None:
+    """Python's UUID reads braces, `urn:uuid:`, upper case and no hyphens; Eros' Guid fields get the standard form,
+    never the caller's spelling (which ServiceStack may not parse)."""
+    options = {"contactTypeId": f"urn:uuid:{OTHER_TYPE}", "roleIds": ["{" + OTHER_ROLES[0].upper() + "}"]}
+    prepared = offline().prepare(make_contact(vendorOptions={"eros": options}))
+    assert prepared.valid, prepared.errors
+    assert prepared.payload["Contact"]["ContactType"] == OTHER_TYPE
+    assert prepared.payload["Contact"]["ContactRoles"] == [{"RoleId": OTHER_ROLES[0]}]
+
+
 def test_address_without_latitude_is_invalid_at_address_latitude() -> None:
     contact = make_contact(address={"lines": ["1 Analytical Way"], "longitude": 144.97})
     prepared = offline().prepare(contact)

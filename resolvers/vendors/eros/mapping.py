@@ -192,5 +192,13 @@ def _primary(details: list[ContactDetail], kind: DetailKind) -> int | None:
 
 
 def _guid(value: Any) -> Any:
-    # Settings hold UUIDs, vendorOptions hold whatever the caller typed: the wire model judges the latter.
-    return str(value) if isinstance(value, UUID) else value
+    """A GUID in its standard form (`8a2e4c6b-1f3d-...`, lower case), whichever form Python's UUID read (braces,
+    `urn:uuid:`, no hyphens); a value that is not one is left for the wire model to refuse, naming the field."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(UUID(value))
+        except ValueError:
+            return value
+    return value
