@@ -497,7 +497,10 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[CanAdmin],
-        description="Send a failed, cancelled or waiting delivery again now (the contact as stored now).",
+        description=(
+            "Send a failed, cancelled or waiting delivery again now (the contact as stored now). Refused for a "
+            "delivery being sent, and for one with a newer delivery of the same contact to the same vendor."
+        ),
     )
     async def retry_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
         outbox = info.context.runtime.fanout.outbox
@@ -506,7 +509,8 @@ class Mutation:
         return found
 
     @strawberry.mutation(
-        permission_classes=[CanAdmin], description="Stop a pending or failed delivery from being sent (again)."
+        permission_classes=[CanAdmin],
+        description="Stop a pending or failed delivery from being sent (again). Refused while it is being sent.",
     )
     async def cancel_delivery(self, info: Info[Context, None], id: strawberry.ID) -> types.Delivery:
         outbox = info.context.runtime.fanout.outbox
@@ -517,19 +521,21 @@ async def _operator_action(
     info: Info[Context, None],
     id: strawberry.ID,
     operation: str,
-    action: Callable[[int], Awaitable[Delivery | None]],
+    action: Callable[[int], Awaitable[Delivery | str | None]],
     allowed: str,
 ) -> types.Delivery:
     """retryDelivery / cancelDelivery: within the token's vendor allow-list, audited, BAD_USER_INPUT when the
-    delivery is missing or not in one of the `allowed` states."""
+    delivery is missing, not in one of the `allowed` states, or refused (the outbox's reason)."""
     delivery_id = _delivery_id(id)
     existing = await info.context.runtime.fanout.outbox.get(delivery_id)
     if existing is not None:
         _allowed_vendor(info, existing.vendor)
     found = await action(delivery_id)
-    _audit_delivery(info, operation, id, found)
+    _audit_delivery(info, operation, id, found if not isinstance(found, str) else None)
     if found is None:
         raise bad_input(f"id: no {allowed} delivery has this id", "id")
+    if isinstance(found, str):
+        raise bad_input(f"id: {found}", "id")
     return convert.delivery(found)
 
 

@@ -566,8 +566,13 @@ class Outbox:
         ids = list(contact_ids)
         return await self.store.read(lambda conn: read_open(conn, ids))
 
-    async def retry(self, delivery_id: int) -> Delivery | None:
-        """Make a failed, cancelled or waiting delivery due now (with a fresh expiry); None if it cannot be."""
+    async def retry(self, delivery_id: int) -> Delivery | str | None:
+        """Make a failed, cancelled or waiting delivery due now (with a fresh expiry).
+
+        None when there is no such delivery in one of those states; the reason, as text, when it is refused: it is
+        being sent now, or a newer delivery of the same contact to the same vendor exists (a delivery sends the
+        contact as stored now but keeps its operation, so an older one retried after a newer write could delete
+        a record written since, revive one deleted since, or, superseding the newer one, lose that write)."""
         return await self._set_status(
             delivery_id,
             allowed=(DeliveryStatus.FAILED, DeliveryStatus.CANCELLED, DeliveryStatus.PENDING),
@@ -575,8 +580,10 @@ class Outbox:
             retry=True,
         )
 
-    async def cancel(self, delivery_id: int) -> Delivery | None:
-        """Stop a pending or failed delivery from being sent (again); None if it cannot be."""
+    async def cancel(self, delivery_id: int) -> Delivery | str | None:
+        """Stop a pending or failed delivery from being sent (again); None if there is no such delivery in one of
+        those states, the reason as text when it is being sent now (cancelling it would let the next delivery of
+        the pair be sent while it is still out, and the older one could land last)."""
         return await self._set_status(
             delivery_id,
             allowed=(DeliveryStatus.PENDING, DeliveryStatus.FAILED),
@@ -586,32 +593,53 @@ class Outbox:
 
     async def _set_status(
         self, delivery_id: int, *, allowed: tuple[DeliveryStatus, ...], status: DeliveryStatus, retry: bool
-    ) -> Delivery | None:
-        def op(conn: sa.Connection) -> Delivery | None:
+    ) -> Delivery | str | None:
+        def op(conn: sa.Connection) -> Delivery | str | None:
             now = utcnow()
             row = (conn.execute(sa.select(deliveries).where(deliveries.c.id == delivery_id))).one_or_none()
             if row is None or DeliveryStatus(row.status) not in allowed:
                 return None
+            lock_contact(conn, row.contact_id)  # against an accept or a claim deciding this contact's deliveries
+            vendor = Vendor(row.vendor).name
+            lease = _aware(row.lease_until)
+            if row.status == DeliveryStatus.PENDING.value and lease is not None and lease > now:
+                return f"delivery {delivery_id} is being sent to {vendor} now; its outcome shows when the attempt ends"
+            if retry:
+                newer = conn.scalar(
+                    sa.select(sa.func.max(deliveries.c.id)).where(
+                        _same_pair(row.contact_id, row.vendor), deliveries.c.id > delivery_id
+                    )
+                )
+                if newer is not None:
+                    return (
+                        f"delivery {newer} of contact {row.contact_id!r} to {vendor} is newer; retry that one "
+                        "(an older delivery is never sent after a newer one)"
+                    )
             values: dict[str, Any] = {"status": status.value, "updated_at": now}
             if retry:
                 values |= {"next_attempt_at": now, "expires_at": now + self.expire_after}
-            # The status is checked again by the update itself: another process may have completed the delivery
-            # since it was read (a cancel must not hide a delivery that was made, nor a retry send it again).
+            # The status and the lease are checked again by the update itself: another process may have completed
+            # or claimed the delivery since it was read (a cancel must not hide a delivery that was made, nor a
+            # retry send it again).
             changed = conn.execute(
                 sa.update(deliveries)
-                .where(deliveries.c.id == delivery_id, deliveries.c.status.in_([a.value for a in allowed]))
+                .where(
+                    deliveries.c.id == delivery_id,
+                    deliveries.c.status.in_([a.value for a in allowed]),
+                    sa.not_(_leased(now)),
+                )
                 .values(**values)
             )
             if changed.rowcount != 1:
                 return None
             if retry:
-                # Retrying an older delivery must not resurrect it behind a newer one: supersede the others.
+                # Older deliveries of the pair still waiting would send an older operation after this one.
                 conn.execute(
                     sa.update(deliveries)
                     .where(
                         _same_pair(row.contact_id, row.vendor),
                         deliveries.c.status == DeliveryStatus.PENDING.value,
-                        deliveries.c.id != delivery_id,
+                        deliveries.c.id < delivery_id,
                         sa.not_(_leased(now)),
                     )
                     .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
