@@ -56,8 +56,13 @@ class Context:
         fanout = self.runtime.fanout
 
         async def load(ids: list[str]) -> list[types.Contact | None]:
-            found = await store.get_contacts(ids)
+            # No contact id holds a NUL (ids are checked on write; PostgreSQL text cannot hold one, and one such id
+            # would fail the query of the whole batch): such an id is simply not found.
+            found = await store.get_contacts([i for i in ids if "\x00" not in i])
             open_deliveries = await fanout.outbox.open_for(list(found))
             return [convert.contact(found[i], open_deliveries) if i in found else None for i in ids]
 
-        self.contact_loader = DataLoader(load_fn=load)
+        # Over HTTP the context is one request's. A WebSocket connection keeps one context for all its operations:
+        # a cache there would answer a later `contact` with what an earlier one read (and grow for as long as the
+        # socket lives), so its loads are batched but not cached.
+        self.contact_loader = DataLoader(load_fn=load, cache=not isinstance(self.request, WebSocket))

@@ -27,12 +27,13 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext, Info
 
 from graph import convert, types
-from graph.auth import CanAdmin, CanRead, CanWrite, audit, service_sdl_refusal
+from graph.auth import READ, CanAdmin, CanRead, CanWrite, audit, service_sdl_refusal
 from graph.context import Context
 from graph.execution import GatewayExecutionContext
 from graph.observability import OperationObserver
@@ -72,7 +73,8 @@ def decode_cursor(cursor: str, prefix: str = _CURSOR_PREFIX) -> str:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         text = ""
-    if not text.startswith(prefix):
+    if not text.startswith(prefix) or "\x00" in text:
+        # NUL: no id holds one (PostgreSQL text cannot), and a query with one fails in the driver.
         raise bad_input("after: not a cursor this API issued", "after")
     return text.removeprefix(prefix)
 
@@ -296,7 +298,14 @@ class Query:
         after_id = decode_cursor(after) if after is not None else None
         store = info.context.runtime.store
         page, has_next = await store.list_contacts(first, after_id)
-        edges = [types.ContactEdge(cursor=encode_cursor(s.contact.id), node=convert.contact(s)) for s in page]
+        # Each link's pending and failed deliveries, as `contact(id)` shows them (one read for the page).
+        open_deliveries = (
+            await info.context.runtime.fanout.outbox.open_for([s.contact.id for s in page]) if page else {}
+        )
+        edges = [
+            types.ContactEdge(cursor=encode_cursor(s.contact.id), node=convert.contact(s, open_deliveries))
+            for s in page
+        ]
         return types.ContactConnection(
             edges=edges,
             page_info=types.PageInfo(
@@ -689,6 +698,23 @@ class DocumentCache(SchemaExtension):
         yield
 
 
+def _entity(info: Info, index: int, representation: Any) -> Any:
+    """One `_entities` representation resolved (an awaitable), or the error that is its answer."""
+    at = f"representations[{index}]"
+    if not isinstance(representation, dict):
+        return bad_input(f'{at}: must be an object such as {{__typename: "Contact", id: ...}}', "representations")
+    typename = representation.get("__typename")
+    if typename != "Contact":
+        return bad_input(f"{at}.__typename: this subgraph resolves Contact only, not {typename!r}", "representations")
+    extra = sorted(set(representation) - {"__typename", "id"})
+    if extra:
+        return bad_input(f"{at}: a Contact is referenced by id alone, not {extra[0]!r}", "representations")
+    id_ = representation.get("id")
+    if isinstance(id_, bool) or not isinstance(id_, str | int):
+        return bad_input(f"{at}.id: must be a contact id (a string)", "representations")
+    return types.Contact.resolve_reference(info, strawberry.ID(str(id_)))
+
+
 class GatewaySchema(strawberry.federation.Schema):
     """The federation schema with the token limit and the extra validation rules set on each operation's execution
     context when it is made, instead of by strawberry's MaxTokensLimiter and AddValidationRules extensions (which
@@ -700,6 +726,18 @@ class GatewaySchema(strawberry.federation.Schema):
         super().__init__(*args, **kwargs)
         self.max_tokens = max_tokens
         self.extra_validation_rules = tuple(validation_rules)
+
+    def entities_resolver(  # the annotations make the `_entities` field: strawberry's own
+        self, info: Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """Federation's `_entities`: behind the `contacts:read` scope, as `contact(id)` is, and each representation
+        checked before it is resolved. A representation that is not a Contact reference answers null at its index
+        with a BAD_USER_INPUT error naming `representations[i]` (strawberry's own resolver raised a KeyError or a
+        TypeError for those, masked as INTERNAL, and an unknown `__typename` failed the whole batch)."""
+        principal = info.context.principal
+        if principal is None or READ not in principal.scopes:
+            raise forbidden(f"this token lacks the {READ} scope")
+        return [_entity(info, index, representation) for index, representation in enumerate(representations)]
 
     def _create_execution_context(self, *args: Any, **kwargs: Any) -> ExecutionContext:
         execution = super()._create_execution_context(*args, **kwargs)

@@ -25,7 +25,7 @@ from strawberry.federation.types import FieldSet
 
 from resolvers.sql import Direct
 from resolvers.store import Store, StoredContact
-from tests.conftest import READ_TOKEN, ROUTER_TOKEN, Gateway, free_port, stop
+from tests.conftest import READ_TOKEN, ROUTER_TOKEN, WRITE_ONLY_TOKEN, Gateway, free_port, stop
 from tests.node import FEDERATION, require_node, run_script
 from tests.support import UPSERT, contact
 
@@ -251,6 +251,46 @@ async def test_entities_are_batched_into_one_store_query(
     assert all(len(e["vendorLinks"]) == 5 for e in entities if e)
     assert contact_loads == [["E-3", "missing-1", "E-1", "E-2", "missing-2"]]
     assert len(contact_selects) == 1, contact_selects
+
+
+async def test_entities_need_the_read_scope(gateway: Gateway) -> None:
+    """`contact(id)` needs contacts:read; `_entities` reads the same contacts, so it does too (any token could
+    read every contact through it before)."""
+    await gateway.graphql(UPSERT, {"input": contact(id="E-9")})
+    representations = [{"__typename": "Contact", "id": "E-9"}]
+    answer = await gateway.graphql(ENTITIES, {"representations": representations}, token=WRITE_ONLY_TOKEN)
+    assert answer["data"] is None
+    assert answer["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert answer["errors"][0]["message"] == "this token lacks the contacts:read scope"
+    allowed = await gateway.graphql(ENTITIES, {"representations": representations}, token=ROUTER_TOKEN)
+    assert allowed["data"]["_entities"][0]["id"] == "E-9"
+
+
+async def test_each_bad_representation_is_answered_at_its_index(gateway: Gateway) -> None:
+    """A representation that is not a Contact reference answers null with an error naming it; the others in the
+    router's batch are resolved (an unknown __typename failed the whole batch, the others were masked INTERNAL)."""
+    await gateway.graphql(UPSERT, {"input": contact(id="E-8")})
+    representations: list[Any] = [
+        {"__typename": "Vendor", "id": "E-8"},
+        {"__typename": "Contact"},
+        {"__typename": "Contact", "id": "E-8", "email": "x"},
+        "E-8",
+        {"id": "E-8"},
+        {"__typename": "Contact", "id": "E-8"},
+    ]
+    answer = await gateway.graphql(ENTITIES, {"representations": representations}, token=READ_TOKEN)
+    assert [e and e["id"] for e in answer["data"]["_entities"]] == [None] * 5 + ["E-8"]
+    errors = {tuple(e["path"]): e for e in answer["errors"]}
+    assert set(errors) == {("_entities", i) for i in range(5)}
+    assert all(e["extensions"] == {"code": "BAD_USER_INPUT", "argument": "representations"} for e in errors.values())
+    messages = [errors[("_entities", i)]["message"] for i in range(5)]
+    assert messages == [
+        "representations[0].__typename: this subgraph resolves Contact only, not 'Vendor'",
+        "representations[1].id: must be a contact id (a string)",
+        "representations[2]: a Contact is referenced by id alone, not 'email'",
+        'representations[3]: must be an object such as {__typename: "Contact", id: ...}',
+        "representations[4].__typename: this subgraph resolves Contact only, not None",
+    ]
 
 
 async def test_entities_answer_null_for_unknown_ids(gateway: Gateway) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
@@ -222,6 +224,41 @@ async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
     assert (error["path"], error["extensions"]["code"]) == (["upsertContacts", 3], "INTERNAL")
     kept = (await simulators.state(Vendor.EROS))["records"].values()
     assert sorted(r["AlternateKey"] for r in kept) == [f"OK-{i}" for i in range(8)]
+
+
+async def test_a_page_of_contacts_shows_each_links_pending_deliveries(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """`contacts` showed every link's pendingDeliveries and failedDeliveries empty, where `contact(id)` fills them."""
+    gateway: Gateway = await make_gateway({"eros": {"max_attempts": 1}})
+    await simulators.faults(Vendor.EROS, fail_next=100_000, fail_status=503)
+    written = await gateway.graphql(UPSERT, {"input": contact(id="PG-1"), "vendors": ["EROS"]})
+    delivery_id = written["data"]["upsertContact"]["results"][0]["deliveryId"]
+    links = "vendorLinks { vendor status pendingDeliveries { id status } failedDeliveries { id } }"
+    one = await gateway.graphql(f'{{ contact(id: "PG-1") {{ {links} }} }}', token=READ_TOKEN)
+    page = await gateway.graphql(f"{{ contacts(first: 10) {{ edges {{ node {{ {links} }} }} }} }}", token=READ_TOKEN)
+    (edge,) = page["data"]["contacts"]["edges"]
+    assert edge["node"] == one["data"]["contact"]
+    (eros,) = [lk for lk in edge["node"]["vendorLinks"] if lk["vendor"] == "EROS"]
+    assert eros["pendingDeliveries"] == [{"id": delivery_id, "status": "PENDING"}]
+
+
+async def test_ids_and_cursors_with_a_nul_are_not_found_or_refused(
+    store_url: str, make_gateway: Callable[..., Any]
+) -> None:
+    """PostgreSQL text cannot hold a NUL: such an id reached the driver and failed the whole read as INTERNAL (the
+    other ids of a batched load with it). It is simply not found, and such a cursor is refused naming `after`."""
+    gateway: Gateway = await make_gateway(store_url=store_url)
+    await gateway.graphql(UPSERT, {"input": contact(id="N-1")})
+    both = await gateway.graphql(
+        'query { a: contact(id: "N-1") { id } b: contact(id: "N\\u0000") { id } }', token=READ_TOKEN
+    )
+    assert both == {"data": {"a": {"id": "N-1"}, "b": None}}
+    cursor = base64.urlsafe_b64encode(b"contact:\x00").decode()
+    paged = await gateway.graphql(
+        "query($after: String) { contacts(after: $after) { totalCount } }", {"after": cursor}, token=READ_TOKEN
+    )
+    assert paged["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "after"}, paged
 
 
 async def test_delete_everywhere_it_is_supported(gateway: Gateway, simulators: Simulators) -> None:

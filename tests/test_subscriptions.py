@@ -177,6 +177,29 @@ async def test_websocket_streams_queued_then_delivered(
         await ws.close()
 
 
+async def test_queries_over_one_websocket_read_the_contact_as_it_is_now(gateway: Gateway) -> None:
+    """A graphql-transport-ws connection keeps one context for all its operations: its contact loader cached the
+    first read for the life of the socket, so a later `contact` answered what the contact was."""
+    await gateway.graphql(UPSERT, {"input": contact(id="WS-1", firstName="Before")})
+    ws = await open_ws(gateway, {"Authorization": f"Bearer {READ_TOKEN}"})
+    assert (await recv(ws))["type"] == "connection_ack"
+    query = '{ contact(id: "WS-1") { firstName } }'
+
+    async def read(operation_id: str) -> str:
+        await ws.send(json.dumps({"id": operation_id, "type": "subscribe", "payload": {"query": query}}))
+        while True:
+            message = await recv(ws)
+            if message.get("id") == operation_id and message["type"] == "next":
+                return str(message["payload"]["data"]["contact"]["firstName"])
+
+    try:
+        assert await read("1") == "Before"
+        await gateway.graphql(UPSERT, {"input": contact(id="WS-1", firstName="After")})
+        assert await read("2") == "After"
+    finally:
+        await ws.close()
+
+
 async def test_websocket_without_a_valid_token_is_refused(make_gateway: Callable[..., Any]) -> None:
     """No token, a bad token in connection_init, a bad Authorization header: refused. A token without
     `contacts:read` connects but the subscription is FORBIDDEN. A failed connection_init counts towards the
