@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -385,9 +385,13 @@ class FanOut:
                 capable.append(vendor)
         if capable:
 
-            def accept(conn: Connection) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]]]:
+            def accept(
+                conn: Connection,
+            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], StoredContact | None]:
                 lock_contact(conn, contact_id)
                 links = read_links(conn, contact_id)
+                unknown = any(_unlinked(links.get(v)) for v in capable)
+                stored = read_contacts(conn, [contact_id]).get(contact_id) if unknown else None
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact_id,
@@ -397,12 +401,15 @@ class FanOut:
                     force=True,
                     lease_s={v: self.lease_s(v) for v in capable},
                 )
-                return links, queued
+                return links, queued, stored
 
-            links, queued = await self.store.write(accept)
+            links, queued, stored = await self.store.write(accept)
             sent = await self._send(
                 queued,
-                {v: partial(self._delete_one, v, contact_id, links.get(v)) for v in capable},
+                {
+                    v: partial(self._delete_one, v, contact_id, self._delete_link(v, links.get(v), stored))
+                    for v in capable
+                },
                 contact_id=contact_id,
             )
             await self._complete(contact_id, sent)
@@ -423,7 +430,8 @@ class FanOut:
             delivery.id, VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE), prior_attempts=delivery.attempts
         )
         if delivery.operation is Operation.DELETE:
-            sent.result = await self._delete_one(vendor, delivery.contact_id, link)
+            stored = await self.store.get_contact(delivery.contact_id) if _unlinked(link) else None
+            sent.result = await self._delete_one(vendor, delivery.contact_id, self._delete_link(vendor, link, stored))
         else:
             stored = await self.store.get_contact(delivery.contact_id)
             if stored is None:
@@ -627,6 +635,19 @@ class FanOut:
             contact_id=prepared.contact_id,
         )
 
+    def _delete_link(
+        self, vendor: Vendor, link: CrossReference | None, stored: StoredContact | None
+    ) -> CrossReference | None:
+        """The cross-reference a delete works from. Without a remote id or an accepted payload (a create whose
+        answer was lost, then queued or superseded by this delete), the contact as stored stands in for the
+        payload, so a connector that finds records by content (Jim2, by e-mail) can still find the one it made."""
+        if stored is None or not _unlinked(link):
+            return link
+        prepared = self.connectors[vendor].prepare(stored.contact)
+        if link is None:
+            return CrossReference(stored.contact.id, vendor, None, None, None, None, payload=prepared.payload)
+        return replace(link, payload=prepared.payload)
+
     async def _delete_one(self, vendor: Vendor, contact_id: str, link: CrossReference | None) -> VendorResult:
         return await self._run(
             vendor,
@@ -732,6 +753,11 @@ class FanOut:
         result.attempts = attempts
         result.duration_ms = round((loop.time() - started) * 1000, 3)
         return result
+
+
+def _unlinked(link: CrossReference | None) -> bool:
+    """Nothing is known of the contact at the vendor: no remote id and no payload it accepted."""
+    return link is None or (not link.remote_id and not link.payload)
 
 
 class OutboxWorker:

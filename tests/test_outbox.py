@@ -715,6 +715,25 @@ async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost
     assert len(records) == 1, "the lost create made one record, and nothing made a second"
 
 
+async def test_a_delete_finds_the_record_of_a_create_whose_answer_was_lost(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """Jim2 made the record, the answer was lost, the write is QUEUED (no remote id, no accepted payload); a delete
+    supersedes it. Jim2's delete finds records by the e-mail of the payload it is given: it was given none and
+    answered SKIPPED, leaving the record. The contact as stored now stands in, and the record is deleted."""
+    tables = {"outbox": {"backoff_base_s": 30, "backoff_cap_s": 30, "poll_interval_s": 0.05}}
+    gateway: Gateway = await make_gateway({"jim2": {"max_attempts": 1}}, tables=tables)
+    await simulators.faults(Vendor.JIM2, drop_after_next_create=1)
+    written = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert written["results"][0]["status"] == "QUEUED"
+    assert len((await simulators.state(Vendor.JIM2))["records"]) == 1, "made, but the answer was lost"
+    deleted = (await gateway.graphql(DELETE, {"id": "C-1001", "vendors": ["JIM2"]}))["data"]["deleteContact"]
+    (result,) = deleted["results"]
+    assert (result["status"], result["remoteId"]) == ("DELETED", "10-1"), result
+    assert (await simulators.state(Vendor.JIM2))["records"] == {}
+    assert await pending(gateway) == 0
+
+
 async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
     gateway: Gateway = await make_gateway({"oneserve": {"max_concurrency": 2}})
     await simulators.faults(Vendor.ONESERVE, latency_ms=150)
