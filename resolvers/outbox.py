@@ -632,6 +632,27 @@ class Outbox:
             )
             if changed.rowcount != 1:
                 return None
+            if status is DeliveryStatus.CANCELLED:
+                still = conn.scalar(
+                    sa.select(sa.func.count()).where(
+                        _same_pair(row.contact_id, row.vendor), deliveries.c.status == DeliveryStatus.PENDING.value
+                    )
+                )
+                if not still:
+                    # The link said QUEUED for a write that will now not be sent: it says what happened instead.
+                    conn.execute(
+                        sa.update(vendor_links)
+                        .where(
+                            vendor_links.c.contact_id == row.contact_id,
+                            vendor_links.c.vendor == row.vendor,
+                            vendor_links.c.last_status == VendorStatus.QUEUED.value,
+                        )
+                        .values(
+                            last_status=VendorStatus.UNAVAILABLE.value,
+                            last_error=f"CANCELLED: delivery {delivery_id} was cancelled by an operator",
+                            synced_at=now,
+                        )
+                    )
             if retry:
                 # Older deliveries of the pair still waiting would send an older operation after this one.
                 conn.execute(

@@ -263,6 +263,13 @@ async def test_operators_list_retry_and_cancel_deliveries(
         "mutation($id: ID!) { cancelDelivery(id: $id) { id status } }", {"id": newest["id"]}, token=ADMIN_TOKEN
     )
     assert cancel["data"]["cancelDelivery"]["status"] == "CANCELLED"
+    # The link said QUEUED; with nothing left to send it says the write was cancelled (not waiting forever).
+    shown = await gateway.graphql(
+        '{ contact(id: "OP-1") { vendorLinks { vendor status lastError pendingDeliveries { id } } } }'
+    )
+    (link,) = shown["data"]["contact"]["vendorLinks"]
+    assert (link["vendor"], link["status"], link["pendingDeliveries"]) == ("VALOMNIA", "UNAVAILABLE", [])
+    assert link["lastError"] == f"CANCELLED: delivery {newest['id']} was cancelled by an operator"
     retry = await gateway.graphql(
         "mutation($id: ID!) { retryDelivery(id: $id) { id status } }",
         {"id": older["edges"][0]["node"]["id"]},
