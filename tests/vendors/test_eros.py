@@ -166,6 +166,20 @@ def test_contact_type_and_roles_from_vendor_options_over_settings() -> None:
     assert default["Contact"]["ContactRoles"] == [{"RoleId": str(DEMO_ROLE)}]
 
 
+def test_organisation_goes_to_the_company_field_the_setting_names() -> None:
+    """Eros has TradingName and LegalName (known); which one a contact's organisation is, is not: a setting."""
+    contact = make_contact(organisation="Analytical Engines Ltd")
+    default = offline().prepare(contact)
+    assert default.payload["Contact"]["TradingName"] == "Analytical Engines Ltd"
+    assert default.sources["Contact.TradingName"] == "organisation"
+    assert not any(w.startswith("organisation:") for w in default.warnings)
+    legal = offline(organisation_field="LegalName").prepare(contact).payload["Contact"]
+    assert (legal["LegalName"], "TradingName" in legal) == ("Analytical Engines Ltd", False)
+    nowhere = offline(organisation_field="").prepare(contact)
+    assert "organisation: not supported by EROS, not sent" in nowhere.warnings
+    assert from_wire(default.payload)["organisation"] == "Analytical Engines Ltd"
+
+
 def test_guids_from_vendor_options_are_sent_in_their_standard_form() -> None:
     """Python's UUID reads braces, `urn:uuid:`, upper case and no hyphens; Eros' Guid fields get the standard form,
     never the caller's spelling (which ServiceStack may not parse)."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -72,6 +72,8 @@ class ErosSettings(VendorSettings):
     contact_type_id: UUID
     #: Default roles; `vendorOptions.eros.roleIds` overrides per contact.
     role_ids: list[UUID] = Field(min_length=1)
+    #: ASSUMED: the company field `organisation` goes to (both are known Contact fields); "": not sent.
+    organisation_field: Literal["TradingName", "LegalName", ""] = "TradingName"
     #: ASSUMED: "" for `{base}json/reply/SaveContact`, "api/" for `{base}api/json/reply/SaveContact`.
     route_prefix: str = ""
     #: ASSUMED: the credentials login route, relative to base_url.

@@ -8,6 +8,8 @@ Decisions (documented because Eros' docs leave them open):
 - Eros has two address lines. A third and further line are joined into `AddressLineTwo` with ", " (and a warning
   says so) rather than refused: a three-line postal address is ordinary and other vendors take it.
 - `jobTitle` goes to `EmploymentRole` ("Contact Employment Role"): the closest Eros field, ASSUMED to mean the same.
+- `organisation` goes to one of Eros' company fields (known: TradingName, LegalName); which one is ASSUMED, so it is
+  the `organisation_field` setting (default TradingName, the name a business is known by; "" sends it nowhere).
 - `ContactType` and `ContactRoles` come from `vendorOptions.eros` (`contactTypeId`, `roleIds`), else from settings;
   either way their errors point at `vendorOptions.eros.*`, the only place a caller can change them.
 """
@@ -77,6 +79,8 @@ def to_wire(contact: Contact, settings: ErosSettings, options: Mapping[str, Any]
     m.put("Contact.BirthDate", c.birth_date.isoformat() if c.birth_date else None, "birthDate")
     m.put("Contact.Notes", c.notes, "notes")
     m.put("Contact.EmploymentRole", c.job_title, "jobTitle")
+    if settings.organisation_field:
+        m.put(f"Contact.{settings.organisation_field}", c.organisation, "organisation")
 
     email = _primary(c.details, DetailKind.EMAIL)
     mobile = _primary(c.details, DetailKind.MOBILE)
@@ -150,6 +154,7 @@ def from_wire(payload: Mapping[str, Any], method_names: Mapping[str, str] | None
         "birthDate": str(birth)[:10] if birth else None,
         "notes": contact.get("Notes"),
         "jobTitle": contact.get("EmploymentRole"),
+        "organisation": contact.get("TradingName") or contact.get("LegalName"),
         "details": details or None,
         "address": address,
     }
