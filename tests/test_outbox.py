@@ -722,6 +722,29 @@ async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost
     assert len(records) == 1, "the lost create made one record, and nothing made a second"
 
 
+async def test_a_deadline_during_a_fall_through_create_is_not_repeated(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """As with a lost answer, so with a deadline: Jim2 no longer has the linked record, the update falls through to
+    a create (no e-mail to find it again), and the create is made but never answered. The result is ambiguous and
+    FAILED for an operator; redelivering it would make a second record."""
+    gateway: Gateway = await make_gateway({"jim2": {"timeout_s": 1.0}}, tables=FAST_OUTBOX)
+    no_email = [{"kind": "PHONE", "value": "02079460000"}]
+    first = (await gateway.graphql(UPSERT, {"input": contact(details=no_email), "vendors": ["JIM2"]}))["data"]
+    records = simulators.by_vendor[Vendor.JIM2].state.records
+    del records[first["upsertContact"]["results"][0]["remoteId"]]
+    await simulators.faults(Vendor.JIM2, hang_after_next_create=1)
+    changed = contact(details=no_email, lastName="Later")
+    result = (await gateway.graphql(UPSERT, {"input": changed, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    (jim2,) = result["results"]
+    assert jim2["status"] == "UNAVAILABLE", jim2
+    assert any(w.startswith("not retried: JIM2 may have created") for w in jim2["warnings"])
+    row = (await deliveries(gateway, vendor="JIM2"))["edges"][0]["node"]
+    assert (row["id"], row["status"]) == (jim2["deliveryId"], "FAILED")
+    await asyncio.sleep(0.5)  # several worker polls
+    assert len(records) == 1, "the create whose answer never came made one record, and nothing made a second"
+
+
 async def test_a_delete_finds_the_record_of_a_create_whose_answer_was_lost(
     make_gateway: Callable[..., Any], simulators: Simulators
 ) -> None:
