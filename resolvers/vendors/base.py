@@ -305,7 +305,7 @@ def wire_errors(exc: ValidationError, mapped: Mapped) -> list[FieldError]:
 def _message(code: ErrorCode, err: Any) -> str:
     ctx = err.get("ctx") or {}
     if code is ErrorCode.TOO_LONG and "max_length" in ctx:
-        return f"at most {ctx['max_length']} characters"
+        return f"at most {ctx['max_length']} characters{ctx.get('unit_note', '')}"
     if code is ErrorCode.REQUIRED:
         return "required"
     return str(err["msg"])

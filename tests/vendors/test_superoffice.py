@@ -191,6 +191,26 @@ def test_every_known_limit_points_at_the_canonical_input() -> None:
     assert offline().prepare(at_limit).valid
 
 
+def test_column_limits_count_as_sql_server_does() -> None:
+    """nvarchar lengths are UTF-16 code units: an emoji fills two. 110 emoji are 110 characters but 220 units, over
+    the Name column's 219; the message says why a value shorter than the limit is too long."""
+    emoji = "\U0001f600"
+    too_long = offline().prepare(make_contact(organisation=emoji * 110, firstName="é" * 99))
+    assert {(e.field, e.code, e.message) for e in too_long.errors} == {
+        ("organisation", ErrorCode.TOO_LONG, "at most 219 characters (an emoji counts as 2)")
+    }
+    assert offline().prepare(make_contact(organisation=emoji * 109 + "x", firstName="é" * 99)).valid
+
+
+async def test_the_simulator_counts_column_lengths_as_sql_server_does(so: SuperOffice) -> None:
+    headers = auth_headers(settings())
+    body = {"Name": "\U0001f600" * 110, "DbiKey": "u-1"}
+    async with so.session.post(f"{so.base_url}api/v1/Contact", json=body, headers=headers) as response:
+        refused = await response.json()
+    assert (response.status, refused["ErrorType"]) == (400, "ArgumentException"), refused
+    assert refused["ErrorMessage"] == "Value of 'Name' is too long: 220 characters, at most 219"
+
+
 def test_wire_model_holds_the_column_limits_no_canonical_field_reaches() -> None:
     base = {"Name": "N", "DbiKey": "k"}
     ContactEntity.model_validate({**base, "OrgNr": "9" * 49, "Number1": "1" * 49, "Number2": "2" * 49})

@@ -5,7 +5,8 @@ with the saved ContactEntity and its new ContactId; `GET`/`PUT`/`DELETE api/v1/C
 whole entity and answers 412 when the record changed after `If-Unmodified-Since`; DELETE answers 204); `GET
 api/v1/Contact?$select=&$filter=&$top=` answers OData `{"odata.metadata", "value": [{"PrimaryKey", "EntityName",
 ...}]}`; SOTicket + SO-AppToken, Bearer and Basic auth; errors as `{"Error", "ErrorType", "ErrorMessage",
-"ErrorSource"}`; the column limits of `wire.py`, checked against its own table here.
+"ErrorSource"}`; the column limits of `wire.py`, checked against its own table here, counted as SQL Server counts
+nvarchar (UTF-16 code units; ASSUMED, SuperOffice Online runs on SQL Server).
 
 ASSUMED (constructor settings where it matters):
 - `dbi_key_column`: the search archive's DbiKey column is `dbiKey`; string `eq` ignores case (SQL Server's default
@@ -511,13 +512,18 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _nvarchar_length(value: str) -> int:
+    """The length SQL Server gives an nvarchar value: UTF-16 code units (a character beyond U+FFFF is two)."""
+    return sum(2 if ord(ch) > 0xFFFF else 1 for ch in value)
+
+
 def _text(value: Any, field: str, limit: int | None) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         return f"'{field}' must be text"
-    if limit is not None and len(value) > limit:
-        return f"Value of '{field}' is too long: {len(value)} characters, at most {limit}"
+    if limit is not None and _nvarchar_length(value) > limit:
+        return f"Value of '{field}' is too long: {_nvarchar_length(value)} characters, at most {limit}"
     return None
 
 
@@ -533,8 +539,8 @@ def _elements(items: Any, list_name: str) -> str | None:
         value = item.get("Value")
         if not isinstance(value, str) or not value.strip():
             return f"'{at}.Value' is required"
-        if list_name == "Emails" and len(value) > _EMAIL_LENGTH:
-            return f"Value of '{at}.Value' is too long: {len(value)} characters, at most {_EMAIL_LENGTH}"
+        if list_name == "Emails" and _nvarchar_length(value) > _EMAIL_LENGTH:
+            return f"Value of '{at}.Value' is too long: {_nvarchar_length(value)} characters, at most {_EMAIL_LENGTH}"
         fault = _text(item.get("Description"), f"{at}.Description", None)
         if fault:
             return fault

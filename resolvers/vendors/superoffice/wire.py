@@ -2,7 +2,8 @@
 
 Docs: shared/seeds/003 (POST api/v1/Contact) and https://docs.superoffice.com/en/api/reference/restful/rest/Contact/.
 Limits are the database column lengths VENDORS.md lists as known: contact name and department 219, orgNr / number1 /
-number2 49, person names 99, e-mail 239, DbiKey 255. No other limit is invented here. What the gateway sends forbids
+number2 49, person names 99, e-mail 239, DbiKey 255, counted as SQL Server counts nvarchar (UTF-16 code units: an
+emoji fills two). No other limit is invented here. What the gateway sends forbids
 unknown fields; what SuperOffice answers ignores them (its carriers grow TableRight, FieldProperties, _Links, ...).
 """
 
@@ -25,9 +26,34 @@ def _not_blank(value: str) -> str:
 NotBlank = AfterValidator(_not_blank)
 #: The DbiKey column's length: no record can have a longer one.
 DBI_KEY_LENGTH = 255
-Text49 = Annotated[str, Field(max_length=49)]
-Text99 = Annotated[str, Field(max_length=99)]
-Text219 = Annotated[str, Field(max_length=219)]
+
+
+def utf16_units(value: str) -> int:
+    """How much of an nvarchar column `value` fills: SQL Server counts UTF-16 code units, so a character outside the
+    Basic Multilingual Plane (an emoji, a CJK extension ideograph) takes two."""
+    return len(value.encode("utf-16-le")) // 2
+
+
+def _column(length: int) -> AfterValidator:
+    """An nvarchar(`length`) column (ASSUMED: SuperOffice on SQL Server, as SuperOffice Online is)."""
+
+    def check(value: str) -> str:
+        if utf16_units(value) > length:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                # `unit_note` when characters and units differ, so the limit is not read as wrong.
+                {"max_length": length}
+                | ({"unit_note": " (an emoji counts as 2)"} if utf16_units(value) != len(value) else {}),
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+Text49 = Annotated[str, _column(49)]
+Text99 = Annotated[str, _column(99)]
+Text219 = Annotated[str, _column(219)]
 
 
 class _Sent(BaseModel):
@@ -53,7 +79,7 @@ class EntityElement(_Sent):
 class EmailElement(EntityElement):
     """An e-mail `EntityElement`: the `email.email_address` column holds 239 characters."""
 
-    Value: Annotated[str, Field(min_length=1, max_length=239), NotBlank]
+    Value: Annotated[str, Field(min_length=1), _column(239), NotBlank]
 
 
 class StructuredAddress(_Sent):
