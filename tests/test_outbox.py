@@ -301,7 +301,7 @@ async def test_a_delivery_being_sent_cannot_be_retried_or_cancelled(
     Both are refused, naming `id`, and Jim2 ends with V3."""
     gateway: Gateway = await make_gateway(tables=FAST_OUTBOX)
     await gateway.graphql(UPSERT, {"input": contact(lastName="V1"), "vendors": ["JIM2"]})
-    await simulators.faults(Vendor.JIM2, latency_ms=1500)
+    await simulators.faults(Vendor.JIM2, latency_ms=4000)  # V2 stays in flight while the operator acts, however slow
     sending = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(lastName="V2"), "vendors": ["JIM2"]}))
 
     await eventually(lambda: _pending_is(gateway, 1), "V2's delivery is being sent")
@@ -313,6 +313,7 @@ async def test_a_delivery_being_sent_cannot_be_retried_or_cancelled(
         refused = await gateway.graphql(mutation, {"id": str(in_flight)}, token=ADMIN_TOKEN)
         assert refused["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}, refused
         assert "is being sent to JIM2 now" in refused["errors"][0]["message"]
+    await simulators.faults(Vendor.JIM2, latency_ms=0)  # V2's call keeps its 4 s; V3's goes at once
     assert (await sending)["data"]["upsertContact"]["results"][0]["status"] == "UPDATED"
     await eventually(lambda: _no_pending(gateway), "V3 is delivered after V2")
     (record,) = (await simulators.state(Vendor.JIM2))["records"].values()
@@ -330,7 +331,9 @@ async def test_an_older_delivery_is_never_retried_after_a_newer_one(
     """A delivery sends the contact as stored now but keeps its operation: a cancelled delete retried after the
     contact was written again would delete the new record. A retry of any delivery with a newer one for the same
     contact and vendor is refused, naming the newer one."""
-    gateway: Gateway = await make_gateway({"superoffice": {"max_attempts": 1}}, tables=FAST_OUTBOX)
+    # The queued delete waits 30 s: the worker must not be sending it when the operator cancels it (refused then).
+    tables = {"outbox": {"backoff_base_s": 30, "backoff_cap_s": 30, "poll_interval_s": 0.05}}
+    gateway: Gateway = await make_gateway({"superoffice": {"max_attempts": 1}}, tables=tables)
     await gateway.graphql(UPSERT, {"input": contact(lastName="V1"), "vendors": ["SUPEROFFICE"]})
     await simulators.faults(Vendor.SUPEROFFICE, fail_next=100_000, fail_status=503)
     deleted = await gateway.graphql(DELETE, {"id": "C-1001", "vendors": ["SUPEROFFICE"]})
@@ -728,7 +731,7 @@ async def test_a_deadline_during_a_fall_through_create_is_not_repeated(
     """As with a lost answer, so with a deadline: Jim2 no longer has the linked record, the update falls through to
     a create (no e-mail to find it again), and the create is made but never answered. The result is ambiguous and
     FAILED for an operator; redelivering it would make a second record."""
-    gateway: Gateway = await make_gateway({"jim2": {"timeout_s": 1.0}}, tables=FAST_OUTBOX)
+    gateway: Gateway = await make_gateway({"jim2": {"timeout_s": 3.0}}, tables=FAST_OUTBOX)
     no_email = [{"kind": "PHONE", "value": "02079460000"}]
     first = (await gateway.graphql(UPSERT, {"input": contact(details=no_email), "vendors": ["JIM2"]}))["data"]
     records = simulators.by_vendor[Vendor.JIM2].state.records
