@@ -174,7 +174,25 @@ async def _answer(ctx: Context, written: Written, wants_contact: bool = True) ->
 
 def selects_contact(info: Info[Context, None]) -> bool:
     """Whether the operation selects `contact` under this field (through fragments too). Reading the contact back
-    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes.
+    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes."""
+    return _selects(info, _CONTACT_FIELD, deep=False)
+
+
+#: The field a write's answer reads the contact back for.
+_CONTACT_FIELD = frozenset({"contact"})
+#: The `VendorLink` fields whose answer needs the contacts' open deliveries read.
+_DELIVERY_FIELDS = frozenset({"pendingDeliveries", "failedDeliveries"})
+
+
+def selects_deliveries(info: Info[Context, None]) -> bool:
+    """Whether the operation selects a link's `pendingDeliveries` or `failedDeliveries` anywhere under this field
+    (through fragments too): a page of contacts then reads its open deliveries (one more query, ~4 ms a page of
+    100 on this machine), otherwise not. Unsure means yes."""
+    return _selects(info, _DELIVERY_FIELDS, deep=True)
+
+
+def _selects(info: Info[Context, None], names: frozenset[str], *, deep: bool) -> bool:
+    """Whether a field named in `names` is selected directly under this field (`deep`: at any depth).
 
     Walks graphql-core's syntax tree of the field (`Info._raw_info`: its field nodes and the document's fragments),
     not strawberry's `Info.selected_fields`, which converts every argument of the field on the way (the whole
@@ -186,39 +204,25 @@ def selects_contact(info: Info[Context, None]) -> bool:
     except AttributeError:
         return True
     seen: set[str] = set()
-    return any(_selects_contact(node.selection_set, fragments, seen) for node in field_nodes)
+    return any(_selects_in(node.selection_set, fragments, seen, names, deep) for node in field_nodes)
 
 
-#: The `VendorLink` fields whose answer needs the contacts' open deliveries read.
-_DELIVERY_FIELDS = frozenset({"pendingDeliveries", "failedDeliveries"})
-
-
-def selects_deliveries(info: Info[Context, None]) -> bool:
-    """Whether the operation selects a link's `pendingDeliveries` or `failedDeliveries` anywhere under this field
-    (through fragments too): a page of contacts then reads its open deliveries (one more query, ~4 ms a page of
-    100 on this machine), otherwise not. Unsure means yes."""
-    try:
-        raw = info._raw_info
-        fragments = raw.fragments
-        field_nodes = raw.field_nodes
-    except AttributeError:
-        return True
-    seen: set[str] = set()
-    return any(_selects_deep(node.selection_set, fragments, seen, _DELIVERY_FIELDS) for node in field_nodes)
-
-
-def _selects_deep(
+def _selects_in(
     selection_set: SelectionSetNode | None,
     fragments: dict[str, FragmentDefinitionNode],
     seen: set[str],
     names: frozenset[str],
+    deep: bool,
 ) -> bool:
+    # A module function, not a closure calling itself: that would be a reference cycle every operation.
     for selection in selection_set.selections if selection_set is not None else ():
         if isinstance(selection, FieldNode):
-            if selection.name.value in names or _selects_deep(selection.selection_set, fragments, seen, names):
+            if selection.name.value in names:
+                return True
+            if deep and _selects_in(selection.selection_set, fragments, seen, names, deep):
                 return True
         elif isinstance(selection, InlineFragmentNode):
-            if _selects_deep(selection.selection_set, fragments, seen, names):
+            if _selects_in(selection.selection_set, fragments, seen, names, deep):
                 return True
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
@@ -226,34 +230,10 @@ def _selects_deep(
                 continue
             seen.add(name)
             fragment = fragments.get(name)
-            if fragment is None or _selects_deep(fragment.selection_set, fragments, seen, names):
+            if fragment is None or _selects_in(fragment.selection_set, fragments, seen, names, deep):
                 return True
         else:
-            return True
-    return False
-
-
-def _selects_contact(
-    selection_set: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode], seen: set[str]
-) -> bool:
-    # A module function, not a closure calling itself: that would be a reference cycle every write.
-    for selection in selection_set.selections if selection_set is not None else ():
-        if isinstance(selection, FieldNode):
-            if selection.name.value == "contact":
-                return True
-        elif isinstance(selection, InlineFragmentNode):
-            if _selects_contact(selection.selection_set, fragments, seen):
-                return True
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in seen:
-                continue
-            seen.add(name)
-            fragment = fragments.get(name)
-            if fragment is None or _selects_contact(fragment.selection_set, fragments, seen):
-                return True
-        else:
-            return True  # something unknown: assume it may select the contact
+            return True  # something unknown: assume it may select the field
     return False
 
 

@@ -256,16 +256,21 @@ def test_details_go_to_lists_by_kind_preferred_first() -> None:
     ]
 
 
-def test_mobile_without_a_person_is_a_company_phone() -> None:
-    contact = make_contact(
-        organisation="Analytical Engines Ltd",
+def company_only(organisation: str, mobile: str) -> Contact:
+    """A contact with no person: an organisation and a mobile, no name, title or job title."""
+    return make_contact(
+        organisation=organisation,
         title=None,
         firstName=None,
         middleName=None,
         lastName=None,
         jobTitle=None,
-        details=[{"kind": "MOBILE", "value": "+44 7700 900123"}],
+        details=[{"kind": "MOBILE", "value": mobile}],
     )
+
+
+def test_mobile_without_a_person_is_a_company_phone() -> None:
+    contact = company_only("Analytical Engines Ltd", "+44 7700 900123")
     mapped = to_wire(contact, settings(), {})
     assert "Persons" not in mapped.payload
     assert mapped.payload["Phones"] == [{"Value": "+44 7700 900123", "StrippedValue": "447700900123"}]
@@ -615,16 +620,8 @@ async def test_a_contact_left_without_a_person_has_the_gateways_person_removed(s
     record = so.records[str(created.remote_id)]
     record["Persons"].append({"PersonId": 77, "ContactId": record["ContactId"], "Firstname": "Charles"})
     sent = connector.prepare(first).payload
-    company_only = make_contact(
-        organisation="Acme Ltd",
-        title=None,
-        firstName=None,
-        middleName=None,
-        lastName=None,
-        jobTitle=None,
-        details=[{"kind": "MOBILE", "value": "+44 7700 900999"}],
-    )
-    updated = await send(connector, company_only, link(created.remote_id, payload=sent))
+    company = company_only("Acme Ltd", "+44 7700 900999")
+    updated = await send(connector, company, link(created.remote_id, payload=sent))
     assert updated.status is VendorStatus.UPDATED
     record = so.records[str(created.remote_id)]
     assert [(p["PersonId"], p["Firstname"]) for p in record["Persons"]] == [(77, "Charles")]
@@ -632,7 +629,7 @@ async def test_a_contact_left_without_a_person_has_the_gateways_person_removed(s
 
     # Without the last payload sent the gateway cannot tell its person from others: nothing is removed.
     record["Persons"].append({"PersonId": 78, "ContactId": record["ContactId"], "Firstname": "Ada"})
-    await send(connector, company_only, link(created.remote_id))
+    await send(connector, company, link(created.remote_id))
     assert [p["PersonId"] for p in so.records[str(created.remote_id)]["Persons"]] == [77, 78]
 
 
