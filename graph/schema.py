@@ -518,7 +518,10 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
-        description="Delete a contact at every targeted vendor that can delete; the others report SKIPPED.",
+        description=(
+            "Delete a contact at every targeted vendor that can delete; the others report SKIPPED. An id the "
+            "gateway never stored is sent nowhere: every vendor reports SKIPPED (NOT_FOUND on id), status FAILED."
+        ),
     )
     async def delete_contact(
         self, info: Info[Context, None], id: strawberry.ID, vendors: types.VendorList = None

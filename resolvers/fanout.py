@@ -362,6 +362,9 @@ class FanOut:
     async def delete(self, contact_id: str, vendors: Sequence[Vendor] | None) -> Outcome:
         """Delete the contact at every targeted vendor that can delete; the others report SKIPPED.
 
+        An id the gateway never stored (no contact, no cross-reference) is sent nowhere: every vendor that could
+        delete reports SKIPPED with NOT_FOUND on `id`, and nothing is recorded.
+
         The cross-references the deletes use are read in the accept transaction: read before it, a create of the
         contact completing meanwhile would leave a vendor's delete without the remote id it just stored (and a
         connector that finds nothing to delete closes the delivery)."""
@@ -387,9 +390,12 @@ class FanOut:
 
             def accept(
                 conn: Connection,
-            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], StoredContact | None]:
+            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], StoredContact | None] | None:
                 lock_contact(conn, contact_id)
                 links = read_links(conn, contact_id)
+                version = self.store.contact_version(conn, contact_id)
+                if not version and not links:
+                    return None  # never written through the gateway: nothing to delete, nothing recorded
                 unknown = any(_unlinked(links.get(v)) for v in capable)
                 stored = read_contacts(conn, [contact_id]).get(contact_id) if unknown else None
                 queued = self.outbox.enqueue(
@@ -397,13 +403,30 @@ class FanOut:
                     contact_id=contact_id,
                     vendors=capable,
                     operation=Operation.DELETE,
-                    version=self.store.contact_version(conn, contact_id),
+                    version=version,
                     force=True,
                     lease_s={v: self.lease_s(v) for v in capable},
                 )
                 return links, queued, stored
 
-            links, queued, stored = await self.store.write(accept)
+            accepted = await self.store.write(accept)
+            if accepted is None:
+                for vendor in capable:
+                    results[vendor] = VendorResult(
+                        vendor=vendor,
+                        status=VendorStatus.SKIPPED,
+                        errors=[
+                            FieldError(
+                                field="id",
+                                code=ErrorCode.NOT_FOUND,
+                                message=f"the gateway has no contact {contact_id!r}: it was never written through "
+                                "the gateway, so nothing was sent",
+                            )
+                        ],
+                    )
+                ordered = [results[v] for v in self.targets(vendors)]
+                return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=False)
+            links, queued, stored = accepted
             sent = await self._send(
                 queued,
                 {

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
@@ -14,7 +17,7 @@ import sqlalchemy as sa
 from resolvers.results import Vendor
 from resolvers.store import Store
 from resolvers.vendors import REGISTRY
-from tests.conftest import READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
+from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_ONLY_TOKEN, WRITE_TOKEN, Gateway, Simulators
 from tests.support import DELETE, UPSERT, VALIDATE, by_vendor, contact
 
 ALL = [v.name for v in REGISTRY]
@@ -280,6 +283,23 @@ async def test_delete_everywhere_it_is_supported(gateway: Gateway, simulators: S
         assert link["deleted"] == REGISTRY[Vendor[link["vendor"]]].connector.capabilities.delete, link
     again = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
     assert by_vendor(again["results"])["EROS"]["status"] == "CREATED"
+
+
+async def test_deleting_an_id_the_gateway_never_stored_sends_and_records_nothing(
+    gateway: Gateway, simulators: Simulators, tmp_path: Path
+) -> None:
+    payload = (await gateway.graphql(DELETE, {"id": "NEVER-1"}))["data"]["deleteContact"]
+    assert payload["status"] == "FAILED", payload
+    for vendor, result in by_vendor(payload["results"]).items():
+        assert result["status"] == "SKIPPED", result
+        code = "NOT_FOUND" if REGISTRY[Vendor[vendor]].connector.capabilities.delete else "NOT_SUPPORTED"
+        assert result["errors"][0]["code"] == code, result
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor
+    stored = await gateway.graphql('{ contact(id: "NEVER-1") { id } deliveries { totalCount } }', token=ADMIN_TOKEN)
+    assert stored["data"] == {"contact": None, "deliveries": {"totalCount": 0}}, stored
+    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as db:
+        assert db.execute("SELECT count(*) FROM vendor_links").fetchone() == (0,)
 
 
 async def test_vendors_query_lists_capabilities_and_coverage(gateway: Gateway) -> None:
