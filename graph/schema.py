@@ -18,10 +18,12 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLScalarType,
     InlineFragmentNode,
     SelectionSetNode,
     parse,
 )
+from graphql.type.scalars import coerce_id
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
@@ -812,7 +814,7 @@ def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
     config = StrawberryConfig(
         batching_config={"max_operations": server.batch_max_operations} if server.batch_max_operations else None
     )
-    return GatewaySchema(
+    built = GatewaySchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -824,6 +826,27 @@ def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
         max_tokens=server.max_tokens,
         validation_rules=rules,
     )
+    # strawberry refuses to override a built-in scalar (`scalar_overrides`: "Redefinition of reserved type"), and
+    # its `ID` is graphql-core's `GraphQLID` itself: that type's variable parser is replaced, so for the whole
+    # process (the gateway's schema is the process's only one). Literals keep graphql-core's rule, which already
+    # refuses `1.0` written in a document.
+    id_type = built._schema.type_map["ID"]
+    assert isinstance(id_type, GraphQLScalarType)
+    id_type.coerce_input_value = id_type.parse_value = _parse_id  # type: ignore[method-assign]
+    return built
+
+
+def _parse_id(value: object) -> str:
+    """`ID` from a variable: a string or an integer, as the GraphQL spec says. graphql-core also takes a whole
+    float (JSON `1.0`, `1e3`, `12345678901234567.0`) and prints it as an integer: past 2**53 that is another number
+    than the one sent (`12345678901234567.0` became the id `12345678901234568`, and a write landed on that
+    contact), so a number with a fraction or an exponent is refused."""
+    if isinstance(value, float):
+        raise GraphQLError(
+            f"ID takes a string or an integer, not a number with a decimal point or exponent (read as {value!r}): "
+            "send the id as a string"
+        )
+    return coerce_id(value)
 
 
 #: The schema with default limits and introspection on (what `strawberry export-schema` prints; the app builds its
