@@ -45,7 +45,7 @@ class DetailKind(Enum):
 
 
 def _printable_id(value: str) -> str:
-    if not _PRINTABLE.match(value) or value != value.strip():
+    if not _PRINTABLE.fullmatch(value) or value != value.strip():
         raise PydanticCustomError("invalid_format", "must be printable characters without leading or trailing spaces")
     return value
 
@@ -88,7 +88,7 @@ class ContactDetail(CanonicalModel):
 
     @model_validator(mode="after")
     def _email_looks_like_email(self) -> Self:
-        if self.kind is DetailKind.EMAIL and not _EMAIL.match(self.value):
+        if self.kind is DetailKind.EMAIL and not _EMAIL.fullmatch(self.value):
             raise PydanticCustomError("invalid_email", "value: must be an e-mail address such as name@example.com")
         return self
 

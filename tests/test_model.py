@@ -66,7 +66,7 @@ def test_at_most_one_preferred_detail() -> None:
     assert errors({"id": "c", "details": details}) == {("details", ErrorCode.TOO_MANY)}
 
 
-@pytest.mark.parametrize("value", ["plain", "a@b", "a b@c.de", "@c.de", "a@@c.de"])
+@pytest.mark.parametrize("value", ["plain", "a@b", "a b@c.de", "@c.de", "a@@c.de", "nl@b.co\n", "\na@b.co"])
 def test_emails_must_look_like_emails(value: str) -> None:
     assert errors({"id": "c", "details": [{"kind": "EMAIL", "value": value}]}) == {
         ("details[0].value", ErrorCode.INVALID_FORMAT)

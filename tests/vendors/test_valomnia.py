@@ -214,6 +214,17 @@ def test_email_valomnia_would_refuse_is_invalid_before_sending() -> None:
     assert (error.field, error.code, error.vendor_field) == ("details[1].value", ErrorCode.INVALID_FORMAT, "email")
 
 
+def test_an_email_with_a_trailing_newline_is_refused_by_the_wire_model() -> None:
+    """`$` lets a final newline through `re.match`; the model, the wire model and the simulator (the same pattern)
+    use `fullmatch`."""
+    from resolvers.vendors.valomnia.wire import ValomniaContact
+
+    fields = {"firstName": "A", "lastName": "B", "customerId": "1"}
+    assert ValomniaContact(**fields, email="nl@b.co").email == "nl@b.co"
+    with pytest.raises(ValidationError, match="e-mail address Valomnia accepts"):
+        ValomniaContact(**fields, email="nl@b.co\n")
+
+
 def test_text_longer_than_the_assumed_column_is_too_long() -> None:
     contact = make_contact(lastName="x" * 256, address={"lines": ["a" * 200, "b" * 60]})
     found = {(e.field, e.code, e.vendor_field, e.message) for e in offline().prepare(contact).errors}

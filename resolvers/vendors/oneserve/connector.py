@@ -218,6 +218,6 @@ def _describe(response: VendorResponse, reply: OneserveReply | None) -> str:
 
 
 def _code(reply: OneserveReply | None) -> str | None:
-    if reply is not None and _VENDOR_CODE.match(reply.result_msg):
+    if reply is not None and _VENDOR_CODE.fullmatch(reply.result_msg):
         return reply.result_msg
     return None

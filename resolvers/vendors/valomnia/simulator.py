@@ -410,7 +410,7 @@ class ValomniaSimulator(Simulator):
                 "The type of parameter useExternalId you provided is not valid for this request.",
             )
         customer = self._customer(fields["customerId"], external == "true")
-        if fields.get("email") and not EMAIL_PATTERN.match(fields["email"]):
+        if fields.get("email") and not EMAIL_PATTERN.fullmatch(fields["email"]):
             raise Rejection(400, EMAIL_VALIDATION_ERROR, f"Failed to {operation} the contact : incorrect Email format")
         if fields.get("country") and fields["country"] not in _COUNTRIES:
             raise Rejection(400, COUNTRY_ERROR, f"Failed to {operation} the contact : incorrect country code")

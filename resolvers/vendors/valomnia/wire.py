@@ -158,7 +158,7 @@ def inspect_image(filename: str, data: str) -> Image | list[ImageProblem]:
 
 
 def _email(value: str) -> str:
-    if not EMAIL_PATTERN.match(value):
+    if not EMAIL_PATTERN.fullmatch(value):
         raise PydanticCustomError(
             "invalid_format", "must be an e-mail address Valomnia accepts, such as name@example.com"
         )
