@@ -258,6 +258,11 @@ def _idempotency_key(info: Info[Context, None], argument: str | None) -> str | N
         header = info.context.request.headers.get("idempotency-key")
         if header is None:
             return None
+        if not header.strip():  # sent empty (or blank): a write the caller believes keyed would not be
+            raise bad_input(
+                "Idempotency-Key: the header is empty; send a key of printable characters, or no header",
+                "Idempotency-Key",
+            )
         key = f"{header}:{info.path.key}"
     return _checked_key(key)
 
@@ -382,7 +387,7 @@ class Query:
             vendor=vendor,
             first=first,
             before_id=before,
-            contact_id=str(contact_id) if contact_id else None,
+            contact_id=None if contact_id is None else str(contact_id),
         )
         edges = [
             types.DeliveryEdge(cursor=encode_cursor(str(d.id), _DELIVERY_PREFIX), node=convert.delivery(d))
@@ -397,7 +402,7 @@ class Query:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
             total_count=await outbox.total(
-                status=status, vendor=vendor, contact_id=str(contact_id) if contact_id else None
+                status=status, vendor=vendor, contact_id=None if contact_id is None else str(contact_id)
             ),
         )
 

@@ -258,6 +258,8 @@ async def test_operators_list_retry_and_cancel_deliveries(
     assert (newest["contactId"], newest["operation"], newest["lastStatus"]) == ("OP-1", "UPSERT", "UNAVAILABLE")
     older = await deliveries(gateway, status="PENDING", vendor="VALOMNIA", after=queued["pageInfo"]["endCursor"])
     assert [e["node"]["contactId"] for e in older["edges"]] == ["OP-0"]
+    assert (await deliveries(gateway, contactId="OP-0"))["totalCount"] == 1
+    assert (await deliveries(gateway, contactId=""))["totalCount"] == 0, "an empty id filters, it is not 'any'"
 
     cancel = await gateway.graphql(
         "mutation($id: ID!) { cancelDelivery(id: $id) { id status } }", {"id": newest["id"]}, token=ADMIN_TOKEN
@@ -421,6 +423,22 @@ async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) 
     other = {"query": UPSERT, "variables": {"input": contact(lastName="X")}}
     conflict = (await gateway.client.post(f"{gateway.url}/graphql", json=other, headers=headers)).json()
     assert conflict["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_an_empty_idempotency_key_header_is_refused(gateway: Gateway, simulators: Simulators) -> None:
+    """An empty `Idempotency-Key` (HTTP trims a value of spaces to one): a caller who believes the write is keyed
+    is told it is not, and nothing is written."""
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": ""}
+    for body in (
+        {"query": UPSERT, "variables": {"input": contact()}},
+        {"query": BATCH, "variables": {"inputs": [contact()]}},
+    ):
+        answer = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+        error = answer["errors"][0]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "Idempotency-Key"}, answer
+        assert error["message"].startswith("Idempotency-Key: the header is empty"), answer
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor
 
 
 BATCH = """
