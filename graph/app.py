@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -90,15 +90,65 @@ def _lower_media_type(value: bytes) -> bytes:
     return media_type.lower() + sep + parameters
 
 
-def _not_json_constant(name: str) -> Any:
-    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+class NotJSON(json.JSONDecodeError):
+    """A body json.loads reads but JSON (or the gateway) does not take; `msg` says what and where."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, "", 0)
+        self.msg = msg
+
+    def __str__(self) -> str:
+        return self.msg
 
 
-def _finite(text: str) -> float:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Stray:
+    """Where json.loads read NaN, Infinity or a number past a double's range (none of them JSON)."""
+
+    text: str
+
+
+def _number(text: str) -> float | _Stray:
     value = float(text)
-    if not math.isfinite(value):
-        raise json.JSONDecodeError(f"{text} is past a double's range", text, 0)
-    return value
+    return value if math.isfinite(value) else _Stray(text)
+
+
+def _strays(value: Any, path: str = "") -> Iterator[str]:
+    """Each place in a decoded body that is not JSON text or number, as `<path>: <why>`."""
+    if isinstance(value, str):
+        if not value.isascii() and next(unpaired_surrogates(value), None) is not None:
+            yield f"{path or 'the body'}: a string holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
+    elif isinstance(value, _Stray):
+        why = "is not JSON" if value.text in ("NaN", "Infinity", "-Infinity") else "is past a double's range"
+        yield f"{path or 'the body'}: {value.text} {why}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if not key.isascii() and next(unpaired_surrogates(key), None) is not None:
+                yield f"{path or 'the body'}: a key holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
+            else:
+                yield from _strays(item, inner)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strays(item, f"{path}[{index}]")
+
+
+def strict_json(data: str | bytes) -> object:
+    """json.loads, exactly (integers of any size), refusing what JSON is not with a `NotJSON` naming where: a body
+    that is not UTF-8, NaN, Infinity, a number past a double, an unpaired surrogate, a nesting past Python's
+    recursion limit. json.loads's own errors (malformed JSON) keep their line and column."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise NotJSON(f"the body is not UTF-8 (byte {exc.start})") from exc
+    try:
+        decoded = json.loads(text, parse_constant=_Stray, parse_float=_number)
+        refused = next(_strays(decoded), None)
+    except RecursionError as exc:
+        raise NotJSON("nested too deeply") from exc
+    if refused is not None:
+        raise NotJSON(refused)
+    return decoded
 
 
 class BodyTooLarge(Exception):
@@ -218,28 +268,29 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
-        # orjson: a request body decodes several times faster than with json.loads, and its JSONDecodeError is a
-        # json.JSONDecodeError (a malformed body keeps strawberry's 400 answer). But orjson reads an integer past
-        # 64 bits as a float, and `ID` takes a whole float: 123456789012345678901234567890 would become another
-        # id. A body with 20 digits in a row (a number past 2**64 has 20 or more) is read by json.loads, exactly.
-        # json.loads also reads a lone `\\ud800` escape, which orjson refuses: such a body is refused here too (400,
-        # as without the digits), so no text that is not Unicode gets past the door.
-        # json.loads reads what orjson refuses and JSON is not (NaN, Infinity, 1e400): refused here too; and a
-        # nesting deeper than Python's recursion limit is a malformed body (400), not a crash.
-        if _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode()):
+        # orjson: a request body decodes several times faster than with json.loads. But orjson reads an integer
+        # past 64 bits as a float: 123456789012345678901234567890 would become another id. A body with 19 digits in
+        # a row (such a number has 19 or more) is read by `strict_json` instead, exactly; so is a body orjson
+        # refuses, for the 400 answer to say what and where (`parse_json`): orjson's errors name neither, and
+        # a lone `\\ud800` escape or 1e400 in a contact's field deserves its field named.
+        if not _LONG_DIGITS.search(data if isinstance(data, bytes) else data.encode()):
             try:
-                decoded = json.loads(data, parse_constant=_not_json_constant, parse_float=_finite)
-                if next(unpaired_surrogates(decoded), None) is not None:
-                    raise json.JSONDecodeError("a string holds an unpaired UTF-16 surrogate", "", 0)
-            except RecursionError as exc:
-                raise json.JSONDecodeError("nested too deeply", "", 0) from exc
-            return decoded
-        return orjson.loads(data)
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+        return strict_json(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         """The body (or a GET request's `variables` / `extensions`) as JSON, which must be an object (or, for a
         batch, an array of objects): strawberry reads fields of it and answered anything else with a 500."""
-        decoded = super().parse_json(data)
+        try:
+            decoded = self.decode_json(data)
+        except NotJSON as exc:
+            raise HTTPException(400, f"Unable to parse request body as JSON: {exc.msg}") from exc
+        except json.JSONDecodeError as exc:
+            raise HTTPException(
+                400, f"Unable to parse request body as JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+            ) from exc
         if isinstance(decoded, dict) or (isinstance(decoded, list) and all(isinstance(d, dict) for d in decoded)):
             return decoded
         raise HTTPException(400, "the request's JSON must be an object (a batch: an array of objects)")

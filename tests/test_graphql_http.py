@@ -160,7 +160,11 @@ async def test_a_body_that_is_not_json_is_400_with_a_graphql_error(gateway: Gate
     response = await gateway.client.post(f"{gateway.url}/graphql", content=b'{"query', headers=headers)
     assert response.status_code == 400
     assert media_type(response) == GRAPHQL_RESPONSE_JSON
-    assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+    message = "Unable to parse request body as JSON: Unterminated string starting at (line 1, column 2)"
+    assert response.json() == {"errors": [{"message": message}]}
+    not_utf8 = await gateway.client.post(f"{gateway.url}/graphql", content=b'{"query": "\xff"}', headers=headers)
+    message = "Unable to parse request body as JSON: the body is not UTF-8 (byte 11)"
+    assert (not_utf8.status_code, not_utf8.json()) == (400, {"errors": [{"message": message}]})
 
 
 async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
@@ -183,7 +187,7 @@ async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
         f"{gateway.url}/graphql", content=body[:-1].encode(), headers={**headers, **GRAPHQL_ACCEPT}
     )
     assert broken.status_code == 400
-    assert broken.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+    assert broken.json()["errors"][0]["message"].startswith("Unable to parse request body as JSON: Expecting ',' ")
 
 
 @pytest.mark.parametrize("number", ["12345678901234567.0", "1.0", "1e3", "-0.0", "1234567890123456789e0"])
@@ -212,7 +216,7 @@ async def test_an_id_sent_as_a_number_with_a_point_or_exponent_is_refused(
 
 async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gateway: Gateway) -> None:
     """`"\\ud800"` is no Unicode text: orjson refuses such a body, and the long-number path (json.loads, which would
-    read it) refuses it too, rather than letting the write fail inside with an INTERNAL error."""
+    read it) refuses it too, rather than letting the write fail inside with an INTERNAL error; both name the field."""
     query = "mutation($input: ContactInput!) { upsertContact(input: $input) { contact { id } } }"
     headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {WRITE_TOKEN}"}
     for last_name in ("Lovelace", "L12345678901234567890123"):  # the second has 20 digits in a row
@@ -224,22 +228,32 @@ async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gatewa
         assert broken != body
         response = await gateway.client.post(f"{gateway.url}/graphql", content=broken, headers=headers)
         assert response.status_code == 400, (last_name, response.text)
-        assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+        message = (
+            "Unable to parse request body as JSON: variables.input.firstName: a string holds an unpaired UTF-16 "
+            "surrogate (a lone \\ud800-\\udfff escape)"
+        )
+        assert response.json() == {"errors": [{"message": message}]}
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "why"),
     [
-        '{"query": "query($x: Float) { __typename }", "variables": {"x": NaN}}',
-        '{"query": "query($x: Float) { __typename }", "variables": {"x": Infinity}}',
-        '{"query": "query($x: Float) { __typename }", "variables": {"x": 1e400}}',
-        '{"query": "{ __typename }", "variables": {"a": ' + "[" * 5000 + "]" * 5000 + "}}",
+        ('{"query": "query($x: Float) { __typename }", "variables": {"x": NaN}}', "variables.x: NaN is not JSON"),
+        (
+            '{"query": "query($x: Float) { __typename }", "variables": {"x": [1, -Infinity]}}',
+            "variables.x[1]: -Infinity is not JSON",
+        ),
+        (
+            '{"query": "query($x: Float) { __typename }", "variables": {"x": 1e400}}',
+            "variables.x: 1e400 is past a double's range",
+        ),
+        ('{"query": "{ __typename }", "variables": {"a": ' + "[" * 5000 + "]" * 5000 + "}}", "nested too deeply"),
     ],
     ids=["NaN", "Infinity", "1e400", "nested 5000 deep"],
 )
 @pytest.mark.parametrize("long_digits", [False, True], ids=["orjson", "long-number path"])
 async def test_what_is_not_json_is_400_however_the_body_is_decoded(
-    gateway: Gateway, body: str, long_digits: bool
+    gateway: Gateway, body: str, why: str, long_digits: bool
 ) -> None:
     """NaN, Infinity and numbers past a double are not JSON (orjson refuses them; json.loads, which decodes a body
     holding a long number, read them), and a nesting past Python's recursion limit made json.loads crash (500)."""
@@ -248,7 +262,7 @@ async def test_what_is_not_json_is_400_however_the_body_is_decoded(
     headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
     response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
     assert response.status_code == 400, response.text
-    assert response.json() == {"errors": [{"message": "Unable to parse request body as JSON"}]}
+    assert response.json() == {"errors": [{"message": f"Unable to parse request body as JSON: {why}"}]}
 
 
 @pytest.mark.parametrize("body", ['"x"', "5", "null", "true", "[5]"])
