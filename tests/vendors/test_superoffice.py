@@ -191,6 +191,18 @@ def test_every_known_limit_points_at_the_canonical_input() -> None:
     assert offline().prepare(at_limit).valid
 
 
+@pytest.mark.parametrize(
+    ("first", "last", "longer"), [("F" * 215, "Lovelace", "firstName"), ("Ada", "L" * 90 + "é" * 130, "lastName")]
+)
+def test_a_contact_name_too_long_names_the_longer_of_first_and_last(first: str, last: str, longer: str) -> None:
+    """Without organisation or displayName the contact name is "first last": when that is over the column, the
+    error names the part that made it so, not always lastName (which once answered 'lastName: at most 219
+    characters' for an 8-character last name)."""
+    prepared = offline().prepare(make_contact(organisation=None, firstName=first, lastName=last))
+    assert ("Name", longer) in {(e.vendor_field, e.field) for e in prepared.errors}, prepared.errors
+    assert all(e.field == longer for e in prepared.errors if e.vendor_field == "Name"), prepared.errors
+
+
 def test_column_limits_count_as_sql_server_does() -> None:
     """nvarchar lengths are UTF-16 code units: an emoji fills two. 110 emoji are 110 characters but 220 units, over
     the Name column's 219; the message says why a value shorter than the limit is too long."""

@@ -1,7 +1,8 @@
 """Canonical contact <-> SuperOffice ContactEntity, one field per line (pure: no I/O).
 
 Decisions (SuperOffice's ContactEntity is a company card with persons under it):
-- `Name` is the organisation, else the display name, else "first last"; the person goes into `Persons[0]`
+- `Name` is the organisation, else the display name, else "first last" (a "first last" over the column is the
+  error of the longer of the two names); the person goes into `Persons[0]`
   (Firstname, MiddleName, Lastname, Mrmrs = title, Position = jobTitle) when any of those is given. An update
   whose contact no longer has a person leaves the gateway's person (as last sent) out of the PUT (`put_body`).
 - Details go to the lists of their kind: EMAIL -> Emails, PHONE -> Phones, FAX -> Faxes, WEB -> Urls, each
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from resolvers.model import Address, Contact, ContactDetail, DetailKind, error_code, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped, nest
+from resolvers.vendors.superoffice.wire import utf16_units
 
 if TYPE_CHECKING:
     from resolvers.vendors.superoffice.connector import SuperOfficeSettings
@@ -102,8 +104,13 @@ def to_wire(contact: Contact, settings: SuperOfficeSettings, options: Mapping[st
     name, name_source = _name(c)
     m.put("Name", name, name_source)
     if name_source == "lastName" and c.first_name:
-        # "first last": the first name is in the contact name too (a wire path holds one source, so it gets its own).
-        m.sources["Name (first part)"] = "firstName"
+        # "first last": both names are in the contact name (a wire path holds one source, so the other part gets a
+        # path of its own). The longer one is the source: a name too long for the column is that field's error.
+        if utf16_units(c.first_name) > utf16_units(c.last_name or ""):
+            m.sources["Name"] = "firstName"
+            m.sources["Name (last part)"] = "lastName"
+        else:
+            m.sources["Name (first part)"] = "firstName"
     if name is None:
         m.errors.append(
             FieldError(
