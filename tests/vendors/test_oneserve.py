@@ -131,7 +131,12 @@ def test_details_fill_slots_in_order_with_configured_type_ids() -> None:
 
 def test_preferred_contact_is_slot_one_when_none_is_preferred() -> None:
     details = [{"kind": "EMAIL", "value": "a@b.co"}, {"kind": "PHONE", "value": "1"}]
-    assert to_wire(make_contact(details=details), SETTINGS, {}).payload["preferredContact"] == 1
+    mapped = to_wire(make_contact(details=details), SETTINGS, {})
+    assert mapped.payload["preferredContact"] == 1
+    assert mapped.warnings == [
+        "details: none is marked preferred, and Oneserve needs one (preferredContact): details[0] is sent as the "
+        "preferred contact"
+    ]
 
 
 def test_five_details_are_too_many_and_the_first_four_still_map() -> None:

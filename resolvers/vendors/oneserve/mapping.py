@@ -113,6 +113,11 @@ def _details(details: Sequence[ContactDetail], detail_types: Mapping[str, int], 
         if detail.preferred:
             preferred_slot, preferred_source = slot, f"details[{index}].preferred"
     mapped.put("preferredContact", preferred_slot, preferred_source)
+    if details and not any(d.preferred for d in details):
+        mapped.warnings.append(
+            "details: none is marked preferred, and Oneserve needs one (preferredContact): details[0] is sent as the "
+            "preferred contact"
+        )
 
 
 def _address(address: Address | None, mapped: Mapped) -> None:
