@@ -739,8 +739,9 @@ class FanOut:
                             breaker.success()  # the vendor answered: it is up
                         if not exc.transient:
                             raise
-                        if (not safe or state.unfindable_create) and exc.sent and exc.http_status is None:
-                            # No answer to a create that nothing can find again: it may exist now.
+                        if (not safe or state.unfindable_create) and exc.sent and _may_have_acted(exc):
+                            # No answer (or a success it cannot read) to a create that nothing can find again: it
+                            # may exist now.
                             result.ambiguous = True
                             raise
                         if attempts >= settings.max_attempts:
@@ -776,6 +777,12 @@ class FanOut:
         result.attempts = attempts
         result.duration_ms = round((loop.time() - started) * 1000, 3)
         return result
+
+
+def _may_have_acted(exc: VendorError) -> bool:
+    """A transient failure after which the vendor may hold what was sent: no answer at all, or a success status
+    whose body the connector could not read (the vendor acted; only what it said is lost)."""
+    return exc.http_status is None or 200 <= exc.http_status < 300
 
 
 def _unlinked(link: CrossReference | None) -> bool:

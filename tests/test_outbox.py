@@ -743,6 +743,26 @@ async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost
     assert len(records) == 1, "the lost create made one record, and nothing made a second"
 
 
+@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+async def test_a_create_answered_with_success_but_an_unreadable_body_is_not_repeated(
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+) -> None:
+    """The vendor answers 2xx, so it made the record, but the body is not one the connector can read (no id). With
+    no e-mail nothing can find the record again: a repeat would make a second one. Ambiguous, FAILED for an
+    operator, as with a lost answer."""
+    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 3}}, tables=FAST_OUTBOX)
+    await simulators.faults(vendor, garble_after_next_create=1)
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": [vendor.name]}))["data"]["upsertContact"]
+    result = payload["results"][0]
+    assert (result["status"], result["attempts"]) == ("UNAVAILABLE", 1), result
+    assert any(w.startswith(f"not retried: {vendor.name} may have created") for w in result["warnings"])
+    row = (await deliveries(gateway, vendor=vendor.name))["edges"][0]["node"]
+    assert (row["id"], row["status"]) == (result["deliveryId"], "FAILED")
+    await asyncio.sleep(0.3)  # several worker polls: a FAILED delivery is not redelivered on its own
+    assert len(simulators.by_vendor[vendor].state.records) == 1, "one record, and no second"
+
+
 async def test_a_deadline_during_a_fall_through_create_is_not_repeated(
     make_gateway: Callable[..., Any], simulators: Simulators
 ) -> None:
