@@ -637,6 +637,32 @@ async def test_reconciliation_pages_through_a_server_that_ignores_filters(serve:
     ).status is (VendorStatus.CREATED)
 
 
+async def test_reconciliation_reads_past_a_page_the_server_cut_short(serve: Serve) -> None:
+    """A server that caps `max` below the size asked for answers short pages that are not the last: the listing
+    goes on (from what came, not from page * size) until an empty page, so a record past the cap is still found
+    and a lost create's repeat adopts it instead of making a second."""
+    valomnia = await serve(list_filters=False, list_envelope=False, max_page_size=2)
+    connector = valomnia.connector(lookup_filters=False, lookup_page_size=3)
+    for i in range(5):
+        await send(connector, make_contact(id=f"n-{i}", details=[{"kind": "EMAIL", "value": f"n{i}@example.com"}]))
+    target = await send(connector, make_contact(id="n-4", details=[{"kind": "EMAIL", "value": "n4@example.com"}]))
+    assert (target.status, target.matched_by) == (VendorStatus.UPDATED, "email")
+    pages = [c.query["offset"] for c in valomnia.calls("/contacts", "GET")][-3:]
+    assert pages == ["0", "2", "4"]
+    assert len(valomnia.records) == 5
+
+
+async def test_a_customer_id_with_leading_zeros_is_the_same_customer(valomnia: Valomnia) -> None:
+    """customerId is a Long: "03229" is customer 3229, as Valomnia lists it; the match compares numbers, or the
+    repeat of a lost create would not find the record it made and would make a second."""
+    connector = valomnia.connector()
+    zeros = {"valomnia": {"customerId": "03229"}}
+    first = await send(connector, make_contact(vendorOptions=zeros))
+    again = await send(valomnia.connector(), make_contact(vendorOptions=zeros))
+    assert (again.status, again.remote_id, again.matched_by) == (VendorStatus.UPDATED, first.remote_id, "email")
+    assert len(valomnia.records) == 1
+
+
 async def test_contact_without_email_is_created_without_a_lookup(valomnia: Valomnia) -> None:
     connector = valomnia.connector()
     delivered = await send(connector, make_contact(details=[{"kind": "PHONE", "value": "01"}]))

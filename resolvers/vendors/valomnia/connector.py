@@ -22,7 +22,8 @@ ASSUMED (each one a setting, or read both ways):
 - Reconciliation (`reconcile_by_email`): Valomnia documents no search. `GET api/{version}/contacts` with `max` /
   `offset` paging (Grails' convention) and, when `lookup_filters`, `email` and `customerId` filters; whatever the
   server does with the filters, a contact is adopted only when its e-mail (case-insensitive) AND its customer
-  match, so an ignored filter costs pages (at most `lookup_max_pages` of `lookup_page_size`), never a wrong
+  match (a numeric customer id compared as the Long it is: `03229` is 3229), so an ignored filter costs pages (at
+  most `lookup_max_pages` of `lookup_page_size`, read until an empty page: a server may cap `max`), never a wrong
   adoption. The listing may be `{"data": [...]}` or a bare array.
 - `use_external_id`: `useExternalId=true` is read as "customerId is the customer's reference, not its numeric id".
 - `max_text_length` (255): GORM's default string column; longer text is refused before sending (Valomnia would
@@ -249,8 +250,10 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         """The id of the customer's contact with this e-mail that no other gateway contact is linked to, if Valomnia
         lists one (see ASSUMED above)."""
         size = self.settings.lookup_page_size
-        for page in range(self.settings.lookup_max_pages):
-            params = {"max": str(size), "offset": str(page * size)}
+        offset = 0
+        seen: set[str] = set()
+        for _ in range(self.settings.lookup_max_pages):
+            params = {"max": str(size), "offset": str(offset)}
             if self.settings.lookup_filters:
                 params |= {"email": email, "customerId": customer}
                 if self.settings.use_external_id:
@@ -263,8 +266,14 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             for item in items:
                 if self._same(item, email, customer) and await self.owned_by(str(item.id), contact_id):
                     return str(item.id)
-            if len(items) < size:
+            # Only an empty page ends the listing: a server may cap `max` below the size asked for, so a short page
+            # is not the last. The next page starts after what came (not at page * size, which would skip what the
+            # cap left out); a page of ids already seen means the server ignores `offset`.
+            ids = {str(item.id) for item in items}
+            if not items or ids <= seen:
                 return None
+            seen |= ids
+            offset += len(items)
         return None
 
     async def aclose(self) -> None:
@@ -472,10 +481,17 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         if (item.email or "").strip().casefold() != email.strip().casefold():
             return False
         link = item.customer
-        if link is not None and link.id is not None and str(link.id) == customer:
+        if link is not None and link.id is not None and _same_number(str(link.id), customer):
             return True
         references = {item.customerReference, link.reference if link else None}
         return self.settings.use_external_id and customer in references
+
+
+def _same_number(listed: str, sent: str) -> bool:
+    """A customer id as Valomnia lists it against the one sent: a Long, so "03229" is customer 3229."""
+    if listed.isascii() and listed.isdigit() and sent.isascii() and sent.isdigit():
+        return int(listed) == int(sent)
+    return listed == sent
 
 
 def _error_body(response: VendorResponse) -> ValomniaError | None:
