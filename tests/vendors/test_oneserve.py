@@ -431,7 +431,7 @@ async def test_token_header_name_is_a_setting(serve: Serve, session: aiohttp.Cli
     assert delivered.status is VendorStatus.CREATED
 
 
-@pytest.mark.parametrize("failure_status", [200, 400, 500])
+@pytest.mark.parametrize("failure_status", [200, 400, 403, 404, 500])
 async def test_unknown_client_ref_from_options_is_a_not_found_field_error(
     serve: Serve, session: aiohttp.ClientSession, failure_status: int
 ) -> None:
@@ -463,7 +463,7 @@ async def test_unknown_configured_client_ref_points_at_no_input_field(
     assert "client_ref" in error.message
 
 
-@pytest.mark.parametrize("failure_status", [200, 500])
+@pytest.mark.parametrize("failure_status", [200, 404, 500])
 async def test_overlong_contact2_sent_anyway_is_a_statement_failure(
     serve: Serve, session: aiohttp.ClientSession, failure_status: int
 ) -> None:

@@ -12,8 +12,9 @@ Assumed, and made settings:
   pages with hyphens; proxies such as nginx drop underscored headers by default, so hyphens are the default.
 - `detail_types`: which contact type id each detail kind gets; each tenant configures its own ids.
 Assumed, and handled whatever the truth is:
-- The HTTP status of a `fail` answer (200, 400 or 500): `result` is read whatever the status. Only statuses no
-  body can change (401, 403, 404, 405, 415, 429) are decided by the status alone.
+- The HTTP status of a `fail` answer (200, 400 or 500): `result` is read whatever the status. Only 401 and 429
+  are decided by the status alone; 403, 404, 405 and 415 too, unless the body is a failure `result` with one of
+  the messages above (an unknown client ref answered 404 is still that field's NOT_FOUND).
 - Oneserve does not say whether it created or updated: CREATED when the gateway holds no remote id yet.
 - A `fail` whose message is none of the vendor's documented ones is transient (VendorUnavailable) at a 5xx
   status and a rejection at any other.
@@ -50,7 +51,10 @@ from resolvers.vendors.oneserve.wire import (
 #: The header Oneserve reads the JWT from (the seed writes it with underscores; see the module docstring).
 DEFAULT_TOKEN_HEADER = "OS-REST-AUTH-TOKEN"
 #: Statuses that mean what they say whatever the body holds.
-_STATUS_DECIDES = frozenset({401, 403, 404, 405, 415, 429})
+_STATUS_DECIDES = frozenset({401, 429})
+#: Statuses that mean what they say unless the body is a failure `result` Oneserve explains (`_explained`): which
+#: status a failure comes with is ASSUMED, so the `result` is read first (VENDORS.md).
+_STATUS_UNLESS_EXPLAINED = frozenset({403, 404, 405, 415})
 # `result_msg` values shaped like a code (REST0002) are reported as the vendor code.
 _VENDOR_CODE = re.compile(r"^[A-Z]+\d+$")
 _DETAIL_KINDS = frozenset(kind.value.lower() for kind in DetailKind)
@@ -126,7 +130,9 @@ class OneserveConnector(Connector[OneserveSettings]):
     def reply_error(self, response: VendorResponse, payload: dict[str, Any]) -> VendorError | None:
         """The error an answer means, or None when Oneserve stored the contact."""
         reply = _reply(response)
-        if response.status in _STATUS_DECIDES:
+        if response.status in _STATUS_DECIDES or (
+            response.status in _STATUS_UNLESS_EXPLAINED and (reply is None or not _explained(reply))
+        ):
             return status_error(response, _describe(response, reply), vendor_code=_code(reply))
         if reply is None:
             if response.status >= 400:
@@ -204,6 +210,16 @@ def _reply(response: VendorResponse) -> OneserveReply | None:
         return OneserveReply.model_validate(data)
     except ValidationError:
         return None
+
+
+def _explained(reply: OneserveReply) -> bool:
+    """A failure `result` whose message Oneserve is known to send (seed 000): it says more than the status."""
+    message = reply.result_msg
+    return not reply.succeeded and (
+        message == NOT_AN_OBJECT
+        or message.startswith((UNKNOWN_CLIENT_REF, ROLLED_BACK))
+        or "could not execute statement" in message.lower()
+    )
 
 
 def _reason(reply: OneserveReply) -> str:
