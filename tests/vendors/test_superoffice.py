@@ -622,6 +622,24 @@ async def test_update_keeps_what_superoffice_users_own(so: SuperOffice) -> None:
     assert [(p["PersonId"], p["Position"]) for p in record["Persons"]] == [(77, ""), (1000, "Countess")]
 
 
+async def test_a_removed_country_stays_at_superoffice_with_a_warning(so: SuperOffice) -> None:
+    """A SuperOffice contact always has a country: one removed from the contact cannot be cleared there. The old one
+    stays, and the answer says so instead of reporting a plain UPDATED."""
+    connector = so.connector()
+    first = make_contact()
+    created = await send(connector, first)
+    sent = connector.prepare(first).payload
+    assert sent["Country"]["TwoLetterISOCountry"] == "GB"
+    updated = await send(connector, make_contact(address=None), link(created.remote_id, payload=sent))
+    assert updated.status is VendorStatus.UPDATED
+    assert updated.warnings == (
+        "address.country: removed, but a SuperOffice contact always has a country; the one sent before stays",
+    )
+    assert so.records[str(created.remote_id)]["Country"]["CountryId"] == 826
+    again = await send(connector, make_contact(address=None), link(created.remote_id, payload=dict(sent, Country=None)))
+    assert again.warnings == ()
+
+
 async def test_a_contact_left_without_a_person_has_the_gateways_person_removed(so: SuperOffice) -> None:
     """PUT replaces the whole entity and the gateway's person is the gateway's to clear: a contact whose name, title,
     job title and mobile are all removed must not leave Ada (with the old mobile) on the card. Another person on

@@ -63,7 +63,7 @@ from resolvers.vendors.base import (
     VendorSettings,
     sending_create,
 )
-from resolvers.vendors.superoffice.mapping import put_body, to_wire
+from resolvers.vendors.superoffice.mapping import kept, put_body, to_wire
 from resolvers.vendors.superoffice.wire import (
     DBI_KEY_LENGTH,
     ContactEntity,
@@ -181,7 +181,12 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                     "looked it up by DbiKey, else created a new one"
                 )
             else:
-                return Delivered(VendorStatus.UPDATED, link.remote_id, http_status=response.status)
+                return Delivered(
+                    VendorStatus.UPDATED,
+                    link.remote_id,
+                    http_status=response.status,
+                    warnings=kept(payload, link.payload),
+                )
         found, notes = await self._find(str(payload["DbiKey"]))
         warnings.extend(notes)
         if found is not None:

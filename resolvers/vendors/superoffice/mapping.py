@@ -15,7 +15,8 @@ Decisions (SuperOffice's ContactEntity is a company card with persons under it):
   list uses them: Norway is 578), overridable per ISO code by the `country_ids` setting.
 - `Description` is the notes; `DbiKey` is the contact's id, so the record can be found again (reconciliation).
 - `Category` / `Business` list items come from `vendorOptions.superoffice.categoryId` / `businessId`, else from
-  the `category_id` / `business_id` settings, else are not sent.
+  the `category_id` / `business_id` settings, else are not sent. A contact always has a country, category and
+  business at SuperOffice: one the contact no longer has stays as it was, with a warning (`kept`).
 """
 
 from __future__ import annotations
@@ -339,6 +340,25 @@ def put_body(
                 del persons[gone]
     body["Persons"] = [{k: v for k, v in p.items() if k not in ANSWER_ONLY} for p in persons]
     return body, index
+
+
+#: Where each `SET_WHEN_GIVEN` field comes from, for the warning that it stays.
+_KEPT_SOURCES = {
+    "Country": "address.country",
+    "Category": "vendorOptions.superoffice.categoryId",
+    "Business": "vendorOptions.superoffice.businessId",
+}
+
+
+def kept(payload: Mapping[str, Any], previous: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Warnings for the `SET_WHEN_GIVEN` fields the last payload sent had and this one has not: SuperOffice has no
+    "none" for them, so the PUT leaves what the record holds (the value sent before)."""
+    return tuple(
+        f"{_KEPT_SOURCES[key]}: removed, but a SuperOffice contact always has a {key.lower()}; the one sent before "
+        "stays"
+        for key in SET_WHEN_GIVEN
+        if previous is not None and previous.get(key) is not None and payload.get(key) is None
+    )
 
 
 def _our_person(
