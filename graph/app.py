@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
@@ -134,9 +135,10 @@ def _strays(value: Any, path: str = "") -> Iterator[str]:
 
 
 def strict_json(data: str | bytes) -> object:
-    """json.loads, exactly (integers of any size), refusing what JSON is not with a `NotJSON` naming where: a body
-    that is not UTF-8, NaN, Infinity, a number past a double, an unpaired surrogate, a nesting past Python's
-    recursion limit. json.loads's own errors (malformed JSON) keep their line and column."""
+    """json.loads, exactly (integers up to Python's 4,300-digit limit), refusing what JSON is not with a `NotJSON`
+    naming where: a body that is not UTF-8, NaN, Infinity, a number past a double, an integer past that limit, an
+    unpaired surrogate, a nesting past Python's recursion limit. json.loads's own errors (malformed JSON) keep
+    their line and column."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
@@ -146,6 +148,10 @@ def strict_json(data: str | bytes) -> object:
         refused = next(_strays(decoded), None)
     except RecursionError as exc:
         raise NotJSON("nested too deeply") from exc
+    except ValueError as exc:  # not a JSONDecodeError (caught by the caller): Python's int-conversion limit
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        raise NotJSON(f"a number with more than {sys.get_int_max_str_digits()} digits") from exc
     if refused is not None:
         raise NotJSON(refused)
     return decoded

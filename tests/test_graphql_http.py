@@ -248,8 +248,9 @@ async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gatewa
             "variables.x: 1e400 is past a double's range",
         ),
         ('{"query": "{ __typename }", "variables": {"a": ' + "[" * 5000 + "]" * 5000 + "}}", "nested too deeply"),
+        ('{"query": "{ __typename }", "variables": {"a": ' + "7" * 5000 + "}}", "a number with more than 4300 digits"),
     ],
-    ids=["NaN", "Infinity", "1e400", "nested 5000 deep"],
+    ids=["NaN", "Infinity", "1e400", "nested 5000 deep", "5000 digits"],
 )
 @pytest.mark.parametrize("long_digits", [False, True], ids=["orjson", "long-number path"])
 async def test_what_is_not_json_is_400_however_the_body_is_decoded(
