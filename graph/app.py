@@ -64,7 +64,7 @@ from resolvers.config import GatewayConfig
 from resolvers.events import DeliveryEvents
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker
 from resolvers.idempotency import Idempotency
-from resolvers.model import unpaired_surrogates
+from resolvers.model import render_path, unpaired_surrogates
 from resolvers.store import Store
 from resolvers.transport import Transport
 from resolvers.vendors import REGISTRY
@@ -114,24 +114,31 @@ def _number(text: str) -> float | _Stray:
     return value if math.isfinite(value) else _Stray(text)
 
 
-def _strays(value: Any, path: str = "") -> Iterator[str]:
-    """Each place in a decoded body that is not JSON text or number, as `<path>: <why>`."""
-    if isinstance(value, str):
-        if not value.isascii() and next(unpaired_surrogates(value), None) is not None:
-            yield f"{path or 'the body'}: a string holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
-    elif isinstance(value, _Stray):
-        why = "is not JSON" if value.text in ("NaN", "Infinity", "-Infinity") else "is past a double's range"
-        yield f"{path or 'the body'}: {value.text} {why}"
+def _strays(value: Any, loc: tuple[int | str, ...] = ()) -> Iterator[tuple[tuple[int | str, ...], _Stray]]:
+    """Where json.loads read something that is not a JSON number (`_number`, `parse_constant`)."""
+    if isinstance(value, _Stray):
+        yield loc, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if not key.isascii() and next(unpaired_surrogates(key), None) is not None:
-                yield f"{path or 'the body'}: a key holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
-            else:
-                yield from _strays(item, inner)
+            yield from _strays(item, (*loc, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _strays(item, f"{path}[{index}]")
+            yield from _strays(item, (*loc, index))
+
+
+def _not_json_where(decoded: object) -> str | None:
+    """What a body json.loads read holds that JSON does not, as `<path>: <why>` (the first found); None if nothing.
+    Paths are rendered as the model's field errors are (`render_path`: a surrogate in a key is escaped)."""
+    where = next(unpaired_surrogates(decoded), None)
+    if where is not None:
+        surrogate = "a string holds an unpaired UTF-16 surrogate (a lone \\ud800-\\udfff escape)"
+        return f"{render_path(where) or 'the body'}: {surrogate}"
+    found = next(_strays(decoded), None)
+    if found is None:
+        return None
+    loc, stray = found
+    why = "is not JSON" if stray.text in ("NaN", "Infinity", "-Infinity") else "is past a double's range"
+    return f"{render_path(loc) or 'the body'}: {stray.text} {why}"
 
 
 def strict_json(data: str | bytes) -> object:
@@ -145,7 +152,7 @@ def strict_json(data: str | bytes) -> object:
         raise NotJSON(f"the body is not UTF-8 (byte {exc.start})") from exc
     try:
         decoded = json.loads(text, parse_constant=_Stray, parse_float=_number)
-        refused = next(_strays(decoded), None)
+        refused = _not_json_where(decoded)
     except RecursionError as exc:
         raise NotJSON("nested too deeply") from exc
     except ValueError as exc:  # not a JSONDecodeError (caught by the caller): Python's int-conversion limit
