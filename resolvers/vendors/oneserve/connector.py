@@ -130,9 +130,12 @@ class OneserveConnector(Connector[OneserveSettings]):
     def reply_error(self, response: VendorResponse, payload: dict[str, Any]) -> VendorError | None:
         """The error an answer means, or None when Oneserve stored the contact."""
         reply = _reply(response)
-        if response.status in _STATUS_DECIDES or (
-            response.status in _STATUS_UNLESS_EXPLAINED and (reply is None or not _explained(reply))
-        ):
+        if response.status in _STATUS_DECIDES:
+            return status_error(response, _describe(response, reply), vendor_code=_code(reply))
+        explained = self._explained(response, reply, payload) if reply is not None and not reply.succeeded else None
+        if explained is not None:
+            return explained
+        if response.status in _STATUS_UNLESS_EXPLAINED:
             return status_error(response, _describe(response, reply), vendor_code=_code(reply))
         if reply is None:
             if response.status >= 400:
@@ -147,9 +150,25 @@ class OneserveConnector(Connector[OneserveSettings]):
             return VendorProtocolError(
                 f"Oneserve answered HTTP {response.status} with result success", http_status=response.status
             )
-        return self._failure(response, reply, payload)
+        return self._failure(response, reply)
 
-    def _failure(self, response: VendorResponse, reply: OneserveReply, payload: dict[str, Any]) -> VendorError:
+    def _failure(self, response: VendorResponse, reply: OneserveReply) -> VendorError:
+        """A failure `result` with none of Oneserve's documented messages (`_explained`): by the status."""
+        status = response.status
+        if status >= 500:
+            return VendorUnavailable(
+                f"Oneserve failed (HTTP {status}): {_reason(reply)}",
+                http_status=status,
+                vendor_code=_code(reply),
+                retry_after=response.retry_after(),
+            )
+        return VendorRejected(f"Oneserve refused the contact: {_reason(reply)}", http_status=status)
+
+    def _explained(
+        self, response: VendorResponse, reply: OneserveReply, payload: dict[str, Any]
+    ) -> VendorRejected | None:
+        """The rejection a failure `result` with one of Oneserve's documented messages (seed 000) means, whatever
+        the status; None for any other message."""
         status = response.status
         message = reply.result_msg
         if message == NOT_AN_OBJECT:
@@ -172,14 +191,7 @@ class OneserveConnector(Connector[OneserveSettings]):
                 http_status=status,
                 vendor_code=_code(reply),
             )
-        if status >= 500:
-            return VendorUnavailable(
-                f"Oneserve failed (HTTP {status}): {_reason(reply)}",
-                http_status=status,
-                vendor_code=_code(reply),
-                retry_after=response.retry_after(),
-            )
-        return VendorRejected(f"Oneserve refused the contact: {_reason(reply)}", http_status=status)
+        return None
 
     def _unknown_client(self, status: int, message: str, payload: dict[str, Any]) -> VendorRejected:
         client_ref = payload.get("clientRef")
@@ -210,16 +222,6 @@ def _reply(response: VendorResponse) -> OneserveReply | None:
         return OneserveReply.model_validate(data)
     except ValidationError:
         return None
-
-
-def _explained(reply: OneserveReply) -> bool:
-    """A failure `result` whose message Oneserve is known to send (seed 000): it says more than the status."""
-    message = reply.result_msg
-    return not reply.succeeded and (
-        message == NOT_AN_OBJECT
-        or message.startswith((UNKNOWN_CLIENT_REF, ROLLED_BACK))
-        or "could not execute statement" in message.lower()
-    )
 
 
 def _reason(reply: OneserveReply) -> str:
