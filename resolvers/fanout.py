@@ -233,11 +233,7 @@ class FanOut:
         return float(self.connectors[vendor].settings.timeout_s) + self.settings.lease_grace_s
 
     def _not_configured(self, vendor: Vendor) -> VendorResult:
-        return VendorResult(
-            vendor=vendor,
-            status=VendorStatus.SKIPPED,
-            errors=[FieldError(field="", code=ErrorCode.NOT_SUPPORTED, message="vendor is not configured")],
-        )
+        return _skipped(vendor, ErrorCode.NOT_SUPPORTED, "vendor is not configured")
 
     # -- validation -----------------------------------------------------------------------------------------------
 
@@ -375,17 +371,10 @@ class FanOut:
             if connector is None:
                 results[vendor] = self._not_configured(vendor)
             elif not connector.capabilities.delete:
-                results[vendor] = VendorResult(
-                    vendor=vendor,
-                    status=VendorStatus.SKIPPED,
-                    errors=[
-                        FieldError(
-                            field="", code=ErrorCode.NOT_SUPPORTED, message=f"{vendor.name} cannot delete contacts"
-                        )
-                    ],
-                )
+                results[vendor] = _skipped(vendor, ErrorCode.NOT_SUPPORTED, f"{vendor.name} cannot delete contacts")
             else:
                 capable.append(vendor)
+        stored_any = False
         if capable:
 
             def accept(
@@ -411,34 +400,25 @@ class FanOut:
 
             accepted = await self.store.write(accept)
             if accepted is None:
-                for vendor in capable:
-                    results[vendor] = VendorResult(
-                        vendor=vendor,
-                        status=VendorStatus.SKIPPED,
-                        errors=[
-                            FieldError(
-                                field="id",
-                                code=ErrorCode.NOT_FOUND,
-                                message=f"the gateway has no contact {contact_id!r}: it was never written through "
-                                "the gateway, so nothing was sent",
-                            )
-                        ],
-                    )
-                ordered = [results[v] for v in self.targets(vendors)]
-                return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=False)
-            links, queued, stored = accepted
-            sent = await self._send(
-                queued,
-                {
-                    v: partial(self._delete_one, v, contact_id, self._delete_link(v, links.get(v), stored))
-                    for v in capable
-                },
-                contact_id=contact_id,
-            )
-            await self._complete(contact_id, sent)
-            results.update({v: s.result for v, s in sent.items()})
+                unknown_id = (
+                    f"the gateway has no contact {contact_id!r}: it was never written through it, so nothing was sent"
+                )
+                results.update({v: _skipped(v, ErrorCode.NOT_FOUND, unknown_id, field="id") for v in capable})
+            else:
+                stored_any = True
+                links, queued, stored = accepted
+                sent = await self._send(
+                    queued,
+                    {
+                        v: partial(self._delete_one, v, contact_id, self._delete_link(v, links.get(v), stored))
+                        for v in capable
+                    },
+                    contact_id=contact_id,
+                )
+                await self._complete(contact_id, sent)
+                results.update({v: s.result for v, s in sent.items()})
         ordered = [results[v] for v in self.targets(vendors)]
-        return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=bool(capable))
+        return Outcome(status=overall_status(ordered), contact_id=contact_id, results=ordered, stored=stored_any)
 
     async def deliver(self, delivery: Delivery) -> VendorResult:
         """Send one queued delivery (the worker's path): the contact as stored now, to one vendor."""
@@ -777,6 +757,13 @@ class FanOut:
         result.attempts = attempts
         result.duration_ms = round((loop.time() - started) * 1000, 3)
         return result
+
+
+def _skipped(vendor: Vendor, code: ErrorCode, message: str, field: str = "") -> VendorResult:
+    """A vendor the operation was not sent to, and why."""
+    return VendorResult(
+        vendor=vendor, status=VendorStatus.SKIPPED, errors=[FieldError(field=field, code=code, message=message)]
+    )
 
 
 def _may_have_acted(exc: VendorError) -> bool:
