@@ -401,7 +401,7 @@ class FanOut:
             accepted = await self.store.write(accept)
             if accepted is None:
                 unknown_id = (
-                    f"the gateway has no contact {contact_id!r}: it was never written through it, so nothing was sent"
+                    f"the gateway has no contact {contact_id!r}: never written through the gateway, nothing was sent"
                 )
                 results.update({v: _skipped(v, ErrorCode.NOT_FOUND, unknown_id, field="id") for v in capable})
             else:
