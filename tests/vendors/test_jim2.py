@@ -32,7 +32,7 @@ from resolvers.simulation import Call
 from resolvers.transport import Transport, VendorResponse
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.jim2 import PLUGIN, Jim2Connector, Jim2Settings, Jim2Simulator, demo_config
-from resolvers.vendors.jim2.connector import changed_attributes, pointer_path
+from resolvers.vendors.jim2.connector import changed_attributes, merge_clearing, pointer_path
 from resolvers.vendors.jim2.mapping import from_wire, to_wire
 from resolvers.vendors.jim2.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from resolvers.vendors.jim2.wire import ContactWrite
@@ -254,6 +254,26 @@ def test_changed_attributes_sends_what_differs_and_clears_what_is_gone() -> None
     assert changed_attributes(None, after) == after
 
 
+def test_merge_clearing_sends_an_empty_entry_for_each_one_left_unmatched() -> None:
+    held = [
+        {"type": "Phone", "value": "1", "comments": "work"},
+        {"type": "EMail", "value": "a@b.co", "comments": None},
+        {"type": "Phone", "value": "2", "comments": None},
+        {"type": "Fax", "value": "", "comments": ""},
+    ]
+    sent = [{"type": "Phone", "value": "3"}, {"type": "Mobile", "value": "4"}]
+    # The first Phone sent takes the first held one; the second held Phone and the EMail are cleared; the Fax is
+    # empty already and is not sent again.
+    assert merge_clearing(held, sent) == [
+        {"type": "Phone", "value": "3"},
+        {"type": "Mobile", "value": "4"},
+        {"type": "EMail", "value": "", "comments": ""},
+        {"type": "Phone", "value": "", "comments": ""},
+    ]
+    assert merge_clearing([], sent) == sent
+    assert merge_clearing(held[:1], []) == [{"type": "Phone", "value": "", "comments": ""}]
+
+
 def test_pointer_path() -> None:
     assert pointer_path("/data/attributes/details/1/value") == "data.attributes.details[1].value"
     assert pointer_path("/data/attributes/a~1b~0c") == "data.attributes.a/b~c"
@@ -271,6 +291,8 @@ def test_settings_are_checked() -> None:
         settings(detail_types={"pager": "Pager"})
     with pytest.raises(ValidationError, match="card_no"):
         settings(card_no="ten")
+    with pytest.raises(ValidationError, match="details_patch"):
+        settings(details_patch="append")
     connector = offline(token_path="/oauth/token", logoff_path="/api/logoff")
     assert connector.token_url == "http://127.0.0.1:9/jim2/oauth/token"
     assert connector.logoff_url == "http://127.0.0.1:9/jim2/api/logoff"
@@ -501,6 +523,52 @@ async def test_create_then_update_patches_only_what_changed(jim2: Jim2) -> None:
     stored = jim2.records["10-1"]["attributes"]
     assert (stored["lastName"], stored["dob"], stored["firstName"]) == ("King", None, "Ada")
     assert jim2.simulator.state.counters == {"tokens": 1, "creates": 1, "updates": 1}
+
+
+def _stored_details(jim2: Jim2, remote_id: str) -> list[tuple[str, str]]:
+    return [(d["type"], d["value"]) for d in jim2.records[remote_id]["attributes"]["details"]]
+
+
+@pytest.mark.parametrize("details_patch", ["replace", "merge"])
+async def test_a_removed_detail_is_gone_from_a_jim2_that_merges_details_only_under_merge(
+    serve: Serve, details_patch: str
+) -> None:
+    """Against a Jim2 whose PATCH merges `details` by type, "replace" leaves a removed phone in place (why the
+    setting exists); "merge" sends it with an empty value, clearing it."""
+    jim2 = await serve(details_patch="merge")
+    connector = jim2.connector(details_patch=details_patch)
+    prepared = connector.prepare(make_contact())
+    created = await connector.upsert(prepared, None)
+    assert created.remote_id is not None
+    email_only = make_contact(details=[{"kind": "EMAIL", "value": "ada@example.com"}])
+    await send(connector, email_only, link(created.remote_id, prepared.payload))
+    sent = body(jim2.calls("PATCH")[-1])["data"]["attributes"]["details"]
+    if details_patch == "replace":
+        assert sent == [{"type": "EMail", "value": "ada@example.com"}]
+        assert _stored_details(jim2, created.remote_id) == [("Phone", "0413 000 000"), ("EMail", "ada@example.com")]
+    else:
+        assert sent == [{"type": "EMail", "value": "ada@example.com"}, {"type": "Phone", "value": "", "comments": ""}]
+        assert _stored_details(jim2, created.remote_id) == [("Phone", ""), ("EMail", "ada@example.com")]
+    # The GET is the e-mail lookup before the create: no read before the PATCH, the last payload is known.
+    assert [c.method for c in jim2.calls(contains="/contacts")] == ["GET", "POST", "PATCH"]
+
+
+async def test_merge_reads_the_record_when_the_last_accepted_payload_is_unknown(serve: Serve) -> None:
+    jim2 = await serve(details_patch="merge")
+    connector = jim2.connector(details_patch="merge")
+    created = await send(connector, make_contact())
+    assert created.remote_id is not None
+    phone_only = make_contact(details=[{"kind": "PHONE", "value": "0413 111 111"}])
+    updated = await send(connector, phone_only, link(created.remote_id, None))
+    assert updated.status is VendorStatus.UPDATED
+    # The e-mail lookup before the create, then the read of the record before the PATCH.
+    assert [c.method for c in jim2.calls(contains="/contacts")] == ["GET", "POST", "GET", "PATCH"]
+    assert jim2.calls("GET")[-1].path.endswith(f"/contacts/{created.remote_id}")
+    assert _stored_details(jim2, created.remote_id) == [("Phone", "0413 111 111"), ("EMail", "")]
+    # A record Jim2 no longer has is written again, as under "replace".
+    del jim2.simulator.state.records[created.remote_id]
+    again = await send(connector, phone_only, link(created.remote_id, None))
+    assert again.status is VendorStatus.CREATED and again.remote_id != created.remote_id
 
 
 async def test_update_without_a_known_payload_sends_every_attribute(jim2: Jim2) -> None:

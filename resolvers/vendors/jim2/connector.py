@@ -26,9 +26,14 @@ ASSUMED (each one a setting, or tolerated both ways):
   A "no licence" refusal of the token request (`temporarily_unavailable`) is transient, not an auth failure.
 - `detail_types`: Jim2's detail type per kind; OTHER is left out with a warning unless given one.
 - `dob_format`: ISO `%Y-%m-%d`. `name_required`: Jim2 refuses a contact with neither lastName nor displayName.
-- PATCH replaces each attribute it names, `details` as a whole list (JSON:API semantics; the seed's PATCH example
-  seems to keep an old Phone entry, which would mean a merge, but its values contradict its own GET example).
-  A cleared field is sent as null.
+- PATCH replaces each attribute it names; a cleared field is sent as null. What it does with `details` is ASSUMED,
+  so a setting (`details_patch`): "replace" (the default, JSON:API semantics: the list sent is the whole list) or
+  "merge" (seed 002's PATCH sends only an EMail entry and its answer still holds the Phone entry, with an empty
+  value that contradicts the seed's own GET: read as Jim2 matching entries by type and keeping the others). Under
+  "merge" an entry is matched by its type, in order, and every entry of the record the new list leaves unmatched
+  is sent with an empty value and comments, clearing it, as that answer shows a cleared entry. The record's entries
+  are those of the payload Jim2 last accepted, or, when that is unknown (an adopted record, a link written before),
+  read with a GET first.
 
 Decisions:
 - Updates send only the attributes that changed since the payload Jim2 last accepted (`link.payload`); all of them
@@ -50,7 +55,8 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
@@ -132,6 +138,9 @@ class Jim2Settings(VendorSettings):
     #: ASSUMED: the JSON:API filter parameter that narrows the card's contacts to one e-mail address (None: list the
     #: whole card). Every contact returned is checked here anyway, so a server that ignores it only sends more.
     lookup_filter: str | None = "filter[email]"
+    #: ASSUMED: what a PATCH does with `details`: "replace" the record's list with the one sent (JSON:API), or
+    #: "merge" it by type, keeping entries the list leaves out; then removed entries are sent empty to clear them.
+    details_patch: Literal["replace", "merge"] = "replace"
 
     @field_validator("token_path", "logoff_path")
     @classmethod
@@ -294,6 +303,11 @@ class Jim2Connector(Connector[Jim2Settings]):
     ) -> Delivered | None:
         """PATCH what changed since `previous` (everything when None); None when Jim2 no longer has the record."""
         attributes = changed_attributes(previous, payload["data"]["attributes"])
+        if self.settings.details_patch == "merge" and "details" in attributes:
+            held = _details_of(previous) if previous is not None else await self._held_details(remote_id, payload)
+            if held is None:
+                return None
+            attributes["details"] = merge_clearing(held, attributes["details"] or [])
         body = {"data": {"type": RESOURCE_TYPE, "id": remote_id, "attributes": attributes}}
         # Docs: shared/seeds/002 (PATCH api/v1/cardfiles/{cardno}/contacts/{id} with data.id and partial attributes).
         response = await self._call("PATCH", self.contact_url(remote_id), body=body)
@@ -305,6 +319,16 @@ class Jim2Connector(Connector[Jim2Settings]):
             # Read to be sure Jim2 answered what it should; 204 (allowed by JSON:API) has no body.
             _resource(response)
         return Delivered(status=VendorStatus.UPDATED, remote_id=remote_id, http_status=response.status)
+
+    async def _held_details(self, remote_id: str, payload: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+        """The record's `details` as Jim2 holds them now; None when it no longer has the record."""
+        # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts/{id}).
+        response = await self._call("GET", self.contact_url(remote_id))
+        if response.status == 404:
+            return None
+        if not 200 <= response.status < 300:
+            raise self._error(response, payload)
+        return [d.model_dump() for d in _resource(response).attributes.details or []]
 
     async def _reconcile(
         self, card_no: str, payload: Mapping[str, Any], warnings: list[str], contact_id: str
@@ -484,6 +508,26 @@ def changed_attributes(previous: Mapping[str, Any] | None, current: Mapping[str,
             # `details` is always sent (possibly empty); any other attribute the contact no longer has is cleared.
             out[key] = None
     return out
+
+
+def merge_clearing(held: Sequence[Mapping[str, Any]], sent: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`details` for a Jim2 that merges them by type (`details_patch = "merge"`): the entries sent, then an empty
+    one for each entry of `held` that no entry of its type matches (the n-th of a type matches the n-th), so that
+    entry is cleared rather than kept."""
+    out = [dict(d) for d in sent]
+    sent_per_type = Counter(d.get("type") for d in sent)
+    for detail in held:
+        kind = detail.get("type")
+        if sent_per_type[kind] > 0:
+            sent_per_type[kind] -= 1
+        elif isinstance(kind, str) and (detail.get("value") or detail.get("comments")):
+            out.append({"type": kind, "value": "", "comments": ""})
+    return out
+
+
+def _details_of(attributes: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    details = attributes.get("details")
+    return [d for d in details if isinstance(d, Mapping)] if isinstance(details, list) else []
 
 
 def _last_accepted(link: CrossReference, card_no: str) -> Mapping[str, Any] | None:

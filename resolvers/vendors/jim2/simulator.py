@@ -21,8 +21,10 @@ ASSUMED (constructor settings where it matters):
   business rules (`name_required`: a lastName or a displayName; `detail_types`; `dob_format`). Every violation of
   a request is reported at once. Media types `application/vnd.api+json` and `application/json` are accepted, others
   get 415.
-- PATCH replaces each attribute it names (`details` as a whole list); null clears. The first contact on a card is
-  its primary one. Records start empty; `cards` are the card files that exist.
+- PATCH replaces each attribute it names; null clears. `details_patch` says what it does with `details`:
+  "replace" (the whole list, JSON:API) or "merge" (an entry sent replaces the record's next entry of its type, in
+  order, or is added; entries of the record no entry sent matched are kept, as seed 002's PATCH answer can be
+  read). The first contact on a card is its primary one. Records start empty; `cards` are the card files that exist.
 - `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued ids instead of
   `{cardno}-{contno}`; such an id should start with `{cardno}-` so its card is found.
 """
@@ -103,6 +105,7 @@ class Jim2Simulator(Simulator):
         detail_types: Iterable[str] = tuple(DEFAULT_DETAIL_TYPES.values()),
         dob_format: str = DEFAULT_DOB_FORMAT,
         name_required: bool = True,
+        details_patch: str = "replace",
     ) -> None:
         super().__init__()
         #: Client id -> secret (the secret is the user card file's password in Jim2).
@@ -116,6 +119,7 @@ class Jim2Simulator(Simulator):
         self.detail_types = frozenset(detail_types)
         self.dob_format = dob_format
         self.name_required = name_required
+        self.details_patch = details_patch
         self.tokens: dict[str, IssuedToken] = {}
         #: Licensed user sessions: client id -> monotonic expiry.
         self.sessions: dict[str, float] = {}
@@ -372,7 +376,8 @@ class Jim2Simulator(Simulator):
             if name in attributes:
                 stored[name] = attributes[name]
         if "details" in attributes:
-            stored["details"] = [_detail(d) for d in attributes["details"] or []]
+            sent = [_detail(d) for d in attributes["details"] or []]
+            stored["details"] = _merged(stored.get("details") or [], sent) if self.details_patch == "merge" else sent
         if "webAccount" in attributes:
             stored["webAccount"] = attributes["webAccount"]
         self._index(record)
@@ -509,6 +514,21 @@ def _detail(detail: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": detail.get("type"), "value": detail.get("value"), "comments": detail.get("comments")}
 
 
+def _merged(held: list[dict[str, Any]], sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A merging PATCH of `details`: each entry sent replaces the next held entry of its type, or is added."""
+    out = list(held)
+    taken: set[int] = set()
+    for detail in sent:
+        at = next((i for i, d in enumerate(out) if i not in taken and d.get("type") == detail.get("type")), None)
+        if at is None:
+            out.append(detail)
+            taken.add(len(out) - 1)
+        else:
+            out[at] = detail
+            taken.add(at)
+    return out
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
@@ -527,5 +547,5 @@ def _record_emails(record: dict[str, Any]) -> set[str]:
     return {
         str(d.get("value", "")).strip().casefold()
         for d in details
-        if isinstance(d, dict) and str(d.get("type", "")).casefold() == "email"
+        if isinstance(d, dict) and str(d.get("type", "")).casefold() == "email" and d.get("value")
     }
