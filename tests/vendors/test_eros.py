@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -455,6 +456,45 @@ async def test_delete_marks_the_record_deleted(eros: Eros) -> None:
     assert eros.simulator.state.counters["deletes"] == 1
     body = eros.calls("/SaveContact")[-1].body
     assert '"MarkAsDeleted":true' in body and '"AlternateKey":"c-1"' in body
+
+
+def test_a_contact_with_nothing_to_reach_it_by_is_refused_only_when_details_are_required() -> None:
+    bare = make_contact(details=[], address=None)
+    assert offline().prepare(bare).valid
+    assert offline().prepare(bare).payload["Contact"]["ContactDetails"] == []
+    refused = offline(details_required=True).prepare(bare)
+    assert [(e.field, e.code, e.vendor_field) for e in refused.errors] == [
+        ("details", ErrorCode.REQUIRED, "Contact.ContactDetails")
+    ]
+    # An address is a ContactDetails entry of its own; so is any detail.
+    assert offline(details_required=True).prepare(make_contact(details=[])).valid
+    assert offline(details_required=True).prepare(make_contact(address=None)).valid
+
+
+@pytest.mark.parametrize("details_required", [False, True])
+async def test_an_eros_refusing_empty_details_is_met_by_the_setting(serve: Serve, details_required: bool) -> None:
+    """An Eros that refuses an empty ContactDetails list: with the setting the gateway says so before sending and
+    a delete carries the details last accepted; without it the contact goes out and Eros refuses it."""
+    eros = await serve(details_required=True)
+    connector = eros.connector(details_required=details_required)
+    bare = connector.prepare(make_contact(details=[], address=None))
+    assert bare.valid is not details_required
+    if not details_required:
+        with pytest.raises(VendorRejected) as refused:
+            await connector.upsert(bare, None)
+        assert [e.field for e in refused.value.field_errors] == ["details"]
+    created = connector.prepare(make_contact())
+    await connector.upsert(created, None)
+    known = cross_reference(Vendor.EROS, "c-1", contact_id="c-1", payload=created.payload)
+    if details_required:
+        deleted = await connector.delete("c-1", known)
+        assert deleted.status is VendorStatus.DELETED
+        assert eros.simulator.state.records[C1]["Deleted"] is True
+        sent = orjson.loads(eros.calls("/SaveContact")[-1].body)["Contact"]["ContactDetails"]
+        assert sent == created.payload["Contact"]["ContactDetails"]
+    else:
+        with pytest.raises(VendorRejected):
+            await connector.delete("c-1", known)
 
 
 async def test_injected_503_is_vendor_unavailable(eros: Eros) -> None:

@@ -19,7 +19,9 @@ ASSUMED (each one a setting, or tolerated both ways):
 - `Key` / `FieldName` name the Eros field, either bare (`FirstName`) or as a path
   (`Contact.ContactDetails[2].ContactAddress.Address.Latitude`); both are mapped back to canonical paths.
 - Replies may be PascalCase (ServiceStack's default) or camelCase; both are read.
-- Delete sends a minimal valid Contact (configured type and roles, no details) because the DTO requires one.
+- Delete sends a minimal valid Contact (configured type and roles, no details) because the DTO requires one; with
+  `details_required` it carries the ContactDetails of the payload Eros last accepted.
+- `details_required`: whether an empty ContactDetails list is refused (seed 001 says "required" for the list).
 - Every Eros rejection is VENDOR_REJECTED (Eros' rule codes are not documented, so an unknown list item cannot be
   told apart reliably); `vendorCode` carries Eros' own RuleCode / ErrorCode.
 """
@@ -82,6 +84,10 @@ class ErosSettings(VendorSettings):
     method_names: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METHOD_NAMES))
     #: ASSUMED: ContactMethodName of the address detail.
     address_method_name: str = Field(default=DEFAULT_ADDRESS_METHOD_NAME, min_length=1)
+    #: ASSUMED: Eros refuses an empty `ContactDetails` list (seed 001 marks it required; present or non-empty is not
+    #: known): a contact with neither details nor an address is refused before sending, and a delete carries the
+    #: details Eros last accepted.
+    details_required: bool = False
 
     @field_validator("route_prefix")
     @classmethod
@@ -220,7 +226,7 @@ class ErosConnector(Connector[ErosSettings]):
             "Contact": {
                 "ContactType": str(self.settings.contact_type_id),
                 "ContactRoles": [{"RoleId": str(role)} for role in self.settings.role_ids],
-                "ContactDetails": [],
+                "ContactDetails": self._details_for_delete(link),
             },
         }
         response, reply = await self._save(payload)
@@ -229,6 +235,13 @@ class ErosConnector(Connector[ErosSettings]):
             remote_id=reply.ObjectId or reply.ContactId or (link.remote_id if link else None) or contact_id,
             http_status=response.status,
         )
+
+    def _details_for_delete(self, link: CrossReference | None) -> list[Any]:
+        """None by default; with `details_required`, those of the payload Eros last accepted (if known)."""
+        if not self.settings.details_required or link is None or not link.payload:
+            return []
+        details = (link.payload.get("Contact") or {}).get("ContactDetails")
+        return list(details) if isinstance(details, list) else []
 
     async def aclose(self) -> None:
         """Forget the bearer token (ServiceStack tokens expire on their own)."""

@@ -10,6 +10,10 @@ Decisions (documented because Eros' docs leave them open):
 - `jobTitle` goes to `EmploymentRole` ("Contact Employment Role"): the closest Eros field, ASSUMED to mean the same.
 - `organisation` goes to one of Eros' company fields (known: TradingName, LegalName); which one is ASSUMED, so it is
   the `organisation_field` setting (default TradingName, the name a business is known by; "" sends it nowhere).
+- Seed 001 marks `ContactDetails` required, as it does `ContactRoles`; whether an empty list passes is not known.
+  By default (`details_required` false) a contact with neither details nor an address is sent with an empty list;
+  with the setting it is refused before sending, REQUIRED on `details`. (ContactRoles always needs one role: a
+  contact without a role is no one's.)
 - `ContactType` and `ContactRoles` come from `vendorOptions.eros` (`contactTypeId`, `roleIds`), else from settings;
   either way their errors point at `vendorOptions.eros.*`, the only place a caller can change them.
 """
@@ -115,6 +119,15 @@ def to_wire(contact: Contact, settings: ErosSettings, options: Mapping[str, Any]
         m.put(f"{address}.Longitude", a.longitude, "address.longitude")
         if len(a.lines) > 2:
             m.warnings.append("address.lines[2:]: Eros has two address lines; lines[1:] joined into AddressLineTwo")
+    elif settings.details_required and not c.details:
+        m.errors.append(
+            FieldError(
+                field="details",
+                code=ErrorCode.REQUIRED,
+                message="Eros needs at least one contact detail or an address",
+                vendor_field="Contact.ContactDetails",
+            )
+        )
 
     m.payload = nest(m.payload)
     return m

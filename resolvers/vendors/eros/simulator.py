@@ -8,6 +8,7 @@ ContactDetails and an address' Latitude/Longitude are required; errors as Valida
 ASSUMED (constructor settings where it matters):
 - `validation_status`: HTTP status of a ValidationErrors answer (default 200).
 - `return_object_id`: whether the success answer carries the contact's ObjectId (default True).
+- `details_required`: whether an empty ContactDetails list is refused like a missing one (default False).
 - `token_lifetime_s`: how long a bearer token lives; `expire_tokens()` (or `POST _admin/expire-tokens`) ends them.
 - RuleCode / ErrorCode values (`Required`, `UnknownContactType`, ...) and `Key` as a dotted wire path.
 - Malformed bodies (not JSON, a non-GUID where a Guid goes, ...) get ServiceStack's 400 `SerializationException`
@@ -172,6 +173,7 @@ class ErosSimulator(Simulator):
         token_lifetime_s: float = 3600.0,
         validation_status: int = 200,
         return_object_id: bool = True,
+        details_required: bool = False,
     ) -> None:
         super().__init__()
         self.username = username
@@ -182,6 +184,7 @@ class ErosSimulator(Simulator):
         self.token_lifetime_s = token_lifetime_s
         self.validation_status = validation_status
         self.return_object_id = return_object_id
+        self.details_required = details_required
         #: Issued bearer tokens -> monotonic expiry time.
         self.tokens: dict[str, float] = {}
 
@@ -310,7 +313,7 @@ class ErosSimulator(Simulator):
             elif UUID(role_id) not in self.role_ids:
                 out.append(_rule(key, "UnknownRole", "Unknown Role list item", "NotFound"))
         details = contact.get("ContactDetails")
-        if details is None:
+        if details is None or (self.details_required and not details):
             out.append(_required("Contact.ContactDetails"))
         for i, detail in enumerate(details or []):
             out.extend(self._detail_violations(f"Contact.ContactDetails[{i}]", detail or {}))
