@@ -299,6 +299,27 @@ def test_without_inline_persons_the_person_is_reported_as_not_sent() -> None:
     assert not any(w.startswith(("firstName", "lastName")) for w in prepared.warnings)
 
 
+def test_job_title_goes_to_the_person_field_the_setting_names() -> None:
+    person = offline().prepare(make_contact()).payload["Persons"][0]
+    assert (person.get("Position"), person.get("Title")) == ("Analyst", None)
+    titled = offline(job_title_field="Title").prepare(make_contact())
+    assert (titled.payload["Persons"][0].get("Position"), titled.payload["Persons"][0].get("Title")) == (
+        None,
+        "Analyst",
+    )
+    assert from_wire(titled.payload, "Title")["jobTitle"] == "Analyst"
+    assert "jobTitle" not in from_wire(titled.payload)
+    nowhere = offline(job_title_field="").prepare(make_contact())
+    assert not {"Position", "Title"} & set(nowhere.payload["Persons"][0])
+    assert "jobTitle: not supported by SUPEROFFICE, not sent" in nowhere.warnings
+    # A job title alone makes no person when it is sent nowhere.
+    alone = make_contact(title=None, firstName=None, middleName=None, lastName=None, organisation="Acme")
+    assert "Persons" not in offline(job_title_field="").prepare(alone).payload
+    assert offline().prepare(alone).payload["Persons"] == [{"Position": "Analyst", "MobilePhone": "+44 7700 900123"}]
+    with pytest.raises(ValidationError, match="job_title_field"):
+        settings(job_title_field="Rank")
+
+
 def test_address_lines_beyond_three_join_into_address3_and_country_is_by_iso_numeric() -> None:
     contact = make_contact(address={"lines": ["Flat 2", "12 Square", "St James's", "Westminster"], "country": "NO"})
     mapped = to_wire(contact, settings(), {})
@@ -620,6 +641,18 @@ async def test_update_keeps_what_superoffice_users_own(so: SuperOffice) -> None:
     assert record["Category"]["Id"] == 2
     assert record["Interests"] == [{"Id": 3, "Selected": True}]
     assert [(p["PersonId"], p["Position"]) for p in record["Persons"]] == [(77, ""), (1000, "Countess")]
+
+
+async def test_an_update_replaces_the_job_title_field_and_leaves_the_other_to_superoffice(so: SuperOffice) -> None:
+    connector = so.connector(job_title_field="Title")
+    created = await send(connector, make_contact())
+    record = so.records[str(created.remote_id)]
+    assert (record["Persons"][0]["Title"], record["Persons"][0]["Position"]) == ("Analyst", "")
+    record["Persons"][0]["Position"] = "Head of Engines"  # a list item chosen at SuperOffice
+    sent = connector.prepare(make_contact()).payload
+    await send(connector, make_contact(jobTitle="Countess"), link(created.remote_id, payload=sent))
+    person = so.records[str(created.remote_id)]["Persons"][0]
+    assert (person["Title"], person["Position"]) == ("Countess", "Head of Engines")
 
 
 async def test_a_removed_country_stays_at_superoffice_with_a_warning(so: SuperOffice) -> None:

@@ -15,6 +15,7 @@ ASSUMED (each one a setting, or handled both ways):
   does not show one); `lookup_path`: the search runs at `api/v1/Contact`.
 - `persons_inline`: SaveContactEntity stores the persons given in `Persons` (the seed lists them in the request).
 - `country_ids`: a country's CountryId is its ISO 3166-1 numeric code unless overridden per ISO code.
+- `job_title_field`: `jobTitle` goes to the person's `Position` (or `Title`, or nowhere).
 - Throttling is 429 with `Retry-After`. A 404 means the addressed record is gone; an ErrorType with `Security`,
   `Unauthorized` or `Authentication` in it refused credentials; any other 4xx is a rejection (NOT_FOUND when the
   ErrorType says `NotFound`: a list item or reference the record names), and a field named in the message in single
@@ -110,6 +111,10 @@ class SuperOfficeSettings(VendorSettings):
     dbi_key_column: str = Field(default="dbiKey", pattern=r"^[A-Za-z][A-Za-z0-9_/]*$")
     #: ASSUMED: the Contact endpoint stores the person given in `Persons`; false sends no person.
     persons_inline: bool = True
+    #: ASSUMED: the person field `jobTitle` goes to. "Position" (the default) or "Title": the seed's PersonEntity has
+    #: both as text, and SuperOffice's database documents position as a list item and title as free text; "": not
+    #: sent (warned).
+    job_title_field: Literal["Position", "Title", ""] = "Position"
 
     @field_validator("ticket", "app_token", "token", "username", "password")
     @classmethod
@@ -316,7 +321,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         self, remote_id: str, payload: Mapping[str, Any], previous: Mapping[str, Any] | None
     ) -> tuple[VendorResponse, int | None]:
         current = await self._read(remote_id)
-        body, person_index = put_body(current, payload, previous)
+        body, person_index = put_body(current, payload, previous, self.settings.job_title_field)
         body["ContactId"] = int(current.get("ContactId") or remote_id)
         headers = {}
         since = if_unmodified_since(current.get("UpdatedDate"))

@@ -3,7 +3,8 @@
 Decisions (SuperOffice's ContactEntity is a company card with persons under it):
 - `Name` is the organisation, else the display name, else "first last" (a "first last" over the column is the
   error of the longer of the two names); the person goes into `Persons[0]`
-  (Firstname, MiddleName, Lastname, Mrmrs = title, Position = jobTitle) when any of those is given. An update
+  (Firstname, MiddleName, Lastname, Mrmrs = title, and jobTitle in the `job_title_field` setting's field: Position
+  by default, or Title) when any of those is given. An update
   whose contact no longer has a person leaves the gateway's person (as last sent) out of the PUT (`put_body`).
 - Details go to the lists of their kind: EMAIL -> Emails, PHONE -> Phones, FAX -> Faxes, WEB -> Urls, each
   `{Value, StrippedValue, Description = label}`, the preferred one first (SuperOffice treats the first as the main
@@ -66,8 +67,9 @@ OWNED_FIELDS: Mapping[str, Any] = {
 SET_WHEN_GIVEN = ("Country", "Category", "Business")
 #: Answer-only decorations of a carrier, never sent back.
 ANSWER_ONLY = frozenset({"TableRight", "FieldProperties", "_Links"})
-#: Person fields the gateway fills; the rest of a person (PersonId, Email, ...) is the vendor's.
-PERSON_FIELDS = ("Firstname", "MiddleName", "Lastname", "Mrmrs", "Position", "MobilePhone")
+#: Person fields the gateway fills, with the `job_title_field` (if any); the rest of a person (PersonId, Email, ...)
+#: is the vendor's.
+PERSON_FIELDS = ("Firstname", "MiddleName", "Lastname", "Mrmrs", "MobilePhone")
 
 
 class SuperOfficeOptions(BaseModel):
@@ -132,15 +134,17 @@ def to_wire(contact: Contact, settings: SuperOfficeSettings, options: Mapping[st
     if business is not None:
         m.put("Business.Id", business, BUSINESS_SOURCE if chosen.businessId is not None else "")
 
+    job_title = c.job_title if settings.job_title_field else None
     has_person = settings.persons_inline and any(
-        v is not None for v in (c.first_name, c.middle_name, c.last_name, c.title, c.job_title)
+        v is not None for v in (c.first_name, c.middle_name, c.last_name, c.title, job_title)
     )
     if has_person:
         m.put("Persons[0].Firstname", c.first_name, "firstName")
         m.put("Persons[0].MiddleName", c.middle_name, "middleName")
         m.put("Persons[0].Lastname", c.last_name, "lastName")
         m.put("Persons[0].Mrmrs", c.title, "title")
-        m.put("Persons[0].Position", c.job_title, "jobTitle")
+        if settings.job_title_field:
+            m.put(f"Persons[0].{settings.job_title_field}", c.job_title, "jobTitle")
 
     _details(c.details, has_person, m)
     _address(c.address, settings, m)
@@ -236,8 +240,9 @@ def _address(address: Address | None, settings: SuperOfficeSettings, m: Mapped) 
         m.put("Country.TwoLetterISOCountry", a.country, "address.country")
 
 
-def from_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The canonical contact (camelCase, defaults left out) that a ContactEntity body or record holds.
+def from_wire(payload: Mapping[str, Any], job_title_field: str = "Position") -> dict[str, Any]:
+    """The canonical contact (camelCase, defaults left out) that a ContactEntity body or record holds (`jobTitle`
+    read from the person's `job_title_field`).
 
     Lossy where SuperOffice is: details come back grouped (e-mails, the person's mobile, phones, faxes, urls) and
     without `preferred`; a name that is not the person's "first last" comes back as the organisation; company
@@ -261,7 +266,7 @@ def from_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
         "firstName": person.get("Firstname") or None,
         "middleName": person.get("MiddleName") or None,
         "lastName": person.get("Lastname") or None,
-        "jobTitle": person.get("Position") or None,
+        "jobTitle": (person.get(job_title_field) or None) if job_title_field else None,
         "department": payload.get("Department") or None,
         "notes": payload.get("Description") or None,
         "details": details or None,
@@ -303,7 +308,10 @@ def _present(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def put_body(
-    current: Mapping[str, Any], payload: Mapping[str, Any], previous: Mapping[str, Any] | None
+    current: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    job_title_field: str = "Position",
 ) -> tuple[dict[str, Any], int | None]:
     """The whole entity a PUT sends: the record as read, with every field the gateway owns replaced.
 
@@ -325,7 +333,7 @@ def put_body(
     if isinstance(ours, dict):
         index = _our_person(persons, ours, previous)
         merged = {k: v for k, v in (persons[index] if index is not None else {}).items() if k not in ANSWER_ONLY}
-        for key in PERSON_FIELDS:
+        for key in (*PERSON_FIELDS, job_title_field) if job_title_field else PERSON_FIELDS:
             merged[key] = ours.get(key)
         if index is None:
             index = len(persons)
