@@ -977,12 +977,52 @@ async def test_throttled_call_is_rate_limited_with_retry_after(so: SuperOffice) 
 
 async def test_simulator_refuses_other_methods_and_content_types(so: SuperOffice) -> None:
     headers = auth_headers(settings())
-    async with so.session.patch(f"{so.base_url}api/v1/Contact/1", json={}, headers=headers) as response:
-        assert (response.status, response.headers["Allow"]) == (405, "GET, PUT, DELETE")
+    async with so.session.post(f"{so.base_url}api/v1/Contact/1", json={}, headers=headers) as response:
+        assert (response.status, response.headers["Allow"]) == (405, "GET, PUT, PATCH, DELETE")
     async with so.session.post(f"{so.base_url}api/v1/Contact", data="Name=x", headers=headers) as response:
         assert response.status == 415
     async with so.session.post(f"{so.base_url}api/v1/Contact", json=[], headers=headers) as response:
         assert (response.status, (await response.json())["ErrorType"]) == (400, "SerializationException")
+
+
+async def test_simulator_patches_as_merge_patch_or_json_patch_and_trims_with_select(so: SuperOffice) -> None:
+    """VENDORS.md: PATCH takes JSON Merge Patch or JSON Patch, and `$select` trims the answer (the connector uses
+    neither, but the simulator should be as the vendor is)."""
+    created = await send(so.connector(), make_contact())
+    url = f"{so.base_url}api/v1/Contact/{created.remote_id}"
+    headers = auth_headers(settings())
+
+    async def patch(body: Any, content_type: str, **extra: str) -> tuple[int, dict[str, Any]]:
+        sent = {**headers, "Content-Type": content_type, **extra}
+        async with so.session.patch(url, data=orjson.dumps(body), headers=sent) as response:
+            return response.status, await response.json()
+
+    status, answer = await patch({"Department": None, "Name": "Lovelace Ltd"}, "application/merge-patch+json")
+    assert status == 200 and (answer["Name"], answer["Department"]) == ("Lovelace Ltd", "")
+    record = so.records[str(created.remote_id)]
+    assert (record["Name"], record["Department"], record["Persons"][0]["Firstname"]) == ("Lovelace Ltd", "", "Ada")
+    operations = [
+        {"op": "replace", "path": "/Persons/0/Firstname", "value": "Augusta"},
+        {"op": "add", "path": "/Emails/-", "value": {"Value": "augusta@example.com"}},
+        {"op": "remove", "path": "/Phones/0"},
+    ]
+    status, answer = await patch(operations, "application/json-patch+json")
+    assert status == 200
+    record = so.records[str(created.remote_id)]
+    assert record["Persons"][0]["Firstname"] == "Augusta" and record["Persons"][0]["PersonId"] == 1000
+    assert [e["Value"] for e in record["Emails"]] == ["ada@example.com", "augusta@example.com"]
+    assert record["Phones"] == []
+    # The same rules as a PUT, the same precondition, and unsupported operations refused.
+    status, answer = await patch({"Name": "x" * 220}, "application/json")
+    assert (status, answer["ErrorType"]) == (400, "ArgumentException") and "'Name'" in answer["ErrorMessage"]
+    stale = {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}
+    assert (await patch({"Name": "Later"}, "application/json", **stale))[0] == 412
+    status, answer = await patch([{"op": "move", "from": "/Name", "path": "/OrgNr"}], "application/json-patch+json")
+    assert (status, answer["ErrorType"]) == (400, "ArgumentException")
+    assert (await patch({"Name": "y"}, "text/plain"))[0] == 415
+    assert so.records[str(created.remote_id)]["Name"] == "Lovelace Ltd"
+    async with so.session.get(url, params={"$select": "name,contactId"}, headers=headers) as response:
+        assert await response.json() == {"ContactId": int(str(created.remote_id)), "Name": "Lovelace Ltd"}
 
 
 def test_plugin_declares_superoffice() -> None:

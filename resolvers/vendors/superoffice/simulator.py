@@ -20,7 +20,12 @@ ASSUMED (constructor settings where it matters):
   `SoNotFoundException` for an unknown id, `UnauthorizedAccessException` for refused credentials (401), and the
   status phrase (`ServiceUnavailable`, `TooManyRequests`) for injected faults. Validation stops at the first fault.
 - A Name is required; a missing or non-object body is 400 "Entity to save is not in request body"; unknown body
-  fields are ignored (ASP.NET model binding); PATCH is not imitated (405).
+  fields are ignored (ASP.NET model binding).
+- `PATCH api/v1/Contact/{id}` (KNOWN: JSON Merge Patch or JSON Patch) takes an RFC 7396 merge patch (an object:
+  null clears a field, arrays are replaced whole) or an RFC 6902 JSON Patch (an array of `add` / `replace` /
+  `remove` operations; `test`, `move` and `copy` are 400), applies it to the record as a PUT of the result would
+  (same rules, same `If-Unmodified-Since` check) and answers the record. `$select` (KNOWN: trims the answer) keeps
+  the top-level fields it names, compared without case, on GET, PUT and PATCH of one record.
 - `POST _admin/touch/{id}` (or `touch()`) marks a record changed now; `{"races": n}` also makes the next n PUTs of
   it find it changed again just before they apply (a concurrent writer), so they answer 412.
 """
@@ -199,8 +204,8 @@ class SuperOfficeSimulator(Simulator):
         if denied is not None:
             return denied
         contact_id = request.match_info["id"]
-        if request.method not in ("GET", "PUT", "DELETE"):
-            return self._not_allowed(request, "GET, PUT, DELETE")
+        if request.method not in ("GET", "PUT", "PATCH", "DELETE"):
+            return self._not_allowed(request, "GET, PUT, PATCH, DELETE")
         record = self.state.records.get(contact_id)
         if record is None:
             return _error(404, "SoNotFoundException", f"ContactEntity with id {contact_id} does not exist")
@@ -334,9 +339,31 @@ class SuperOfficeSimulator(Simulator):
         self.state.count("creates")
         return self._answer(request, record)
 
+    async def _patched(self, request: web.Request, record: Mapping[str, Any]) -> dict[str, Any] | web.Response:
+        """The whole entity a PATCH makes of `record`, or the answer refusing the patch."""
+        if request.content_type not in _PATCH_TYPES:
+            return _error(415, "NotSupportedException", f"Content type {request.content_type!r} is not supported")
+        try:
+            patch = await request.json()
+        except ValueError:
+            return _error(400, "SerializationException", "The patch is not JSON")
+        entity = {k: copy.deepcopy(v) for k, v in record.items() if k in _WRITABLE}
+        if isinstance(patch, dict):
+            merged: dict[str, Any] = _merge_patch(entity, patch)
+            return merged
+        if isinstance(patch, list):
+            try:
+                for operation in patch:
+                    _apply_operation(entity, operation)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                return _error(400, "ArgumentException", f"The JSON Patch cannot be applied: {exc}")
+            return entity
+        return _error(400, "SerializationException", "A patch is a JSON object (merge patch) or array (JSON Patch)")
+
     async def _replace(self, request: web.Request, record: dict[str, Any]) -> web.Response:
+        """PUT (the body is the whole entity) or PATCH (the body changes the record into it)."""
         contact_id = str(record["ContactId"])
-        body = await self._body(request)
+        body = await (self._patched(request, record) if request.method == "PATCH" else self._body(request))
         if isinstance(body, web.Response):
             return body
         if self.races.get(contact_id, 0) > 0:
@@ -499,6 +526,9 @@ class SuperOfficeSimulator(Simulator):
             "FieldProperties": {},
             "_Links": {"Self": f"{collection}/{record['ContactId']}", "Archive": collection},
         }
+        if "$select" in request.query:
+            wanted = {name.strip().casefold() for name in request.query["$select"].split(",") if name.strip()}
+            body = {k: v for k, v in body.items() if k.casefold() in wanted}
         return web.json_response(body)
 
     @staticmethod
@@ -506,6 +536,53 @@ class SuperOfficeSimulator(Simulator):
         response = _error(405, "NotSupportedException", f"The requested resource does not support {request.method}")
         response.headers["Allow"] = allow
         return response
+
+
+_PATCH_TYPES = frozenset(
+    {"application/json", "text/json", "application/merge-patch+json", "application/json-patch+json"}
+)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: an object patches an object member by member (null removes one); anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merge_patch(out.get(key), value)
+    return out
+
+
+def _apply_operation(entity: dict[str, Any], operation: Any) -> None:
+    """One RFC 6902 `add`, `replace` or `remove` on `entity`, in place (ValueError for anything else)."""
+    if not isinstance(operation, dict) or not isinstance(operation.get("path"), str):
+        raise ValueError("an operation is an object with an op and a path")
+    op, path = operation.get("op"), operation["path"]
+    if op not in ("add", "replace", "remove"):
+        raise ValueError(f"op {op!r} is not supported")
+    if not path.startswith("/"):
+        raise ValueError(f"path {path!r} is not a JSON Pointer")
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+    parent: Any = entity
+    for part in parents:
+        parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+    if isinstance(parent, list):
+        index = len(parent) if last == "-" else int(last)
+        if op == "remove":
+            del parent[index]
+        elif op == "add":
+            parent.insert(index, copy.deepcopy(operation["value"]))
+        else:
+            parent[index] = copy.deepcopy(operation["value"])
+    elif op == "remove":
+        del parent[last]
+    elif op == "replace" and last not in parent:
+        raise KeyError(last)
+    else:
+        parent[last] = copy.deepcopy(operation["value"])
 
 
 def _is_int(value: Any) -> bool:
