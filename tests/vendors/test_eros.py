@@ -262,6 +262,18 @@ def test_error_keys_map_back_to_canonical_paths() -> None:
     assert canonical_path(None, payload) == ""
 
 
+@pytest.mark.parametrize("organisation_field", ["TradingName", "LegalName"])
+def test_every_field_the_mapping_fills_maps_back_to_where_it_came_from(organisation_field: str) -> None:
+    """An Eros error naming any field the gateway sent names the caller's input it came from."""
+    contact = make_contact(organisation="Acme", salutation="Dear", middleName="M", displayName="A M L", notes="n")
+    mapped = to_wire(contact, settings(organisation_field=organisation_field), {})
+    pairs = {wire: source for wire, source in mapped.sources.items() if source}
+    assert {f"Contact.{organisation_field}", "Contact.PrimaryEmail", "Contact.FullName"} <= set(pairs)
+    assert {wire: canonical_path(wire, mapped.payload) for wire in pairs} == pairs
+    # The primary e-mail is the preferred one, wherever it is in the list.
+    assert canonical_path("PrimaryEmail", mapped.payload) == pairs["Contact.PrimaryEmail"]
+
+
 # --- connector against the simulator, over a real socket -----------------------------------------------------
 
 

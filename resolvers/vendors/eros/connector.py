@@ -129,6 +129,8 @@ _CONTACT_FIELDS: dict[str, str] = {
     "BirthDate": "birthDate",
     "Notes": "notes",
     "EmploymentRole": "jobTitle",
+    "TradingName": "organisation",
+    "LegalName": "organisation",
     "ContactDetails": "details",
     "PrimaryEmail": "details",
     "PrimaryMobile": "details",
@@ -169,7 +171,19 @@ def canonical_path(key: str | None, payload: Mapping[str, Any]) -> str:
     last = names[-1]
     if last in _ADDRESS_FIELDS:
         return f"address.{_ADDRESS_FIELDS[last]}"
+    if last in ("PrimaryEmail", "PrimaryMobile"):
+        return _primary_path(last, payload)
     return _CONTACT_FIELDS.get(last, "")
+
+
+def _primary_path(field: str, payload: Mapping[str, Any]) -> str:
+    """`details[i].value` of the detail a PrimaryEmail / PrimaryMobile was taken from; `details` when not found."""
+    contact = payload.get("Contact") or {}
+    value = contact.get(field)
+    for i, detail in enumerate(contact.get("ContactDetails") or []):
+        if isinstance(detail, dict) and not detail.get("IsAddress") and value and detail.get("ContactDetails") == value:
+            return f"details[{i}].value"
+    return "details"
 
 
 def _detail_path(index: int, rest: list[str], payload: Mapping[str, Any]) -> str:
