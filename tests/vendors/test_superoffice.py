@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -694,6 +695,76 @@ async def test_a_contact_left_without_a_person_has_the_gateways_person_removed(s
     record["Persons"].append({"PersonId": 78, "ContactId": record["ContactId"], "Firstname": "Ada"})
     await send(connector, company, link(created.remote_id))
     assert [p["PersonId"] for p in so.records[str(created.remote_id)]["Persons"]] == [77, 78]
+
+
+async def test_a_person_added_at_superoffice_is_not_taken_for_the_gateways_first_person(so: SuperOffice) -> None:
+    """The gateway wrote a company without a person; a SuperOffice user added Bob. When the contact gains a name,
+    the gateway's person is added beside Bob: Bob is not renamed (the last payload shows the gateway had none)."""
+    connector = so.connector()
+    first = company_only("Acme Ltd", "+44 7700 900999")
+    created = await send(connector, first)
+    record = so.records[str(created.remote_id)]
+    assert record["Persons"] == []
+    record["Persons"].append({"PersonId": 77, "ContactId": record["ContactId"], "Firstname": "Bob", "Email": "b@x.co"})
+    sent = connector.prepare(first).payload
+    await send(connector, make_contact(organisation="Acme Ltd"), link(created.remote_id, payload=sent))
+    persons = so.records[str(created.remote_id)]["Persons"]
+    assert (persons[0]["PersonId"], persons[0]["Firstname"], persons[0].get("Email")) == (77, "Bob", "b@x.co")
+    assert [p["Firstname"] for p in persons] == ["Bob", "Ada"]
+
+    # When the gateway had a person, a lone person under another name is still its own (renamed at SuperOffice).
+    renamed = await send(connector, make_contact(id="c-2", organisation="Other Ltd"))
+    record = so.records[str(renamed.remote_id)]
+    record["Persons"][0]["Firstname"] = "Adele"
+    sent = connector.prepare(make_contact(id="c-2", organisation="Other Ltd")).payload
+    await send(
+        connector,
+        make_contact(id="c-2", organisation="Other Ltd", firstName="Augusta"),
+        link(renamed.remote_id, payload=sent),
+    )
+    assert [p["Firstname"] for p in so.records[str(renamed.remote_id)]["Persons"]] == ["Augusta"]
+
+
+async def test_an_update_keeps_the_street_address_superoffice_users_own(so: SuperOffice) -> None:
+    """The gateway writes the postal address and the coordinates; the street address is the vendor's, and a PUT
+    (which replaces the whole entity) sends it back as read, also when the contact's address is removed."""
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    record = so.records[str(created.remote_id)]
+    street = {"AtypeIdx": "Street", "Address1": "Storgata 1", "City": "Oslo"}
+    record["Address"]["Street"] = dict(street)
+    sent = connector.prepare(make_contact()).payload
+    moved = make_contact(address={"lines": ["PO Box 1"], "city": "Bath", "country": "GB"})
+    await send(connector, moved, link(created.remote_id, payload=sent))
+    address = so.records[str(created.remote_id)]["Address"]
+    assert address["Street"] == street
+    assert (address["Postal"]["Address1"], address["Postal"]["City"]) == ("PO Box 1", "Bath")
+    assert address.get("Wgs84Latitude") in (None, 0, 0.0)
+    await send(connector, make_contact(address=None), link(created.remote_id, payload=connector.prepare(moved).payload))
+    address = so.records[str(created.remote_id)]["Address"]
+    assert address["Street"] == street and not (address.get("Postal") or {}).get("Address1")
+
+
+async def test_a_record_marked_deleted_is_never_written_to(so: SuperOffice) -> None:
+    """Seed 003: a nonzero `Deleted` means the contact "should generally not be shown". An update through the link
+    and a lookup by DbiKey both pass it by (with a warning) and write a new record; a repeat adopts that one."""
+    connector = so.connector()
+    created = await send(connector, make_contact())
+    so.records[str(created.remote_id)]["Deleted"] = 1
+    before = copy.deepcopy(so.records[str(created.remote_id)])
+    again = await send(connector, make_contact(notes="after"), link(created.remote_id))
+    assert (again.status, again.remote_id != created.remote_id) == (VendorStatus.CREATED, True)
+    assert again.warnings[0] == (
+        f"SuperOffice contact {created.remote_id} was gone (marked Deleted at SuperOffice); "
+        "looked it up by DbiKey, else created a new one"
+    )
+    assert f"SuperOffice contact {created.remote_id} has DbiKey 'c-1' but was marked Deleted" in again.warnings[1]
+    assert so.records[str(created.remote_id)] == before
+    # A lost answer's repeat looks the DbiKey up: the deleted record comes first and is passed by again.
+    repeat = await send(connector, make_contact(notes="after"))
+    assert (repeat.status, repeat.remote_id, repeat.matched_by) == (VendorStatus.UPDATED, again.remote_id, "DbiKey")
+    assert so.records[str(created.remote_id)] == before
+    assert len(so.records) == 2
 
 
 @pytest.mark.parametrize(

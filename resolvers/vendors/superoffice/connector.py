@@ -30,7 +30,10 @@ Decisions:
   VendorConflict.
 - Without a remote id the record is first looked up by DbiKey (= the contact's id) and adopted; so a create whose
   answer was lost is never repeated as a second record (`reconciles()` is always True).
-- An update answering 404 (deleted at SuperOffice): look it up by DbiKey, else create anew, with a warning.
+- An update answering 404 (deleted at SuperOffice), or reading a record marked `Deleted` (seed 003: "If nonzero,
+  then this contact is 'deleted' and should generally not be shown"): look it up by DbiKey, else create anew, with
+  a warning. A lookup skips such records too (with a warning naming each), so a write never lands in a record
+  SuperOffice does not show.
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ MATCHED_BY = "DbiKey"
 _QUOTED_FIELD = re.compile(r"'([A-Z][A-Za-z0-9]*(?:\[\d+\])?(?:\.[A-Z][A-Za-z0-9]*(?:\[\d+\])?)*)'")
 _PERSON_PATH = re.compile(r"^Persons\[(\d+)\]")
 _AUTH_TYPES = ("security", "unauthorized", "authentication")
+
+
+class _Gone(VendorNotFound):
+    """The addressed record is not there for the gateway to update: deleted (404) or marked `Deleted`."""
 
 
 class SuperOfficeSettings(VendorSettings):
@@ -180,9 +187,9 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         if link is not None and link.remote_id:
             try:
                 response = await self._update(link.remote_id, payload, link.payload, sources)
-            except VendorNotFound:
+            except _Gone as gone:
                 warnings.append(
-                    f"SuperOffice contact {link.remote_id} was gone (deleted at SuperOffice); "
+                    f"SuperOffice contact {link.remote_id} was gone ({gone.message}); "
                     "looked it up by DbiKey, else created a new one"
                 )
             else:
@@ -192,13 +199,24 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                     http_status=response.status,
                     warnings=kept(payload, link.payload),
                 )
-        found, notes = await self._find(str(payload["DbiKey"]))
-        warnings.extend(notes)
-        if found is not None:
-            response = await self._update(found, payload, None, sources)
+        dbi_key = str(payload["DbiKey"])
+        found = await self._find(dbi_key)
+        for number in found:
+            candidate = str(number)
+            try:
+                response = await self._update(candidate, payload, None, sources)
+            except _Gone as gone:
+                # Marked Deleted (or deleted since the search): not this contact's record any more; the next one
+                # with the DbiKey, else a new record.
+                warnings.append(
+                    f"SuperOffice contact {candidate} has DbiKey {dbi_key!r} but was {gone.message}; not used"
+                )
+                continue
+            if len(found) > 1:
+                warnings.append(f"several SuperOffice contacts have DbiKey {dbi_key!r} ({found}); adopted {candidate}")
             return Delivered(
                 VendorStatus.UPDATED,
-                found,
+                candidate,
                 http_status=response.status,
                 warnings=tuple(warnings),
                 matched_by=MATCHED_BY,
@@ -222,7 +240,12 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 ),
             )
         if not remote:
-            remote, warnings = await self._find(contact_id)
+            found = await self._find(contact_id)
+            if len(found) > 1:
+                warnings.append(
+                    f"several SuperOffice contacts have DbiKey {contact_id!r} ({found}); deleted {found[0]}"
+                )
+            remote = str(found[0]) if found else None
             if remote is None:
                 return Delivered(
                     VendorStatus.SKIPPED,
@@ -247,8 +270,8 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
 
     # -- calls ----------------------------------------------------------------------------------------------------
 
-    async def _find(self, dbi_key: str) -> tuple[str | None, list[str]]:
-        """The ContactId whose DbiKey is `dbi_key` (the lowest, with a warning, if several), or None."""
+    async def _find(self, dbi_key: str) -> list[int]:
+        """The ContactIds whose DbiKey is `dbi_key`, lowest first."""
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_GetAll.html
         # (OData over the SimpleContact archive; the DbiKey column name is ASSUMED: `dbi_key_column`).
         literal = dbi_key.replace("'", "''")
@@ -280,12 +303,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
                 http_status=response.status,
             ) from exc
-        if not ids:
-            return None, []
-        notes = []
-        if len(ids) > 1:
-            notes.append(f"several SuperOffice contacts have DbiKey {dbi_key!r} ({ids}); adopted {ids[0]}")
-        return str(ids[0]), notes
+        return ids
 
     async def _create(self, payload: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[VendorResponse, str]:
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_PostContactEntity.html
@@ -329,11 +347,15 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
             headers["If-Unmodified-Since"] = since
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_PutContactEntity.html
         response = await self._request("PUT", self._record_url(remote_id), json=body, headers=headers)
+        if response.status == 404:
+            raise _Gone("deleted at SuperOffice", http_status=404, vendor_code=_error_body(response).ErrorType)
         return response, person_index
 
     async def _read(self, remote_id: str) -> dict[str, Any]:
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_GetContactEntity.html
         response = await self._request("GET", self._record_url(remote_id))
+        if response.status == 404:
+            raise _Gone("deleted at SuperOffice", http_status=404, vendor_code=_error_body(response).ErrorType)
         if not 200 <= response.status < 300:
             raise self._error(response)
         data = response.json()
@@ -342,6 +364,9 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 f"SuperOffice answered a contact that is not an object: {response.excerpt()}",
                 http_status=response.status,
             )
+        if data.get("Deleted"):
+            # Seed 003: "If nonzero, then this contact is 'deleted' and should generally not be shown".
+            raise _Gone("marked Deleted at SuperOffice", http_status=response.status)
         return data
 
     async def _request(

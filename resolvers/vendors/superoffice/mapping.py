@@ -60,9 +60,11 @@ OWNED_FIELDS: Mapping[str, Any] = {
     "Phones": [],
     "Faxes": [],
     "Urls": [],
-    "Address": None,
     "DbiKey": "",
 }
+#: The parts of `Address` the gateway owns (the postal address and the coordinates); the rest of it (the street
+#: address, formatted and localised forms) is the vendor's, and a PUT sends it back as read.
+ADDRESS_OWNED = ("Postal", "Wgs84Latitude", "Wgs84Longitude")
 #: Fields the gateway sets only when it has a value (a contact has no "no country"; list items stay as the vendor's).
 SET_WHEN_GIVEN = ("Country", "Category", "Business")
 #: Answer-only decorations of a carrier, never sent back.
@@ -316,14 +318,19 @@ def put_body(
     """The whole entity a PUT sends: the record as read, with every field the gateway owns replaced.
 
     PUT replaces the whole entity, so what the gateway does not own (owner, interests, other persons, user-defined
-    fields, list items nobody chose) is sent back as SuperOffice gave it. The gateway's person is the one it owns:
-    when the contact no longer has one (no name, title, job title or mobile left) while the last payload sent had
-    one, that person is left out, as a removed Department is cleared. Returns the body and the index of the
-    gateway's person in its `Persons` (None when there is none).
+    fields, list items nobody chose, the street address) is sent back as SuperOffice gave it. Of `Address` the
+    gateway owns `ADDRESS_OWNED`; of its person, `PERSON_FIELDS` and the `job_title_field`. When the contact no
+    longer has a person (no name, title, job title or mobile left) while the last payload sent had one, that person
+    is left out, as a removed Department is cleared. Returns the body and the index of the gateway's person in its
+    `Persons` (None when there is none).
     """
     body = {k: v for k, v in current.items() if k not in ANSWER_ONLY}
     for key, empty in OWNED_FIELDS.items():
         body[key] = payload.get(key, empty)
+    held = current.get("Address")
+    address = {k: v for k, v in (held if isinstance(held, dict) else {}).items() if k not in ADDRESS_OWNED}
+    address.update({k: v for k, v in (payload.get("Address") or {}).items() if k in ADDRESS_OWNED})
+    body["Address"] = address or None
     for key in SET_WHEN_GIVEN:
         if key in payload:
             body[key] = payload[key]
@@ -331,7 +338,10 @@ def put_body(
     ours = (payload.get("Persons") or [None])[0]
     index: int | None = None
     if isinstance(ours, dict):
-        index = _our_person(persons, ours, previous)
+        # A lone person is the gateway's unless the last payload it sent is known and had none: then it is someone
+        # else's (added at SuperOffice), and the gateway's person is added beside it.
+        lone_is_ours = previous is None or isinstance(((previous.get("Persons") or [None])[0]), dict)
+        index = _our_person(persons, ours, previous, lone_is_ours=lone_is_ours)
         merged = {k: v for k, v in (persons[index] if index is not None else {}).items() if k not in ANSWER_ONLY}
         for key in (*PERSON_FIELDS, job_title_field) if job_title_field else PERSON_FIELDS:
             merged[key] = ours.get(key)
@@ -343,7 +353,7 @@ def put_body(
     else:
         before = ((previous or {}).get("Persons") or [None])[0]
         if isinstance(before, dict):
-            gone = _our_person(persons, before, None)
+            gone = _our_person(persons, before, None, lone_is_ours=False)
             if gone is not None:
                 del persons[gone]
     body["Persons"] = [{k: v for k, v in p.items() if k not in ANSWER_ONLY} for p in persons]
@@ -370,12 +380,19 @@ def kept(payload: Mapping[str, Any], previous: Mapping[str, Any] | None) -> tupl
 
 
 def _our_person(
-    persons: Sequence[Mapping[str, Any]], ours: Mapping[str, Any], previous: Mapping[str, Any] | None
+    persons: Sequence[Mapping[str, Any]],
+    ours: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    *,
+    lone_is_ours: bool,
 ) -> int | None:
-    """Which of the record's persons is the gateway's: the one named as last sent, else as now, else the only one.
+    """Which of the record's persons is the gateway's: the one named as last sent, else as now, else (when
+    `lone_is_ours`) the only one.
 
-    A card the gateway made holds one person, so a lone person is its own even when the last payload sent is not
-    known (an adopted record, a link from before payloads were kept); among several, only a name match counts.
+    A card the gateway made holds one person, so a lone person is its own when the gateway sent one before, or when
+    what it sent is not known (an adopted record, a link from before payloads were kept): renamed at SuperOffice, it
+    is still the gateway's. Among several, only a name match counts; so it does when removing the gateway's person
+    (a lone person under another name may be someone a SuperOffice user added after deleting the gateway's).
     """
     candidates = [ours]
     before = ((previous or {}).get("Persons") or [None])[0]
@@ -386,4 +403,4 @@ def _our_person(
         for i, person in enumerate(persons):
             if (person.get("Firstname") or "", person.get("Lastname") or "") == key:
                 return i
-    return 0 if len(persons) == 1 else None
+    return 0 if lone_is_ours and len(persons) == 1 else None

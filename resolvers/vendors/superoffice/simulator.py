@@ -26,6 +26,9 @@ ASSUMED (constructor settings where it matters):
   `remove` operations; `test`, `move` and `copy` are 400), applies it to the record as a PUT of the result would
   (same rules, same `If-Unmodified-Since` check) and answers the record. `$select` (KNOWN: trims the answer) keeps
   the top-level fields it names, compared without case, on GET, PUT and PATCH of one record.
+- `Deleted` (seed 003: nonzero means "deleted" and "should generally not be shown") is 0 on a new record and not
+  changed by a PUT or PATCH; a test sets it to imitate a record deleted in SuperOffice's client. Such a record is
+  still read and found by the search (whether SuperOffice's search leaves it out is not known: the worse case).
 - `POST _admin/touch/{id}` (or `touch()`) marks a record changed now; `{"races": n}` also makes the next n PUTs of
   it find it changed again just before they apply (a concurrent writer), so they answer 412.
 """
@@ -332,7 +335,7 @@ class SuperOfficeSimulator(Simulator):
         contact_id = str(self._next_contact)
         self._next_contact += 1
         now = _now().isoformat()
-        record: dict[str, Any] = {"ContactId": int(contact_id), "CreatedDate": now, "UpdatedDate": now}
+        record: dict[str, Any] = {"ContactId": int(contact_id), "CreatedDate": now, "UpdatedDate": now, "Deleted": 0}
         self._apply(record, body)
         self.state.records[contact_id] = record
         self._index(contact_id, record)
