@@ -126,7 +126,7 @@ def field_error(error: results.FieldError) -> types.FieldError:
     return types.FieldError(
         field=error.field,
         vendor_field=error.vendor_field,
-        code=error.code,
+        code=error.code.value,
         message=error.message,
         vendor_code=error.vendor_code,
     )

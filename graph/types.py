@@ -22,7 +22,6 @@ strawberry.enum(results.Vendor, description="A vendor backend the gateway writes
 strawberry.enum(results.VendorStatus, description="What happened to one contact at one vendor.")
 strawberry.enum(results.UpsertStatus, description="The overall outcome across every targeted vendor.")
 strawberry.enum(DetailKind, name="ContactDetailKind", description="What kind of contact detail.")
-strawberry.enum(results.ErrorCode, description="The documented error codes.")
 Vendor = results.Vendor
 VendorStatus = results.VendorStatus
 UpsertStatus = results.UpsertStatus
@@ -152,7 +151,9 @@ class FieldError:
         description="The canonical input path, such as `details[1].value`; empty: the whole contact."
     )
     vendor_field: str | None = strawberry.field(description="The vendor's own name for the field, such as `contact2`.")
-    code: ErrorCode
+    code: str = strawberry.field(
+        description=("One of the documented codes: " + ", ".join(c.value for c in ErrorCode) + ".")
+    )
     message: str
     vendor_code: str | None = strawberry.field(description="The vendor's own error code or message key.")
 

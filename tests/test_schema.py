@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+from graph.schema import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,3 +49,30 @@ def test_contract_names_are_present() -> None:
         "federation/v2.9",
     ]:
         assert name in sdl, name
+
+
+#: The object types DESIGN.md's contract spells out field by field (`../shared/DESIGN.md`, copied here so the test
+#: runs without the shared folder): each field's type must be exactly the one it names.
+DESIGN_TYPES = """
+type ContactDetail { kind: ContactDetailKind!  value: String!  label: String  preferred: Boolean! }
+type Address { lines: [String!]!  city: String  region: String  postCode: String  country: String
+               latitude: Float  longitude: Float }
+type Location { ref: String!  preferred: Boolean!  startDate: Date  endDate: Date  usageTypeId: Int }
+type FieldError { field: String!  vendorField: String  code: String!  message: String!  vendorCode: String }
+type VendorResult { vendor: Vendor!  status: VendorStatus!  remoteId: String  errors: [FieldError!]!
+                    warnings: [String!]!  httpStatus: Int  attempts: Int!  durationMs: Float! }
+type UpsertContactPayload { status: UpsertStatus!  contact: Contact  results: [VendorResult!]! }
+"""
+
+
+def test_contract_types_have_the_field_types_design_names() -> None:
+    """Names are not all of the contract: `FieldError.code` was an enum where DESIGN.md fixes `String!`."""
+    built = schema._schema
+    checked = 0
+    for name, body in re.findall(r"type (\w+) \{([^}]*)\}", DESIGN_TYPES):
+        graphql_type = built.get_type(name)
+        assert graphql_type is not None, name
+        for field, type_ in re.findall(r"(\w+): ([\w!\[\]]+)", body):
+            assert str(graphql_type.fields[field].type) == type_, f"{name}.{field}"  # type: ignore[union-attr]
+            checked += 1
+    assert checked == 32
