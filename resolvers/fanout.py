@@ -480,8 +480,14 @@ class FanOut:
                     VendorResult(
                         vendor=vendor,
                         status=VendorStatus.QUEUED,
-                        warnings=[
-                            f"an earlier write of this contact to {vendor.name} is still being sent; this follows it"
+                        # The reason is in `errors`, as for every QUEUED (README): the field is the whole contact.
+                        errors=[
+                            FieldError(
+                                field="",
+                                code=ErrorCode.CONFLICT,
+                                message=f"an earlier write of this contact to {vendor.name} is still being sent; "
+                                "this one is queued and follows it",
+                            )
                         ],
                         delivery_id=delivery_id,
                     ),

@@ -309,6 +309,14 @@ async def test_a_delivery_being_sent_cannot_be_retried_or_cancelled(
     await eventually(lambda: _pending_is(gateway, 1), "V2's delivery is being sent")
     queued = await gateway.graphql(UPSERT, {"input": contact(lastName="V3"), "vendors": ["JIM2"]})
     assert queued["data"]["upsertContact"]["results"][0]["status"] == "QUEUED", "V3 waits behind V2"
+    # The reason is in `errors`, as for every QUEUED (README), so a client reading errors[0] learns why.
+    assert [(e["code"], e["field"]) for e in queued["data"]["upsertContact"]["results"][0]["errors"]] == [
+        ("CONFLICT", "")
+    ]
+    assert (
+        "is still being sent; this one is queued"
+        in queued["data"]["upsertContact"]["results"][0]["errors"][0]["message"]
+    )
     found = await deliveries(gateway, status="PENDING", vendor="JIM2")
     in_flight = min(int(e["node"]["id"]) for e in found["edges"])
     for mutation in (RETRY, CANCEL):
