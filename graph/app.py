@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import orjson
@@ -175,6 +175,14 @@ def _media_type(content_type: str) -> str:
     return parse_content_type(content_type)[0]
 
 
+class PromptSSETransport(SSETransport):
+    """GraphQL over SSE opening with a comment: uvicorn holds the status line and headers until the first body
+    chunk, so without it a subscriber to a quiet contact waited for the first 15 s heartbeat to learn the stream was
+    open (an EventSource stays CONNECTING, a proxy may time out)."""
+
+    send_initial_heartbeat: ClassVar[bool] = True
+
+
 class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with bearer authentication in front and orjson behind.
 
@@ -183,6 +191,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
     `server.max_body_bytes` 413 (by its Content-Length, or as soon as a streamed body passes the limit).
     """
 
+    stream_transport_classes_by_protocol: Mapping[str, type[HTTPStreamTransport]] = {
+        **GraphQL.stream_transport_classes_by_protocol,
+        GRAPHQL_SSE_PROTOCOL: PromptSSETransport,
+    }
     #: Set by `create_app`.
     max_body_bytes = 4 * 1024 * 1024
     #: Token limit for the parse that tells a subscription from other operations (SSE negotiation).

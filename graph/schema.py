@@ -615,6 +615,9 @@ class Subscription:
     ) -> AsyncGenerator[types.DeliveryUpdate, None]:
         runtime = info.context.runtime
         key = str(contact_id)
+        problems = field_errors_of_id(key)
+        if problems:  # no contact can have it: a silent stream that never fires would hide the typo
+            raise bad_input(f"contactId: {problems}", "contactId")
         try:
             feed = runtime.events.subscribe(key)  # before the snapshot read: no change can fall in between
         except TooManySubscribers as exc:

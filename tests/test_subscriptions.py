@@ -347,6 +347,50 @@ async def test_sse_negotiation(gateway: Gateway) -> None:
     assert errors[0]["extensions"]["code"] == "FORBIDDEN"
 
 
+async def test_the_stream_opens_at_once_and_a_contact_id_no_contact_can_have_is_refused(gateway: Gateway) -> None:
+    """The SSE answer starts with a comment, before any event: uvicorn sends the headers with the first chunk, so a
+    subscriber to a quiet contact waited 15 s (the first heartbeat) to learn the stream was open. A contactId no
+    contact can have (empty, blank-padded, over 50 characters) is refused naming `contactId`, over SSE and
+    WebSocket, instead of a stream that never fires."""
+    await upsert(gateway, ["ONESERVE"])
+    url = f"{gateway.url}/graphql"
+    headers = {"Authorization": f"Bearer {READ_TOKEN}", "Accept": "text/event-stream"}
+    body = {"query": SUBSCRIBE, "variables": {"id": "C-1001"}}
+    async with asyncio.timeout(STEP_S), gateway.client.stream("POST", url, json=body, headers=headers) as response:
+        lines = response.aiter_lines()
+        assert (await anext(lines)).startswith(":"), "a comment comes first"
+        assert await anext(_until_blank(lines)) == "event: next", "then the snapshot"
+
+    for bad in ("", " a", "x" * 51):
+        body = {"query": SUBSCRIBE, "variables": {"id": bad}}
+        async with asyncio.timeout(STEP_S), gateway.client.stream("POST", url, json=body, headers=headers) as response:
+            text = (await response.aread()).decode()
+        data = [line.removeprefix("data:").strip() for line in text.splitlines() if line.startswith("data:")]
+        errors = json.loads(data[0])["errors"]
+        assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "contactId"}, (bad, errors)
+        assert errors[0]["message"].startswith("contactId: "), errors
+
+        ws = await subscribe_ws(gateway, bad)
+        try:
+            message = await recv(ws)
+            errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+            assert errors[0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "contactId"}, (bad, message)
+        finally:
+            await ws.close()
+
+
+async def _until_blank(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The lines of the next SSE event (skipping the blank lines before it)."""
+    async for line in lines:
+        if line:
+            yield line
+            break
+    async for line in lines:
+        if not line:
+            return
+        yield line
+
+
 # -- the current state first ----------------------------------------------------------------------------------------
 
 
