@@ -128,7 +128,7 @@ async def test_a_write_equal_to_the_delivered_one_is_sent_while_another_is_in_fl
     again = (await gateway.graphql(UPSERT, {"input": ada, "vendors": ["JIM2"]}))["data"]["upsertContact"]
     (result,) = again["results"]
     assert result["status"] == "QUEUED", result
-    assert "still being sent" in result["warnings"][0]
+    assert "still being sent" in result["errors"][0]["message"] and result["errors"][0]["code"] == "CONFLICT"
     assert (await in_flight)["data"]["upsertContact"]["results"][0]["status"] == "UPDATED"
 
     await eventually(lambda: _no_pending(gateway), "the queued write is made")
