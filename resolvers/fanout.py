@@ -359,7 +359,8 @@ class FanOut:
         """Delete the contact at every targeted vendor that can delete; the others report SKIPPED.
 
         An id the gateway never stored (no contact, no cross-reference) is sent nowhere: every vendor that could
-        delete reports SKIPPED with NOT_FOUND on `id`, and nothing is recorded.
+        delete reports SKIPPED with NOT_FOUND on `id`, and nothing is recorded. So is a stored contact at a vendor it
+        was never written to (no cross-reference, no delivery on its way): SKIPPED, NOT_FOUND on `id`, no delivery.
 
         The cross-references the deletes use are read in the accept transaction: read before it, a create of the
         contact completing meanwhile would leave a vendor's delete without the remote id it just stored (and a
@@ -385,16 +386,20 @@ class FanOut:
                 version = self.store.contact_version(conn, contact_id)
                 if not version and not links:
                     return None  # never written through the gateway: nothing to delete, nothing recorded
-                unknown = any(_unlinked(links.get(v)) for v in capable)
+                # A vendor the contact was never written to (no cross-reference, no delivery on its way) has nothing
+                # of the gateway's to delete: it is sent nothing, and no delivery or link is made for it.
+                open_ = self.outbox.pending_vendors(conn, contact_id) if any(v not in links for v in capable) else ()
+                sending = [v for v in capable if v in links or v in open_]
+                unknown = any(_unlinked(links.get(v)) for v in sending)
                 stored = read_contacts(conn, [contact_id]).get(contact_id) if unknown else None
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact_id,
-                    vendors=capable,
+                    vendors=sending,
                     operation=Operation.DELETE,
                     version=version,
                     force=True,
-                    lease_s={v: self.lease_s(v) for v in capable},
+                    lease_s={v: self.lease_s(v) for v in sending},
                 )
                 return links, queued, stored
 
@@ -407,11 +412,13 @@ class FanOut:
             else:
                 stored_any = True
                 links, queued, stored = accepted
+                never = f"{contact_id!r} was never written to {{}} through the gateway: nothing to delete, nothing sent"
+                results.update({v: _skipped(v, ErrorCode.NOT_FOUND, never.format(v.name), field="id") for v in capable})
                 sent = await self._send(
                     queued,
                     {
                         v: partial(self._delete_one, v, contact_id, self._delete_link(v, links.get(v), stored))
-                        for v in capable
+                        for v in queued
                     },
                     contact_id=contact_id,
                 )

@@ -302,6 +302,29 @@ async def test_deleting_an_id_the_gateway_never_stored_sends_and_records_nothing
         assert db.execute("SELECT count(*) FROM vendor_links").fetchone() == (0,)
 
 
+async def test_a_delete_sends_nothing_to_a_vendor_the_contact_was_never_written_to(
+    gateway: Gateway, simulators: Simulators, tmp_path: Path
+) -> None:
+    """Written to Eros and Jim2 only, the contact is deleted everywhere: SuperOffice (which can delete) was sent a
+    DbiKey lookup, answered SKIPPED with nothing in errors, and got a cross-reference it never had. Now it is sent
+    nothing and says why (NOT_FOUND on `id`); no delivery or link is made for it."""
+    await gateway.graphql(UPSERT, {"input": contact(id="B-2"), "vendors": ["EROS", "JIM2"]})
+    before = len(await simulators.calls(Vendor.SUPEROFFICE))
+    payload = (await gateway.graphql(DELETE, {"id": "B-2"}))["data"]["deleteContact"]
+    results = by_vendor(payload["results"])
+    assert payload["status"] == "SUCCEEDED", payload
+    assert (results["EROS"]["status"], results["JIM2"]["status"]) == ("DELETED", "DELETED")
+    superoffice = results["SUPEROFFICE"]
+    assert (superoffice["status"], superoffice["deliveryId"]) == ("SKIPPED", None), superoffice
+    assert [(e["field"], e["code"]) for e in superoffice["errors"]] == [("id", "NOT_FOUND")], superoffice
+    assert "never written to SUPEROFFICE" in superoffice["errors"][0]["message"]
+    assert len(await simulators.calls(Vendor.SUPEROFFICE)) == before
+    links = await gateway.graphql('{ contact(id: "B-2") { vendorLinks { vendor } } }')
+    assert sorted(link["vendor"] for link in links["data"]["contact"]["vendorLinks"]) == ["EROS", "JIM2"]
+    with contextlib.closing(sqlite3.connect(tmp_path / "gateway.db")) as db:
+        assert db.execute("SELECT count(*) FROM deliveries WHERE vendor = 'SUPEROFFICE'").fetchone() == (0,)
+
+
 async def test_vendors_query_lists_capabilities_and_coverage(gateway: Gateway) -> None:
     answer = await gateway.graphql(
         "{ vendors { vendor capabilities { create delete nativeUpsert } coverage { field vendorField } } }",
