@@ -188,7 +188,9 @@ class DeliveryUpdate:
         "UNCHANGED, DELETED, REJECTED, UNAVAILABLE, ...)."
     )
     delivery_id: strawberry.ID | None = strawberry.field(
-        description="The outbox delivery that carries the write (null for UNCHANGED: nothing was sent)."
+        description="The outbox delivery that carries the write: null for UNCHANGED (nothing was sent), and in a "
+        "snapshot of a vendor whose last write succeeded (a snapshot is read from the vendor's cross-reference; a "
+        "QUEUED or failed one carries its delivery's id)."
     )
     attempts: int = strawberry.field(description="Calls made to the vendor for this delivery so far.")
     error: str | None = strawberry.field(description="Error codes and the first message, when it failed.")
