@@ -264,12 +264,17 @@ def _idempotency_key(info: Info[Context, None], argument: str | None) -> str | N
                 "Idempotency-Key",
             )
         key = f"{header}:{info.path.key}"
-    return _checked_key(key)
+    return _checked_key(key, _key_source(argument))
 
 
-def _checked_key(key: str) -> str:
+def _key_source(argument: str | None) -> str:
+    """What an error about the key names: the argument, or the header the key came in."""
+    return "idempotencyKey" if argument is not None else "Idempotency-Key"
+
+
+def _checked_key(key: str, source: str = "idempotencyKey") -> str:
     if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise bad_input(f"idempotencyKey: must be 1-{MAX_KEY_LENGTH} printable characters", "idempotencyKey")
+        raise bad_input(f"{source}: must be 1-{MAX_KEY_LENGTH} printable characters", source)
     return key
 
 
@@ -279,8 +284,10 @@ async def _keyed_upsert(
     value: types.ContactInput,
     vendors: list[Vendor] | None,
     force: bool,
+    source: str,
 ) -> tuple[Answer, Readback | None]:
-    """Run a keyed upsert once; repeats with the same input get the first answer, a different input CONFLICT."""
+    """Run a keyed upsert once; repeats with the same input get the first answer, a different input CONFLICT
+    (naming `source`: the `idempotencyKey` argument or the `Idempotency-Key` header the key came in)."""
     ctx = info.context
     idempotency = ctx.runtime.idempotency
     principal = ctx.principal.name if ctx.principal else ""
@@ -294,13 +301,13 @@ async def _keyed_upsert(
         return begun.answer, None
     if begun.claim is Claim.CONFLICT:
         raise GraphQLError(
-            "idempotencyKey: already used for a different input; use a new key for a new write",
-            extensions={"code": "CONFLICT", "argument": "idempotencyKey"},
+            f"{source}: already used for a different input; use a new key for a new write",
+            extensions={"code": "CONFLICT", "argument": source},
         )
     if begun.claim is Claim.BUSY:
         raise GraphQLError(
-            "idempotencyKey: the first request with this key is still running; repeat it later",
-            extensions={"code": "CONFLICT", "argument": "idempotencyKey"},
+            f"{source}: the first request with this key is still running; repeat it later",
+            extensions={"code": "CONFLICT", "argument": source},
         )
     try:
         answered = await _answer(ctx, await _upsert(ctx, value, vendors, force))
@@ -465,7 +472,7 @@ class Mutation:
             wants = selects_contact(info)
             answered = await _answer(info.context, await _upsert(info.context, input, targets, force, wants), wants)
         else:
-            answered = await _keyed_upsert(info, key, input, targets, force)
+            answered = await _keyed_upsert(info, key, input, targets, force, _key_source(idempotency_key))
         _audit_outcome(
             info, "upsertContact", str(input.id), answered[0].outcome, **({"idempotency_key": True} if key else {})
         )
@@ -504,8 +511,8 @@ class Mutation:
                         info.context, await _upsert(info.context, value, targets, force, wants), wants
                     )
                 else:
-                    key = _checked_key(f"{header}:{index}")
-                    answered = await _keyed_upsert(info, key, value, targets, force)
+                    key = _checked_key(f"{header}:{index}", _key_source(None))
+                    answered = await _keyed_upsert(info, key, value, targets, force, _key_source(None))
                 _audit_outcome(
                     info,
                     "upsertContacts",

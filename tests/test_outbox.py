@@ -430,7 +430,9 @@ async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) 
     assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == before
     other = {"query": UPSERT, "variables": {"input": contact(lastName="X")}}
     conflict = (await gateway.client.post(f"{gateway.url}/graphql", json=other, headers=headers)).json()
-    assert conflict["errors"][0]["extensions"]["code"] == "CONFLICT"
+    # Named as the caller sent it: the header, not an `idempotencyKey` argument the caller never used.
+    assert conflict["errors"][0]["extensions"] == {"code": "CONFLICT", "argument": "Idempotency-Key"}, conflict
+    assert conflict["errors"][0]["message"].startswith("Idempotency-Key: already used for a different input")
 
 
 async def test_an_empty_idempotency_key_header_is_refused(gateway: Gateway, simulators: Simulators) -> None:
@@ -480,12 +482,13 @@ async def test_idempotency_key_header_keys_each_input_of_a_batch(gateway: Gatewa
     assert mixed["data"]["batch"][1] is None
     assert mixed["data"]["batch"][2] == first["data"]["batch"][2]
     (error,) = mixed["errors"]
-    assert (error["path"], error["extensions"]["code"]) == (["batch", 1], "CONFLICT")
+    assert (error["path"], error["extensions"]) == (["batch", 1], {"code": "CONFLICT", "argument": "Idempotency-Key"})
     assert len(await simulators.calls(Vendor.JIM2)) == before
 
     bad = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "x" * 300}
     refused = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=bad)).json()
-    assert refused["errors"][0]["message"].startswith("idempotencyKey:")
+    assert refused["errors"][0]["message"].startswith("Idempotency-Key: must be 1-")
+    assert refused["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "argument": "Idempotency-Key"}
 
 
 async def test_concurrent_repeats_run_once(gateway: Gateway, simulators: Simulators) -> None:
