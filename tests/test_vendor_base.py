@@ -16,6 +16,7 @@ from resolvers.vendors.base import (
     Mapped,
     Prepared,
     VendorSettings,
+    blank_removed,
     nest,
 )
 
@@ -122,3 +123,21 @@ def test_mapped_source_falls_back_to_parents() -> None:
     m.put("locations[0]", None, "locations[0]")
     assert m.source("locations[0].startDate") == "locations[0]"
     assert m.source("unknown") == ""
+
+
+def test_blank_removed_clears_text_and_lists_and_names_what_it_cannot() -> None:
+    previous = {
+        "Notes": "n",
+        "Count": 3,
+        "Empty": "",
+        "Kept": "old",
+        "Items": [1],
+        "Contact": {"Role": "r", "BirthDate": "2000-01-01", "Name": "A"},
+        "Gone": {"Line": "l", "Flag": True},
+    }
+    payload = {"Kept": "new", "Contact": {"Name": "B"}}
+    out, stuck = blank_removed(previous, payload, frozenset({"Contact.BirthDate"}))
+    assert out == {"Kept": "new", "Notes": "", "Items": [], "Contact": {"Name": "B", "Role": ""}, "Gone": {"Line": ""}}
+    assert stuck == ["Count", "Contact.BirthDate", "Gone.Flag"]
+    assert payload == {"Kept": "new", "Contact": {"Name": "B"}}, "the prepared payload is left as it was"
+    assert blank_removed(None, payload) == (payload, [])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
 from itertools import pairwise
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
 
@@ -252,6 +252,45 @@ def sending_create(*, findable: bool) -> None:
     state = CURRENT_ATTEMPT.get()
     if state is not None and not findable:
         state.unfindable_create = True
+
+
+#: What a native-upsert vendor does with a field the body leaves out (ASSUMED where its documents do not say):
+#: "omit": the record is replaced by what is sent, so a removed field is simply left out (and cleared);
+#: "blank": the vendor keeps a field left out, so a removed text field is sent as "" to clear it.
+RemovedFields = Literal["omit", "blank"]
+
+
+def blank_removed(
+    previous: Mapping[str, Any] | None, payload: Mapping[str, Any], typed: frozenset[str] = frozenset(), at: str = ""
+) -> tuple[dict[str, Any], list[str]]:
+    """For a vendor that keeps what an upsert leaves out (`removed_fields = "blank"`): `payload` with every text field
+    the last accepted payload (`previous`) had and this one has not sent as "", clearing it; with the wire paths of
+    the removed fields that are not text (a number, a flag, or a path in `typed`, such as a date the vendor parses),
+    which "" cannot clear. Objects are compared member by member; a list is sent whole (a removed one as []), so it
+    replaces what the vendor holds."""
+    out = dict(payload)
+    stuck: list[str] = []
+    if previous is None:
+        return out, stuck
+    for key, before in previous.items():
+        path = f"{at}{key}"
+        if key not in out or out[key] is None:
+            if isinstance(before, str) and before and path not in typed:
+                out[key] = ""
+            elif isinstance(before, list) and before:
+                out[key] = []
+            elif isinstance(before, Mapping):
+                inner, inner_stuck = blank_removed(before, {}, typed, f"{path}.")
+                if inner:
+                    out[key] = inner
+                stuck.extend(inner_stuck)
+            elif before is not None and before != "":
+                stuck.append(path)
+        elif isinstance(before, Mapping) and isinstance(out[key], Mapping):
+            inner, inner_stuck = blank_removed(before, out[key], typed, f"{path}.")
+            out[key] = inner
+            stuck.extend(inner_stuck)
+    return out, stuck
 
 
 #: A contact with every canonical field filled in: running a mapping on it shows which fields the vendor takes.

@@ -509,6 +509,32 @@ async def test_an_eros_refusing_empty_details_is_met_by_the_setting(serve: Serve
             await connector.delete("c-1", known)
 
 
+@pytest.mark.parametrize("removed_fields", ["omit", "blank"])
+async def test_a_removed_field_is_cleared_at_an_eros_that_keeps_what_is_left_out_only_by_blanking(
+    serve: Serve, removed_fields: str
+) -> None:
+    """Against an Eros whose SaveContact keeps the Contact fields a body leaves out, "omit" leaves removed notes and
+    a job title there (why the setting exists); "blank" sends them as "" and they are gone. A removed BirthDate is a
+    date Eros parses, which "" cannot clear: said in a warning."""
+    eros = await serve(keeps_omitted=True)
+    connector = eros.connector(removed_fields=removed_fields)
+    first = connector.prepare(make_contact(notes="call first", jobTitle="Analyst"))
+    await connector.upsert(first, None)
+    previous = cross_reference(Vendor.EROS, "c-1", contact_id="c-1", payload=first.payload)
+    updated = await connector.upsert(connector.prepare(make_contact(birthDate=None)), previous)
+    stored = eros.simulator.state.records[C1]["Contact"]
+    if removed_fields == "omit":
+        assert (stored["Notes"], stored["EmploymentRole"], stored["BirthDate"]) == (
+            "call first",
+            "Analyst",
+            "1815-12-10",
+        )
+        assert updated.warnings == ()
+    else:
+        assert (stored["Notes"], stored["EmploymentRole"], stored["BirthDate"]) == ("", "", "1815-12-10")
+        assert updated.warnings == ("Contact.BirthDate: removed, but it cannot be blanked; Eros may keep it",)
+
+
 async def test_injected_503_is_vendor_unavailable(eros: Eros) -> None:
     connector = eros.connector()
     await send(connector, make_contact())  # logged in: the fault must hit SaveContact itself

@@ -376,6 +376,36 @@ async def test_create_then_update_keeps_one_record(serve: Serve, session: aiohtt
     assert simulator.state.counters == {"creates": 1, "updates": 1}
 
 
+@pytest.mark.parametrize("removed_fields", ["omit", "blank"])
+async def test_a_removed_field_is_cleared_at_a_oneserve_that_keeps_what_is_left_out_only_by_blanking(
+    serve: Serve, session: aiohttp.ClientSession, removed_fields: str
+) -> None:
+    """Against an Oneserve whose update keeps the fields a body leaves out, "omit" leaves removed notes, a third
+    detail and the locations there (why the setting exists); "blank" sends them as "" and [] and they are gone. A
+    removed detail's type id is a number, which "" cannot clear: said in a warning."""
+    simulator, mount = await serve(keeps_omitted=True)
+    connector = connect(session, mount, removed_fields=removed_fields)
+    first = connector.prepare(make_contact(notes="call first"))
+    await connector.upsert(first, None)
+    two_details = make_contact(details=make_contact().model_dump(by_alias=True)["details"][:2], locations=[])
+    second = connector.prepare(two_details)
+    assert second.valid, second.errors
+    previous = cross_reference(Vendor.ONESERVE, "29/C-1", contact_id="C-1", payload=first.payload)
+    updated = await connector.upsert(second, previous)
+    stored = simulator.state.records["29/C-1"]
+    if removed_fields == "omit":
+        assert (stored["notes"], stored["contact3"], len(stored["locations"])) == ("call first", "test@test.test", 1)
+        assert updated.warnings == ()
+    else:
+        assert (stored["notes"], stored["contact3"], stored["locations"]) == ("", "", [])
+        assert updated.warnings == (
+            "contact3Type: removed, but it is not text and cannot be blanked; Oneserve may keep it",
+        )
+    # Without the last accepted payload nothing is known to be removed: the body is sent as prepared.
+    await connector.upsert(second, link("29/C-1"))
+    assert orjson.loads(simulator.state.calls[-1].body) == second.payload
+
+
 async def test_changed_client_ref_creates_under_the_new_client_and_leaves_the_old_record(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:

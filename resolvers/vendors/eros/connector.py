@@ -22,6 +22,10 @@ ASSUMED (each one a setting, or tolerated both ways):
 - Delete sends a minimal valid Contact (configured type and roles, no details) because the DTO requires one; with
   `details_required` it carries the ContactDetails of the payload Eros last accepted.
 - `details_required`: whether an empty ContactDetails list is refused (seed 001 says "required" for the list).
+- `removed_fields`: "Inserts or updates a contact" does not say what an update does with a field the body leaves
+  out. "omit" (the default) takes the body as the whole contact; "blank" is for an Eros that keeps what is left
+  out: a text field removed since the last accepted write is sent as "" to clear it; a removed BirthDate (a date
+  ServiceStack parses) cannot be, and is left to Eros with a warning.
 - Every Eros rejection is VENDOR_REJECTED (Eros' rule codes are not documented, so an unknown list item cannot be
   told apart reliably); `vendorCode` carries Eros' own RuleCode / ErrorCode.
 """
@@ -45,7 +49,9 @@ from resolvers.vendors.base import (
     CrossReference,
     Delivered,
     Prepared,
+    RemovedFields,
     VendorSettings,
+    blank_removed,
 )
 from resolvers.vendors.eros.mapping import (
     CONTACT_TYPE_SOURCE,
@@ -88,6 +94,8 @@ class ErosSettings(VendorSettings):
     #: known): a contact with neither details nor an address is refused before sending, and a delete carries the
     #: details Eros last accepted.
     details_required: bool = False
+    #: ASSUMED: what an update does with a field the body leaves out (see the module docstring).
+    removed_fields: RemovedFields = "omit"
 
     @field_validator("route_prefix")
     @classmethod
@@ -196,6 +204,17 @@ def _detail_path(index: int, rest: list[str], payload: Mapping[str, Any]) -> str
     return f"details[{index}].{_DETAIL_FIELDS[last]}" if last in _DETAIL_FIELDS else f"details[{index}]"
 
 
+#: Wire fields Eros parses as other than text, which "" cannot clear (`removed_fields = "blank"`).
+_NOT_TEXT = frozenset({"Contact.BirthDate", "Contact.ContactType"})
+
+
+def _same_key(previous: Mapping[str, Any] | None, payload: Mapping[str, Any]) -> bool:
+    """The last accepted payload was for the same record: same data source and AlternateKey."""
+    return previous is not None and all(
+        previous.get(k) == payload.get(k) for k in ("SuiteDataSourceInstanceId", "AlternateKey")
+    )
+
+
 class ErosConnector(Connector[ErosSettings]):
     """Eros: native upsert (SaveContact), deletes via MarkAsDeleted, no single-contact read."""
 
@@ -223,12 +242,17 @@ class ErosConnector(Connector[ErosSettings]):
 
     async def upsert(self, prepared: Prepared, link: CrossReference | None) -> Delivered:
         """Insert or update: Eros keys the contact on (data source, AlternateKey), so a repeat is safe."""
-        response, reply = await self._save(prepared.payload)
+        payload: Mapping[str, Any] = prepared.payload
+        stuck: list[str] = []
+        if self.settings.removed_fields == "blank" and link is not None and _same_key(link.payload, payload):
+            payload, stuck = blank_removed(link.payload, payload, _NOT_TEXT)
+        response, reply = await self._save(payload)
         created = link is None or link.remote_id is None
         return Delivered(
             status=VendorStatus.CREATED if created else VendorStatus.UPDATED,
             remote_id=reply.ObjectId or reply.ContactId or str(prepared.payload["AlternateKey"]),
             http_status=response.status,
+            warnings=tuple(f"{path}: removed, but it cannot be blanked; Eros may keep it" for path in stuck),
         )
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:

@@ -9,6 +9,8 @@ ASSUMED (constructor settings where it matters):
 - `validation_status`: HTTP status of a ValidationErrors answer (default 200).
 - `return_object_id`: whether the success answer carries the contact's ObjectId (default True).
 - `details_required`: whether an empty ContactDetails list is refused like a missing one (default False).
+- `keeps_omitted` (default False): an update replaces the stored Contact with the one sent; True keeps every Contact
+  field the body leaves out (those sent, "" included, replace theirs).
 - `token_lifetime_s`: how long a bearer token lives; `expire_tokens()` (or `POST _admin/expire-tokens`) ends them.
 - RuleCode / ErrorCode values (`Required`, `UnknownContactType`, ...) and `Key` as a dotted wire path.
 - Malformed bodies (not JSON, a non-GUID where a Guid goes, ...) get ServiceStack's 400 `SerializationException`
@@ -174,6 +176,7 @@ class ErosSimulator(Simulator):
         validation_status: int = 200,
         return_object_id: bool = True,
         details_required: bool = False,
+        keeps_omitted: bool = False,
     ) -> None:
         super().__init__()
         self.username = username
@@ -185,6 +188,7 @@ class ErosSimulator(Simulator):
         self.validation_status = validation_status
         self.return_object_id = return_object_id
         self.details_required = details_required
+        self.keeps_omitted = keeps_omitted
         #: Issued bearer tokens -> monotonic expiry time.
         self.tokens: dict[str, float] = {}
 
@@ -368,7 +372,7 @@ class ErosSimulator(Simulator):
             # IgnoreHash=false: the contact hashes the same as the stored one, so nothing is saved.
             self.state.count("unchanged")
         else:
-            record["Contact"] = contact
+            record["Contact"] = {**record["Contact"], **contact} if self.keeps_omitted else contact
             record["Deleted"] = False
             self.state.count("updates")
         reply: dict[str, Any] = {"ValidationErrors": []}

@@ -11,6 +11,11 @@ Assumed, and made settings:
 - `token_header`: the header is `OS-REST-AUTH-TOKEN`. The seed spells it `OS_REST_AUTH_TOKEN`, the support
   pages with hyphens; proxies such as nginx drop underscored headers by default, so hyphens are the default.
 - `detail_types`: which contact type id each detail kind gets; each tenant configures its own ids.
+- `removed_fields`: "Adds new contact data, or updates existing contacts" does not say what an update does with a
+  field the body leaves out. "omit" (the default) takes the body as the whole contact, so a removed field is left
+  out; "blank" is for an Oneserve that keeps what is left out: a text field removed since the last accepted write is
+  sent as "", and a removed list (locations) as [], to clear them; a removed contact type id cannot be blanked and
+  is left to Oneserve, with a warning.
 Assumed, and handled whatever the truth is:
 - The HTTP status of a `fail` answer (200, 400 or 500): `result` is read whatever the status. Only 401 and 429
   are decided by the status alone; 403, 404, 405 and 415 too, unless the body is a failure `result` with one of
@@ -37,7 +42,9 @@ from resolvers.vendors.base import (
     CrossReference,
     Delivered,
     Prepared,
+    RemovedFields,
     VendorSettings,
+    blank_removed,
 )
 from resolvers.vendors.oneserve.mapping import CLIENT_REF_PATH, DEFAULT_DETAIL_TYPES, to_wire
 from resolvers.vendors.oneserve.wire import (
@@ -70,6 +77,8 @@ class OneserveSettings(VendorSettings):
     #: cannot be sent (UNKNOWN_TYPE).
     detail_types: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_DETAIL_TYPES))
     token_header: str = Field(default=DEFAULT_TOKEN_HEADER, pattern=r"^[A-Za-z0-9_-]+$")
+    #: ASSUMED: what an update does with a field the body leaves out (see the module docstring).
+    removed_fields: RemovedFields = "omit"
 
     @field_validator("detail_types")
     @classmethod
@@ -98,6 +107,9 @@ class OneserveConnector(Connector[OneserveSettings]):
         payload = prepared.payload
         key = remote_id(payload)
         moved = link is not None and link.remote_id is not None and link.remote_id != key
+        stuck: list[str] = []
+        if self.settings.removed_fields == "blank" and link is not None and link.remote_id == key:
+            payload, stuck = blank_removed(link.payload, payload)
         # Docs: https://support.oneserve.co.uk/hc/en-us/articles/360011064318-contact-API
         response = await self.transport.request(
             "POST",
@@ -119,7 +131,7 @@ class OneserveConnector(Connector[OneserveSettings]):
             )
             if moved and link is not None
             else ()
-        )
+        ) + tuple(f"{path}: removed, but it is not text and cannot be blanked; Oneserve may keep it" for path in stuck)
         return Delivered(
             status=VendorStatus.CREATED if created else VendorStatus.UPDATED,
             remote_id=key,

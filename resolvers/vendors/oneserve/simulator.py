@@ -10,6 +10,8 @@ constructor argument:
   preferredContact outside 1-4 or an unreadable date answers the `could not execute statement` failure.
 - Unknown keys in the body are ignored; a text field sent as a number is mistyped.
 - Sites other than `sites` answer 404; a body that is not valid JSON after its `{` answers REST0002 too.
+- `keeps_omitted` (default False): an update replaces the stored contact with the body; True keeps every field the
+  body leaves out (the body's fields, "" included, replace theirs), and checks the contact that results.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ class OneserveSimulator(Simulator):
         usage_type_ids: Iterable[int] = DEMO_USAGE_TYPE_IDS,
         token_header: str = DEFAULT_TOKEN_HEADER,
         failure_http_status: int = 400,
+        keeps_omitted: bool = False,
     ) -> None:
         super().__init__()
         self.tokens = frozenset(tokens)
@@ -106,6 +109,7 @@ class OneserveSimulator(Simulator):
         self.usage_type_ids = frozenset(usage_type_ids)
         self.token_header = token_header
         self.failure_http_status = failure_http_status
+        self.keeps_omitted = keeps_omitted
 
     def add_routes(self, app: web.Application) -> None:
         """The one contact endpoint, for every method (the wrong ones answer 405 as Oneserve does)."""
@@ -137,10 +141,12 @@ class OneserveSimulator(Simulator):
             body = json.loads(text)
         except json.JSONDecodeError as exc:
             return self._fail(NOT_AN_OBJECT, f"{exc.msg} at character {exc.pos + 1}")
+        key = f"{body.get('clientRef')}/{body.get('contactRef')}"
+        if self.keeps_omitted and key in self.state.records:
+            body = {**self.state.records[key], **body}
         failure = self._check(body)
         if failure is not None:
             return self._fail(failure)
-        key = f"{body['clientRef']}/{body['contactRef']}"
         self.state.count("updates" if key in self.state.records else "creates")
         self.state.records[key] = body
         return web.json_response({"result": "success", "result_msg": ""})
