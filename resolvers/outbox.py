@@ -269,8 +269,9 @@ def lock_contact(conn: sa.Connection, contact_id: str) -> None:
 
     Read committed lets two processes' transactions read the same deliveries before either commits: a request's
     accept could find no delivery in flight while another process's worker was leasing one, and lease its own too
-    (two in flight to one vendor, the older one possibly landing last). Accepts take this lock first and the
-    worker's claim takes it without waiting (`try_lock_contact`). On SQLite one writer at a time holds the whole
+    (two in flight to one vendor, the older one possibly landing last). Accepts take this lock first, a completion
+    takes it before deciding whether a failed delivery waits again or is superseded by a newer one, and the worker's
+    claim takes it without waiting (`try_lock_contact`). On SQLite one writer at a time holds the whole
     database, so nothing is needed."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CONTACT_LOCKS, sa.func.hashtext(contact_id))))
@@ -347,7 +348,8 @@ class Outbox:
     def complete(self, conn: sa.Connection, completions: Sequence[Completion]) -> None:
         """Record attempts' outcomes: DELIVERED, back to PENDING until `retry_at`, or FAILED.
 
-        A delivery that would wait again while a newer one of the same pair is pending is superseded instead, and
+        A delivery that would wait again while a newer one of the same pair is pending is superseded instead (decided
+        under the contact's lock, `lock_contact`, so an accept of a newer write in another process is seen), and
         one an operator cancelled or a newer write superseded meanwhile keeps that status (the update statement
         keeps it). One update statement for all of them, after one read of the deliveries that would wait again.
         """
@@ -359,6 +361,11 @@ class Outbox:
             done.delivery_id for done, answered in answers if done.retry_at is not None and not _delivered(answered)
         ]
         rows = {int(r[0]): _State(*r) for r in by_ids(_STATES, conn, again)} if again else {}
+        # Before looking for a newer delivery of a pair that would wait again: another process's accept of the same
+        # contact may be uncommitted (read committed would not see it), having seen this delivery leased and queued
+        # its own behind it; both would then wait, and the older be sent last. Locks in id order: no deadlock.
+        for contact_id in sorted({row.contact_id for row in rows.values()}):
+            lock_contact(conn, contact_id)
         params: list[dict[str, Any]] = []
         for done, answered in answers:
             if _delivered(answered):

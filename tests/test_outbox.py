@@ -20,8 +20,8 @@ from graph.schema import encode_cursor
 from resolvers import idempotency as idempotency_module
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker, Outcome
 from resolvers.idempotency import Answer, Begun, Claim, Idempotency
-from resolvers.outbox import DeliveryStatus, Operation, Outbox
-from resolvers.results import UpsertStatus, Vendor
+from resolvers.outbox import Completion, DeliveryStatus, Operation, Outbox, utcnow
+from resolvers.results import UpsertStatus, Vendor, VendorResult, VendorStatus
 from resolvers.store import Store
 from resolvers.store import deliveries as delivery_rows
 from tests.conftest import (
@@ -657,6 +657,53 @@ async def test_a_request_and_another_processs_worker_never_both_send_to_one_vend
     finally:
         await worker_store.close()
         await request_store.close()
+
+
+async def test_a_retry_never_waits_beside_a_newer_write_another_process_accepted(postgresql_url: str) -> None:
+    """Process A's call of D1 (an upsert of C-1 to Jim2) fails and its completion puts D1 back to wait for a retry;
+    before A commits, process B accepts a delete of C-1. B saw D1 leased and queued D2 behind it; A's check for a
+    newer delivery ran before B's commit: both waited, the worker sent D2 first and D1 later, writing the contact
+    back after its delete. Completion now takes the contact's lock, so one of them sees the other."""
+    a_store, b_store = Store(postgresql_url), Store(postgresql_url)
+    await a_store.open()
+    await b_store.open()
+    try:
+        a, b = Outbox(a_store, owner="A", expire_after_s=3600), Outbox(b_store, owner="B", expire_after_s=3600)
+        lease = {Vendor.JIM2: 30.0}
+
+        def enqueue(outbox: Outbox, operation: Operation) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
+            return lambda conn: outbox.enqueue(
+                conn,
+                contact_id="C-1",
+                vendors=[Vendor.JIM2],
+                operation=operation,
+                version=1,
+                force=operation is Operation.DELETE,
+                lease_s=lease,
+            )
+
+        (d1, leased) = (await a_store.write(enqueue(a, Operation.UPSERT)))[Vendor.JIM2]
+        assert leased
+        failed = VendorResult(vendor=Vendor.JIM2, status=VendorStatus.UNAVAILABLE, attempts=1)
+        retry = Completion(d1, failed, utcnow() + timedelta(seconds=30), VendorStatus.UNAVAILABLE)
+        ran, release = await _held(a_store)
+        completing = asyncio.create_task(a_store.write(lambda conn: a.complete(conn, [retry])))
+        await ran.wait()
+        accepting = asyncio.create_task(b_store.write(enqueue(b, Operation.DELETE)))
+        await asyncio.sleep(0.3)  # B's statements reach what A holds
+        release.set()
+        await completing
+        (d2, _) = (await accepting)[Vendor.JIM2]
+        rows = await b_store.read(
+            lambda conn: conn.execute(
+                sa.select(delivery_rows.c.id, delivery_rows.c.status).order_by(delivery_rows.c.id)
+            ).all()
+        )
+        waiting = [id_ for id_, status in rows if status == DeliveryStatus.PENDING.value]
+        assert waiting == [d2], f"only the newest write of the pair may wait: {rows}"
+    finally:
+        await a_store.close()
+        await b_store.close()
 
 
 async def test_an_operator_cancel_does_not_hide_a_delivery_another_process_made(postgresql_url: str) -> None:
