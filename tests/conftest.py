@@ -135,12 +135,17 @@ def free_port() -> int:
 
 
 async def serve(config: GatewayConfig) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    """Start the gateway with uvicorn on a free port; returns the server, its task and its URL."""
-    port = free_port()
+    """Start the gateway with uvicorn on a socket bound here; returns the server, its task and its URL.
+
+    The socket is bound before uvicorn starts and handed to it: a port picked free and bound later by uvicorn can
+    be taken in between by anything else on the machine (seen as "address already in use" in a busy run)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
     server = uvicorn.Server(
         uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
