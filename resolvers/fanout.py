@@ -461,6 +461,23 @@ class FanOut:
                     sent.result = VendorResult(
                         vendor=vendor, status=VendorStatus.UNCHANGED, remote_id=link.remote_id if link else None
                     )
+                elif delivery.interrupted and not _repeat_is_safe(connector, prepared, link):
+                    # Its sender stopped mid-call (killed, or cut short at shutdown): the create may have reached the
+                    # vendor, and nothing can find it again. Not sent again: FAILED, for an operator (as a lost answer
+                    # in a request is).
+                    sent.result = VendorResult(
+                        vendor=vendor,
+                        status=VendorStatus.UNAVAILABLE,
+                        ambiguous=True,
+                        errors=[
+                            FieldError(
+                                field="",
+                                code=ErrorCode.VENDOR_ERROR,
+                                message=f"the process sending delivery {delivery.id} stopped before {vendor.name} "
+                                "answered",
+                            )
+                        ],
+                    )
                 else:
                     sent.result = await self._upsert_one(vendor, prepared, link)
         await self._complete(delivery.contact_id, {vendor: sent})
@@ -634,13 +651,7 @@ class FanOut:
 
     async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
         connector = self.connectors[vendor]
-        # Repeating a native upsert, an update by remote id, or a create that first looks for the record it may
-        # already have made cannot create a second record.
-        safe = (
-            connector.capabilities.native_upsert
-            or bool(link and link.remote_id and not link.deleted)
-            or connector.reconciles(prepared)
-        )
+        safe = _repeat_is_safe(connector, prepared, link)
         live_link = link if link is not None and not link.deleted else None
         return await self._run(
             vendor,
@@ -776,6 +787,16 @@ def _skipped(vendor: Vendor, code: ErrorCode, message: str, field: str = "") -> 
     """A vendor the operation was not sent to, and why."""
     return VendorResult(
         vendor=vendor, status=VendorStatus.SKIPPED, errors=[FieldError(field=field, code=code, message=message)]
+    )
+
+
+def _repeat_is_safe(connector: Connector[Any], prepared: Prepared, link: CrossReference | None) -> bool:
+    """Whether sending this write again cannot create a second record: a native upsert, an update by remote id, or
+    a create that first looks for the record it may already have made."""
+    return (
+        connector.capabilities.native_upsert
+        or bool(link and link.remote_id and not link.deleted)
+        or connector.reconciles(prepared)
     )
 
 

@@ -12,6 +12,7 @@ write stale data.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,9 @@ class Delivery:
     last_http_status: int | None
     created_at: datetime
     updated_at: datetime
+    #: Set by `claim`: the row still had a lease, run out or given up, so the process sending it stopped before it
+    #: recorded an outcome (killed, or cut short at shutdown): its call may have reached the vendor.
+    interrupted: bool = False
 
 
 def utcnow() -> datetime:
@@ -458,9 +462,9 @@ class Outbox:
                     .values(lease_owner=self.owner, lease_until=until, updated_at=now)
                 )
                 if taken.rowcount == 1:
-                    claimed.append(
-                        _delivery((conn.execute(sa.select(deliveries).where(deliveries.c.id == row.id))).one())
-                    )
+                    delivery = _delivery((conn.execute(sa.select(deliveries).where(deliveries.c.id == row.id))).one())
+                    # An outcome clears the lease; one left there means its sender stopped mid-attempt.
+                    claimed.append(dataclasses.replace(delivery, interrupted=row.lease_until is not None))
             return claimed
 
         return await self.store.write(op)
@@ -493,13 +497,19 @@ class Outbox:
 
     async def release(self) -> int:
         """Give up this process's leases on deliveries still pending (at shutdown, after the grace period): the next
-        process sends them at once instead of waiting for the leases to run out. Returns how many."""
+        process sends them at once instead of waiting for the leases to run out. The lease is ended, not cleared, so
+        the next claim knows the delivery was interrupted (`Delivery.interrupted`). Returns how many."""
 
         def op(conn: sa.Connection) -> int:
+            now = utcnow()
             result = conn.execute(
                 sa.update(deliveries)
-                .where(deliveries.c.lease_owner == self.owner, deliveries.c.status == DeliveryStatus.PENDING.value)
-                .values(lease_owner=None, lease_until=None, updated_at=utcnow())
+                .where(
+                    deliveries.c.lease_owner == self.owner,
+                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.lease_until.is_not(None),
+                )
+                .values(lease_until=now, updated_at=now)
             )
             return int(result.rowcount or 0)
 

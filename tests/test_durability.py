@@ -75,6 +75,52 @@ async def test_kill_9_mid_fan_out_loses_and_duplicates_nothing(
     assert all(link["remoteId"] and link["status"] in {"CREATED", "UPDATED"} for link in links), links
 
 
+async def test_a_create_cut_off_by_a_kill_is_not_sent_again_where_nothing_can_find_it(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    """Jim2 creates a contact without an e-mail (nothing can find it again) and the process is killed before the
+    answer. The next process took the delivery over and created it again: two records. A delivery whose sender
+    stopped mid-call is now, for such a create, FAILED for an operator, as a lost answer within a request is."""
+    config = gateway_config_data(simulators, f"sqlite:///{tmp_path / 'store.db'}", ALL_VENDORS_2S, QUICK)
+    first = GatewayProcess(config, tmp_path, "first")
+    processes.append(first)
+    await first.start()
+    await simulators.faults(Vendor.JIM2, hang_after_next_create=1)  # the record is made; the answer never comes
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+
+    async def send() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await client.post(
+                f"{first.url}/graphql",
+                json={"query": UPSERT, "variables": {"input": no_email, "vendors": ["JIM2"]}},
+                headers={"Authorization": f"Bearer {WRITE_TOKEN}"},
+            )
+
+    request = asyncio.create_task(send())
+
+    async def created() -> bool:
+        return bool((await simulators.state(Vendor.JIM2))["records"])
+
+    await eventually(created, "Jim2 makes the record")
+    await first.kill()
+    with pytest.raises(httpx.TransportError):
+        await request
+
+    second = GatewayProcess(config, tmp_path, "second")
+    processes.append(second)
+    await second.start()
+
+    async def settled() -> bool:
+        return await second.pending() == 0
+
+    await eventually(settled, "the interrupted delivery is decided")
+    state = await simulators.state(Vendor.JIM2)
+    assert len(state["records"]) == 1, state["records"]
+    failed = await second.graphql("{ deliveries(status: FAILED) { edges { node { vendor lastError } } } }")
+    (edge,) = failed["data"]["deliveries"]["edges"]
+    assert edge["node"]["vendor"] == "JIM2" and "stopped before JIM2 answered" in edge["node"]["lastError"], edge
+
+
 @pytest.mark.postgresql
 async def test_two_processes_share_one_outbox_on_postgresql(
     simulators: Simulators, tmp_path: Path, postgresql_url: str, processes: list[GatewayProcess]

@@ -529,6 +529,39 @@ async def test_a_key_is_leased_past_the_longest_vendor_deadline(simulators: Simu
     assert Idempotency.lease_for(10, 5) == Idempotency.MIN_LEASE_S
 
 
+async def test_a_claim_tells_an_interrupted_delivery_from_one_waiting_for_its_retry(store_url: str) -> None:
+    """A delivery whose sender stopped mid-attempt (its lease given up at shutdown, or run out) is claimed as
+    `interrupted`: its call may have reached the vendor. One whose attempt ended with a retry is not."""
+    store = Store(store_url)
+    await store.open()
+    try:
+        a, b = Outbox(store, owner="A", expire_after_s=3600), Outbox(store, owner="B", expire_after_s=3600)
+        lease = {Vendor.JIM2: 30.0, Vendor.EROS: 30.0}
+
+        def enqueue(vendor: Vendor) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
+            return lambda conn: a.enqueue(
+                conn,
+                contact_id=f"C-{vendor.name}",
+                vendors=[vendor],
+                operation=Operation.UPSERT,
+                version=1,
+                force=False,
+                lease_s=lease,
+            )
+
+        (cut, _) = (await store.write(enqueue(Vendor.JIM2)))[Vendor.JIM2]
+        (retried, _) = (await store.write(enqueue(Vendor.EROS)))[Vendor.EROS]
+        failed = VendorResult(vendor=Vendor.EROS, status=VendorStatus.UNAVAILABLE, attempts=1)
+        await store.write(
+            lambda conn: a.complete(conn, [Completion(retried, failed, utcnow(), VendorStatus.UNAVAILABLE)])
+        )
+        assert await a.release() == 1, "only the delivery still leased is given up"
+        claimed = {d.id: d.interrupted for d in await b.claim(10, lease, [Vendor.JIM2, Vendor.EROS])}
+        assert claimed == {cut: True, retried: False}
+    finally:
+        await store.close()
+
+
 async def test_the_first_answer_stored_for_a_key_is_kept(store_url: str) -> None:
     store = Store(store_url)
     await store.open()
