@@ -153,7 +153,12 @@ _KEPT = (DeliveryStatus.CANCELLED.value, DeliveryStatus.SUPERSEDED.value)
 #: by the statement itself, so a write's completion reads no delivery first.
 _COMPLETE = Direct(
     sa.update(deliveries)
-    .where(deliveries.c.id == sa.bindparam("b_id"))
+    .where(
+        deliveries.c.id == sa.bindparam("b_id"),
+        # Only the lease holder records an outcome: a sender whose lease ran out while it was still waiting must not
+        # clear (or end) the lease of the process that took the delivery over and is sending it now.
+        sa.or_(deliveries.c.lease_owner.is_(None), deliveries.c.lease_owner == sa.bindparam("b_owner")),
+    )
     .values(
         status=sa.case(
             (deliveries.c.status.in_([sa.literal(kept) for kept in _KEPT]), deliveries.c.status),
@@ -168,7 +173,7 @@ _COMPLETE = Direct(
         lease_until=None,
         updated_at=sa.bindparam("b_now", type_=sa.DateTime(timezone=True)),
     ),
-    ["b_id", "b_status", "b_attempts", "b_result", "b_error", "b_http", "b_next", "b_now"],
+    ["b_id", "b_status", "b_attempts", "b_result", "b_error", "b_http", "b_next", "b_now", "b_owner"],
 )
 
 
@@ -400,6 +405,7 @@ class Outbox:
                     "b_http": done.result.http_status,
                     "b_next": done.retry_at or now,
                     "b_now": now,
+                    "b_owner": self.owner,
                 }
             )
         if params:

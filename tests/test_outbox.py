@@ -562,6 +562,46 @@ async def test_a_claim_tells_an_interrupted_delivery_from_one_waiting_for_its_re
         await store.close()
 
 
+async def test_a_sender_whose_lease_ran_out_does_not_clear_the_lease_of_the_one_sending_now(store_url: str) -> None:
+    """A's call outlived its lease and B took the delivery over. A's late completion (a retry) cleared B's lease, so
+    a third claim could send the delivery while B's call was still out, and B's outcome was then overwritten. Only
+    the lease holder records an outcome now."""
+    store = Store(store_url)
+    await store.open()
+    try:
+        a, b = Outbox(store, owner="A", expire_after_s=3600), Outbox(store, owner="B", expire_after_s=3600)
+        lease = {Vendor.JIM2: 30.0}
+        (d1, _) = (
+            await store.write(
+                lambda conn: a.enqueue(
+                    conn,
+                    contact_id="C-1",
+                    vendors=[Vendor.JIM2],
+                    operation=Operation.UPSERT,
+                    version=1,
+                    force=False,
+                    lease_s=lease,
+                )
+            )
+        )[Vendor.JIM2]
+        await store.write(
+            lambda conn: conn.execute(sa.update(delivery_rows).values(lease_until=utcnow() - timedelta(seconds=1)))
+        )  # A's lease runs out while its call is still out
+        (taken,) = await b.claim(10, lease, [Vendor.JIM2])
+        assert (taken.id, taken.interrupted) == (d1, True)
+        late = VendorResult(vendor=Vendor.JIM2, status=VendorStatus.UNAVAILABLE, attempts=1)
+        await store.write(lambda conn: a.complete(conn, [Completion(d1, late, utcnow(), VendorStatus.UNAVAILABLE)]))
+        found = await b.get(d1)
+        assert found is not None and found.lease_owner == "B" and found.attempts == 0, found
+        assert await a.claim(10, lease, [Vendor.JIM2]) == [], "still being sent by B"
+        done = VendorResult(vendor=Vendor.JIM2, status=VendorStatus.CREATED, attempts=1)
+        await store.write(lambda conn: b.complete(conn, [Completion(d1, done, None, VendorStatus.CREATED)]))
+        found = await b.get(d1)
+        assert found is not None and found.status is DeliveryStatus.DELIVERED and found.lease_owner is None
+    finally:
+        await store.close()
+
+
 async def test_the_first_answer_stored_for_a_key_is_kept(store_url: str) -> None:
     store = Store(store_url)
     await store.open()
