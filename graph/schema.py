@@ -40,6 +40,7 @@ from graph.context import Context
 from graph.execution import GatewayExecutionContext
 from graph.observability import OperationObserver
 from resolvers.config import ServerConfig
+from resolvers.errors import BeyondAllowList
 from resolvers.events import DeliveryEvent, TooManySubscribers, current_state
 from resolvers.fanout import Outcome, Readback
 from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
@@ -160,7 +161,11 @@ async def _upsert(
     parsed = parse_contact(convert.contact_data(value))
     if isinstance(parsed, list):
         return ctx.runtime.fanout.invalid(parsed, vendors), None
-    return await ctx.runtime.fanout.write(parsed, vendors, force=force, read_back=wants_contact)
+    allowed = ctx.principal.vendors if ctx.principal is not None else None
+    try:
+        return await ctx.runtime.fanout.write(parsed, vendors, force=force, read_back=wants_contact, allowed=allowed)
+    except BeyondAllowList as exc:
+        raise forbidden(f"input.id: {exc}", "input.id") from None
 
 
 async def _answer(ctx: Context, written: Written, wants_contact: bool = True) -> tuple[Answer, Readback | None]:

@@ -48,6 +48,11 @@ class ConfigError(GatewayError):
     """The configuration is unusable; the message names the key."""
 
 
+class BeyondAllowList(GatewayError):
+    """A write by a caller limited to some vendors would reach others: a delivery of the contact to a vendor outside
+    its list is not done yet, and would send the contact as this write stores it."""
+
+
 class VendorError(GatewayError):
     """A vendor call that did not succeed. Carries everything a `VendorResult` needs.
 

@@ -34,7 +34,7 @@ from sqlalchemy import Connection
 
 from resolvers import observe
 from resolvers.breaker import BreakerState, CircuitBreaker
-from resolvers.errors import RateLimited, VendorError, VendorTimeout, VendorUnavailable
+from resolvers.errors import BeyondAllowList, RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.events import DeliveryEvent, DeliveryEvents
 from resolvers.model import Contact, payload_hash
 from resolvers.outbox import (
@@ -279,12 +279,22 @@ class FanOut:
         return (await self.write(contact, vendors, force=force))[0]
 
     async def write(
-        self, contact: Contact, vendors: Sequence[Vendor] | None, *, force: bool = False, read_back: bool = True
+        self,
+        contact: Contact,
+        vendors: Sequence[Vendor] | None,
+        *,
+        force: bool = False,
+        read_back: bool = True,
+        allowed: frozenset[Vendor] | None = None,
     ) -> tuple[Outcome, Readback | None]:
         """`upsert`, also returning the contact as stored after it and its open deliveries (None when not stored).
 
         Two transactions: accept (read the cross-references, decide UNCHANGED, save the contact, enqueue the
         deliveries) before any vendor is called, and complete (every answer) after; the read-back rides on the last.
+
+        `allowed`: the vendors the caller may write to (None: all). A delivery waits to send the contact as stored
+        when it goes, so while one of this contact to a vendor outside that list is not done (PENDING, or FAILED and
+        retryable), the write would reach that vendor too: it is refused (`BeyondAllowList`), nothing stored.
         """
         prepared = self.prepare(contact, vendors)
         results: dict[Vendor, VendorResult] = {}
@@ -306,8 +316,15 @@ class FanOut:
 
             def accept(
                 conn: Connection,
-            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None]:
+            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None] | str:
                 lock_contact(conn, contact.id)  # before anything is read that decides what is sent
+                if allowed is not None:
+                    beyond = {v: d for v, d in self.outbox.undelivered(conn, contact.id).items() if v not in allowed}
+                    if beyond:
+                        return ", ".join(
+                            f"{v.name} (delivery {id_}, {status.value})"
+                            for v, (id_, status) in sorted(beyond.items(), key=lambda item: item[0].value)
+                        )
                 links = read_links(conn, contact.id)
                 send = [v for v in candidates if force or not _unchanged(links.get(v), hashes[v])]
                 if len(send) < len(candidates):
@@ -329,7 +346,14 @@ class FanOut:
                 # Nothing to send: no completion transaction follows, so read the answer back here.
                 return links, queued, None if send or not read_back else _read_back(conn, contact.id)
 
-            links, queued, readback = await self.store.write(accept)
+            accepted = await self.store.write(accept)
+            if isinstance(accepted, str):
+                raise BeyondAllowList(
+                    f"contact {contact.id!r} has a write not yet delivered to {accepted}, which this token may not "
+                    "write to: that delivery sends the contact as stored when it goes, so this write would reach it "
+                    "too. Nothing was stored; write again once it is delivered, or ask an operator"
+                )
+            links, queued, readback = accepted
             for vendor, item in candidates.items():
                 if vendor not in queued:
                     results[vendor] = VendorResult(

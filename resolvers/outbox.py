@@ -308,6 +308,23 @@ class Outbox:
         """Within a write: the vendors a delivery of this contact is pending for (in flight or waiting)."""
         return {Vendor(vendor) for (vendor,) in _OPEN_VENDORS.execute(conn, {"b_contact": contact_id})}
 
+    def undelivered(self, conn: sa.Connection, contact_id: str) -> dict[Vendor, tuple[int, DeliveryStatus]]:
+        """Within a write: the vendors whose newest delivery of this contact is not done (PENDING, or FAILED and so
+        still retryable by an operator), with that delivery's id and status. Each would send the contact as stored
+        when it goes."""
+        newest = (
+            sa.select(deliveries.c.vendor, sa.func.max(deliveries.c.id).label("id"))
+            .where(deliveries.c.contact_id == contact_id)
+            .group_by(deliveries.c.vendor)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(deliveries.c.vendor, deliveries.c.id, deliveries.c.status)
+            .join(newest, deliveries.c.id == newest.c.id)
+            .where(deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]))
+        ).all()
+        return {Vendor(vendor): (int(id_), DeliveryStatus(status)) for vendor, id_, status in rows}
+
     def enqueue(
         self,
         conn: sa.Connection,

@@ -29,11 +29,13 @@ from graph.auth import FailureLimiter
 from graph.cli import EXAMPLE_VARIABLES
 from resolvers.results import Vendor
 from tests.conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, Gateway, Simulators
+from tests.support import by_vendor
 
 ISSUER = "https://idp.example.test/"
 AUDIENCE = "contact-gateway"
 SECRET = "a-shared-secret-of-at-least-32-characters!"
 
+OPERATOR = ["contacts:read", "contacts:write", "contacts:admin"]
 UPSERT = """
 mutation($input: ContactInput!, $vendors: [Vendor!]) {
   upsertContact(input: $input, vendors: $vendors) { status results { vendor status } }
@@ -235,6 +237,61 @@ async def test_a_token_writes_only_to_the_vendors_it_names(
     token = hs256(scope="contacts:write", vendors="jim2")
     body = (await post(gateway, UPSERT, token, {"input": {**contact, "id": "allow-2"}})).json()
     assert [r["vendor"] for r in body["data"]["upsertContact"]["results"]] == ["JIM2"]
+
+
+async def test_a_token_limited_to_some_vendors_cannot_change_what_another_vendor_is_still_owed(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """Eros is down when an operator writes C-1: its delivery waits, to send the contact as stored when it goes. A
+    token limited to Oneserve then wrote C-1 as "HACKED", and Eros later received that. Now that write is refused
+    (FORBIDDEN), naming the delivery, and nothing of it is stored; once Eros has its delivery, the token may write."""
+    limited = "test-limited-token-0123456789"
+    gateway: Gateway = await make_gateway(
+        {"eros": {"max_attempts": 1, "breaker_threshold": 0}},
+        tables={
+            "auth": {
+                "tokens": [
+                    {"name": "limited", "token": limited, "scopes": ["contacts:write"], "vendors": ["oneserve"]},
+                    {"name": "operator", "token": ADMIN_TOKEN, "scopes": OPERATOR},
+                ]
+            },
+            "outbox": {"backoff_base_s": 30, "backoff_cap_s": 30},
+        },
+    )
+    original = {
+        "id": "C-1",
+        "title": "Ms",
+        "firstName": "Ada",
+        "lastName": "Original",
+        "details": [{"kind": "PHONE", "value": "01392 000000"}],
+        "address": {"lines": ["1 Way", "Flat 2"], "postCode": "EX4 9HL", "latitude": 50.7, "longitude": -3.5},
+    }
+    await simulators.faults(Vendor.EROS, fail_next=1, fail_status=503)
+    first = await gateway.graphql(UPSERT, {"input": original, "vendors": ["EROS", "ONESERVE"]}, token=ADMIN_TOKEN)
+    assert by_vendor(first["data"]["upsertContact"]["results"])["EROS"]["status"] == "QUEUED", first
+
+    hacked = (await post(gateway, UPSERT, limited, {"input": {**original, "lastName": "HACKED"}})).json()
+    assert hacked["data"] is None, hacked
+    error = hacked["errors"][0]
+    assert error["extensions"] == {"code": "FORBIDDEN", "argument": "input.id"}, error
+    assert "not yet delivered to EROS (delivery" in error["message"] and "PENDING" in error["message"], error
+    stored = await gateway.graphql('{ contact(id: "C-1") { lastName } }', token=ADMIN_TOKEN)
+    assert stored["data"]["contact"]["lastName"] == "Original"
+
+    # An operator sends Eros its delivery; then the limited token's write goes to Oneserve alone, as it should.
+    (delivery,) = [
+        e["node"]["id"]
+        for e in (
+            await gateway.graphql(
+                "{ deliveries(status: PENDING, vendor: EROS) { edges { node { id } } } }", token=ADMIN_TOKEN
+            )
+        )["data"]["deliveries"]["edges"]
+    ]
+    await gateway.graphql(
+        "mutation($id: ID!) { cancelDelivery(id: $id) { status } }", {"id": delivery}, token=ADMIN_TOKEN
+    )
+    allowed = (await post(gateway, UPSERT, limited, {"input": {**original, "lastName": "Later"}})).json()
+    assert [r["vendor"] for r in allowed["data"]["upsertContact"]["results"]] == ["ONESERVE"], allowed
 
 
 # -- failed authentications --------------------------------------------------------------------------------------------
