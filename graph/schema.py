@@ -39,6 +39,7 @@ from graph.auth import READ, CanAdmin, CanRead, CanWrite, audit, service_sdl_ref
 from graph.context import Context
 from graph.execution import GatewayExecutionContext
 from graph.observability import OperationObserver
+from resolvers import observe
 from resolvers.config import ServerConfig
 from resolvers.errors import BeyondAllowList
 from resolvers.events import DeliveryEvent, TooManySubscribers, current_state
@@ -766,6 +767,16 @@ def _entity(info: Info, index: int, representation: Any) -> Any:
     return types.Contact.resolve_reference(info, strawberry.ID(str(id_)))
 
 
+#: strawberry's own logger of operation errors (`StrawberryLogger`), kept so log filters and levels still apply.
+_execution_log = logging.getLogger("strawberry.execution")
+
+
+def _unquoted(message: str) -> str:
+    """`message` up to its first quote: graphql-core and Python quote the values they refuse (`"x"`, `'x'`)."""
+    cut = min((i for i in (message.find('"'), message.find("'")) if i >= 0), default=-1)
+    return message if cut < 0 else message[:cut] + "…"
+
+
 class GatewaySchema(strawberry.federation.Schema):
     """The federation schema with the token limit and the extra validation rules set on each operation's execution
     context when it is made, instead of by strawberry's MaxTokensLimiter and AddValidationRules extensions (which
@@ -789,6 +800,26 @@ class GatewaySchema(strawberry.federation.Schema):
         if principal is None or READ not in principal.scopes:
             raise forbidden(f"this token lacks the {READ} scope")
         return [_entity(info, index, representation) for index, representation in enumerate(representations)]
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Each error of an operation logged on `strawberry.execution`, as strawberry does, but without personal data
+        unless `[logging] personal_data`: strawberry logs the error as printed, with the lines of the request around
+        it (a syntax error in a mutation shows the names and e-mails near it) and the values graphql-core quotes in
+        its messages (a variable's refused value, in single or double quotes). Without the setting the line has the
+        code, the path, the location and the message up to its first quote (then `…`); an unexpected exception keeps
+        its traceback."""
+        if observe.personal_data:
+            super().process_errors(errors, execution_context)
+            return
+        for error in errors:
+            _execution_log.error(
+                "%s%s%s: %s",
+                (error.extensions or {}).get("code", "GRAPHQL_ERROR"),
+                f" at {'.'.join(str(p) for p in error.path)}" if error.path else "",
+                "".join(f" ({loc.line}:{loc.column})" for loc in error.locations or []),
+                _unquoted(error.message),
+                exc_info=error.original_error if not isinstance(error.original_error, GraphQLError) else None,
+            )
 
     def _create_execution_context(self, *args: Any, **kwargs: Any) -> ExecutionContext:
         execution = super()._create_execution_context(*args, **kwargs)

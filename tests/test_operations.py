@@ -241,8 +241,24 @@ async def test_json_logs_carry_request_ids_and_no_personal_data(
         headers={"Authorization": f"Bearer {WRITE_TOKEN}", "X-Request-ID": "trace-me-1"},
     )
     assert response.status_code == 200
+    # Requests GraphQL refuses: strawberry logged each error as printed, with the request's lines around a syntax
+    # error and the refused value of a variable.
+    broken = 'mutation { validateContact(input: {id: "z", lastName: "Hopper", details: [{kind: EMAIL, value: "grace@'
+    for body in (
+        {"query": broken + 'navy.mil"}]}) { vendor }'},
+        {"query": UPSERT, "variables": {"input": {**person("log-2"), "birthDate": "Hopper-grace@navy.mil"}}},
+    ):
+        refused = await gateway.client.post(
+            f"{gateway.url}/graphql", json=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}"}
+        )
+        assert "errors" in refused.json(), refused.text
     await gateway.stop()
     lines = [json.loads(line) for line in gateway.log().splitlines() if line.startswith("{")]
+    refusals = [line for line in lines if line.get("logger") == "strawberry.execution"]
+    assert [line["event"] for line in refusals] == [
+        "GRAPHQL_ERROR (1:127): Syntax Error: Expected Name, found <EOF>.",
+        "GRAPHQL_ERROR (2:13): Variable …",
+    ], refusals
     mine = [line for line in lines if line.get("request_id") == "trace-me-1"]
     operation = next(line for line in mine if line.get("event") == "graphql_operation")
     assert operation["operation_name"] == "Up" and operation["operation_type"] == "mutation"
@@ -252,7 +268,7 @@ async def test_json_logs_carry_request_ids_and_no_personal_data(
     assert all(c["contact_id"] == "log-1" and c["duration_ms"] is not None for c in calls)
     assert all({"timestamp", "level", "logger"} <= line.keys() for line in lines)
     text = gateway.log()
-    for personal in ("Lovelace", "ada@example.com", "07700900123", "St James", "SW1Y"):
+    for personal in ("Lovelace", "ada@example.com", "07700900123", "St James", "SW1Y", "Hopper", "navy.mil"):
         assert personal not in text, personal
 
 
