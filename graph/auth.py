@@ -62,7 +62,8 @@ class Principal:
 
 class Authenticator:
     """Checks `Authorization: Bearer <credential>`: a configured static token (compared in constant time, every
-    token every time) or, when `[auth.jwt]` is set, a JWT (a credential with two dots)."""
+    token every time) or, when `[auth.jwt]` is set and no static token matches, a JWT (a credential with two
+    dots)."""
 
     def __init__(self, auth: AuthConfig) -> None:
         self._tokens = [
@@ -82,13 +83,14 @@ class Authenticator:
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             return None
-        if self._jwt is not None and credential.count(".") == 2:
-            return await self._jwt.verify(credential)
         presented = credential.encode()
         found: Principal | None = None
         for secret, principal in self._tokens:
             if hmac.compare_digest(secret, presented) and found is None:
                 found = principal
+        # The static tokens first: one holding two dots is a valid token too, and was sent to the JWT check alone.
+        if found is None and self._jwt is not None and credential.count(".") == 2:
+            return await self._jwt.verify(credential)
         return found
 
 

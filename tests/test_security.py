@@ -90,6 +90,24 @@ async def test_a_valid_hs256_token_is_accepted_with_its_scopes(jwt_gateway: Gate
     assert "contacts:write" in body["errors"][0]["message"]
 
 
+async def test_a_static_token_with_two_dots_works_beside_jwts(make_gateway: Callable[..., Any]) -> None:
+    """A credential with two dots went to the JWT check alone, so such a static token never logged in once
+    `[auth.jwt]` was set."""
+    dotted = "dotted.token.0123456789"
+    gateway: Gateway = await make_gateway(
+        tables={
+            "auth": {
+                "tokens": [{"name": "dotted", "token": dotted, "scopes": ["contacts:read"]}],
+                "jwt": {"issuer": ISSUER, "audience": AUDIENCE, "algorithms": ["HS256"], "secret": SECRET},
+            }
+        }
+    )
+    for token in (dotted, hs256()):
+        response = await post(gateway, READ, token)
+        assert response.status_code == 200 and "errors" not in response.json(), response.text
+    assert (await post(gateway, READ, "dotted.token.wrong")).status_code == 401
+
+
 @pytest.mark.parametrize(
     ("why", "token"),
     [
