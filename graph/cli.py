@@ -260,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     # SIGTERM: stop accepting, let requests in flight finish up to this long, then shut down.
                     timeout_graceful_shutdown=math.ceil(config.server.shutdown_grace_s),
                     timeout_keep_alive=math.ceil(config.server.keep_alive_s),
+                    # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: only the configured proxies.
+                    proxy_headers=bool(config.server.forwarded_allow_ips),
+                    forwarded_allow_ips=",".join(config.server.forwarded_allow_ips) or "",
                 )
         else:
             with contextlib.suppress(KeyboardInterrupt):

@@ -60,6 +60,10 @@ class ServerConfig(Strict):
     introspection: bool = False
     #: Addresses of the federation router(s): they may ask `_service { sdl }` without a `contacts:federation` token.
     router_addresses: list[str] = Field(default_factory=list)
+    #: `serve`: the proxies (addresses, CIDR ranges, or "*") whose `X-Forwarded-For` / `X-Forwarded-Proto` give the
+    #: client's address and scheme. Empty (the default): none is trusted, the address is the connection's, so a
+    #: client cannot pick the address the failed-authentication limit and `router_addresses` judge it by.
+    forwarded_allow_ips: list[str] = Field(default_factory=list)
     #: Refusals before execution: deeper selections, longer documents and more aliases than these are errors.
     max_depth: int = Field(default=12, ge=1, le=100)
     max_tokens: int = Field(default=10_000, ge=100, le=1_000_000)

@@ -272,6 +272,43 @@ async def test_json_logs_carry_request_ids_and_no_personal_data(
         assert personal not in text, personal
 
 
+async def test_only_configured_proxies_name_the_client_address(
+    simulators: Simulators, tmp_path: Path, processes: list[GatewayProcess]
+) -> None:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise, so a client on the same host picked the
+    address the failed-authentication limit counted, a new one per attempt. `serve` believes only the proxies in
+    `[server] forwarded_allow_ips`."""
+    auth = {"auth": {"max_failures": 2, "failure_window_s": 60}}
+    plain = GatewayProcess(
+        gateway_config_data(simulators, f"sqlite:///{tmp_path / 'p1.db'}", tables=auth), tmp_path, "p1"
+    )
+    behind = GatewayProcess(
+        gateway_config_data(
+            simulators,
+            f"sqlite:///{tmp_path / 'p2.db'}",
+            tables={**auth, "server": {"forwarded_allow_ips": ["127.0.0.1"]}},
+        ),
+        tmp_path,
+        "p2",
+    )
+    processes += [plain, behind]
+    await asyncio.gather(plain.start(), behind.start())
+
+    async def ask(gateway: GatewayProcess, token: str, client: str) -> int:
+        response = await gateway.client.post(
+            f"{gateway.url}/graphql",
+            json={"query": "{ __typename }"},
+            headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": client},
+        )
+        return response.status_code
+
+    for gateway in (plain, behind):
+        assert [await ask(gateway, "not-a-token-0123456789", "10.0.0.1") for _ in range(2)] == [401, 401]
+    assert await ask(plain, READ_TOKEN, "10.0.0.9") == 429, "the header is not believed: it is 127.0.0.1 again"
+    assert await ask(behind, READ_TOKEN, "10.0.0.1") == 429, "the proxy's client 10.0.0.1 is the one limited"
+    assert await ask(behind, READ_TOKEN, "10.0.0.9") == 200
+
+
 def _record(name: str, level: int, message: str, *args: Any, **extra: Any) -> logging.LogRecord:
     record = logging.LogRecord(name, level, __file__, 1, message, args, None)
     record.__dict__.update(extra)
