@@ -57,6 +57,7 @@ from graph.observability import (
     configure_tracing,
     outbox_families,
     render_metrics,
+    store_up_family,
 )
 from graph.schema import build_schema
 from resolvers import observe
@@ -659,8 +660,17 @@ def create_app(config: GatewayConfig) -> Starlette:
             if not hmac.compare_digest(presented, config.metrics.token.get_secret_value().encode()):
                 return PlainTextResponse("metrics: send Authorization: Bearer <metrics.token>", status_code=401)
         runtime: Runtime = request.app.state.runtime
-        stats = await runtime.fanout.outbox.stats()
-        families = outbox_families({vendor.value: stats.get(vendor, (0, None)) for vendor in runtime.connectors})
+        try:
+            async with asyncio.timeout(2):
+                stats = await runtime.fanout.outbox.stats()
+        except Exception:
+            # The store is down (or too slow): every other metric still answers, and store_up says why these do not.
+            log.warning("metrics: the outbox could not be read; its gauges are left out", exc_info=True)
+            families = store_up_family(False)
+        else:
+            families = store_up_family(True) + outbox_families(
+                {vendor.value: stats.get(vendor, (0, None)) for vendor in runtime.connectors}
+            )
         body, media_type = render_metrics(families)
         return Response(body, media_type=media_type)
 

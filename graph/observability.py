@@ -382,6 +382,14 @@ def outbox_families(stats: dict[str, tuple[int, float | None]]) -> list[Any]:
     return [depth, oldest]
 
 
+def store_up_family(up: bool) -> list[Any]:
+    """`contact_gateway_store_up`: 1 when the scrape could read the outbox, 0 when the store did not answer (its
+    gauges are then left out of the scrape; the rest answers as usual)."""
+    family = GaugeMetricFamily("contact_gateway_store_up", "Whether this scrape could read the store (1) or not (0).")
+    family.add_metric([], 1.0 if up else 0.0)
+    return [family]
+
+
 def render_metrics(extra: list[Any]) -> tuple[bytes, str]:
     """The exposition text: this process's (or every worker's) metrics, plus `extra` families."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -41,6 +42,7 @@ from tests.conftest import (
     serve,
     stop,
 )
+from tests.databases import admin_url
 from tests.processes import GatewayProcess
 from tests.support import eventually
 
@@ -154,6 +156,28 @@ async def test_metrics_token(make_gateway: Callable[..., Any]) -> None:
     assert (await gateway.client.get(f"{gateway.url}/metrics")).status_code == 401
     ok = await gateway.client.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {secret}"})
     assert ok.status_code == 200 and "contact_gateway_vendor_requests_total" in ok.text
+
+
+@pytest.mark.postgresql
+async def test_metrics_answer_while_the_store_is_down(make_gateway: Callable[..., Any], postgresql_url: str) -> None:
+    """PostgreSQL stops taking connections: /readyz says so (503) and /metrics still answers, every metric but the
+    outbox's, with `contact_gateway_store_up 0`; before, the scrape failed with a 500 and every metric was lost."""
+    gateway: Gateway = await make_gateway(store_url=postgresql_url)
+    up = await gateway.client.get(f"{gateway.url}/metrics")
+    assert "contact_gateway_store_up 1.0" in up.text and "contact_gateway_outbox_depth" in up.text
+    name = postgresql_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(admin_url())
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+        assert (await gateway.client.get(f"{gateway.url}/readyz")).status_code == 503
+        down = await gateway.client.get(f"{gateway.url}/metrics")
+        assert down.status_code == 200, down.text
+        assert "contact_gateway_store_up 0.0" in down.text and "contact_gateway_outbox_depth" not in down.text
+        assert "contact_gateway_vendor_requests_total" in down.text
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
 
 
 async def test_operation_names_cannot_grow_the_metrics_without_limit(gateway: Gateway) -> None:
