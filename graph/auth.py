@@ -109,7 +109,7 @@ class JwtVerifier:
                 raise ConfigError(f"auth.jwt.jwks_file: cannot read a JWKS from {config.jwks_file}: {exc}") from None
         if config.jwks_url is not None:
             self._client = jwt.PyJWKClient(
-                config.jwks_url, cache_jwk_set=True, lifespan=max(config.jwks_cache_s, 1.0), timeout=10
+                str(config.jwks_url), cache_jwk_set=True, lifespan=max(config.jwks_cache_s, 1.0), timeout=10
             )
 
     async def verify(self, token: str) -> Principal | None:

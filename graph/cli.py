@@ -29,7 +29,7 @@ from graph.graphiql import (
 )
 from graph.observability import configure_logging
 from resolvers.config import ServerConfig, build_config, load_config
-from resolvers.errors import ConfigError
+from resolvers.errors import ConfigError, scrub
 from resolvers.simulation import start_simulators
 from resolvers.vendors import REGISTRY
 
@@ -114,6 +114,40 @@ def _prepare_graphiql(assets: Path) -> bool:
 
 #: How long the demo waits for requests in flight and open streams when stopped.
 DEMO_SHUTDOWN_GRACE_S = 5
+
+
+def _bounded(name: str, low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a whole number, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be {low}-{high}, not {value}")
+        return value
+
+    return parse
+
+
+_port = _bounded("a port", 1, 65535)
+_workers = _bounded("workers", 1, 64)
+
+
+async def _store_problem(url: str) -> str | None:
+    """Why the store at `url` cannot be opened (reached, and migrated to the head revision), or None when it can.
+    The URL is never echoed: it may carry a password."""
+    from resolvers.store import Store
+
+    store = Store(url)
+    try:
+        async with asyncio.timeout(30):
+            await store.open()
+    except Exception as exc:
+        return scrub(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+    finally:
+        with contextlib.suppress(Exception):
+            await store.close()
+    return None
 
 
 def _uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
@@ -204,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="the five simulators and the gateway in one process")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--simulator-port", type=int, default=8100)
+    demo.add_argument("--port", type=_port, default=8000)
+    demo.add_argument("--simulator-port", type=_port, default=8100)
     demo.add_argument("--token", default=None, help="demo bearer token (default: a new random one)")
     demo.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
     demo.add_argument(
@@ -216,14 +250,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     serve = commands.add_parser("serve", help="run the gateway with a configuration file")
-    serve.add_argument("--config", default=os.environ.get("CONTACT_GATEWAY_CONFIG"))
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--config", default=os.environ.get("CONTACT_GATEWAY_CONFIG"), help="TOML file (or CONTACT_GATEWAY_CONFIG)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (1-65535)")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1-64)")
 
     simulate = commands.add_parser("simulate", help="run the vendor simulators alone")
     simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8100)
+    simulate.add_argument("--port", type=_port, default=8100)
 
     args = parser.parse_args(argv)
     try:
@@ -240,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ConfigError("serve needs --config FILE (or CONTACT_GATEWAY_CONFIG)")
             config_path = str(Path(args.config).resolve())
             config = load_config(config_path)  # fail fast, with one clear message, before any worker starts
+            problem = asyncio.run(_store_problem(config.store.url))
+            if problem is not None:
+                # In the workers it was a traceback in each one's start-up (and with --workers 2 an exit status 0).
+                raise ConfigError(f"store.url: the store cannot be opened: {problem}")
             refuse_embedded_headers(config)
             graphiql_page(config.server)
             os.environ["CONTACT_GATEWAY_CONFIG"] = config_path

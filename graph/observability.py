@@ -346,7 +346,7 @@ def configure_tracing(config: TelemetryConfig) -> Any:
         resource=Resource.create({"service.name": config.service_name}),
         sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
     )
-    endpoint = config.otlp_endpoint.rstrip("/") + "/v1/traces"
+    endpoint = str(config.otlp_endpoint).rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500))
     trace.set_tracer_provider(provider)
     observe.tracing_installed()

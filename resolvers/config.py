@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 
 from resolvers.errors import ConfigError
 from resolvers.model import render_path
@@ -110,7 +110,7 @@ class JwtConfig(Strict):
     secret: SecretStr | None = Field(default=None, min_length=32)
     #: Public keys for RS*/ES* algorithms: a JWKS file, or a URL fetched (and cached) when a new key id appears.
     jwks_file: str | None = None
-    jwks_url: str | None = None
+    jwks_url: HttpUrl | None = None
     #: Clock skew tolerated on exp/nbf/iat, in seconds.
     leeway_s: float = Field(default=30.0, ge=0, le=600)
     #: The claim naming the caller in logs and idempotency keys.
@@ -153,6 +153,19 @@ class StoreConfig(Strict):
 
     url: str = "sqlite:///./contact-gateway.db"
 
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        # The store's own check (a scheme it can open, a PostgreSQL URL it can read), here so a wrong one stops the
+        # configuration load with one line instead of failing in every worker's start-up.
+        from resolvers.store import engine_url
+
+        try:
+            engine_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("store.url: ")) from None
+        return value
+
 
 class OutboxConfig(Strict):
     """`[outbox]`: how deliveries a vendor could not take yet are kept and redelivered."""
@@ -189,7 +202,7 @@ class TelemetryConfig(Strict):
     """`[telemetry]`: OpenTelemetry tracing, off unless an OTLP endpoint is given."""
 
     #: OTLP/HTTP collector base URL, e.g. `http://otel-collector:4318` (spans go to `<url>/v1/traces`).
-    otlp_endpoint: str | None = None
+    otlp_endpoint: HttpUrl | None = None
     service_name: str = "contact-gateway"
     #: Share of traces started here that are recorded (a caller's sampled `traceparent` is always honoured).
     sample_ratio: float = Field(default=1.0, ge=0, le=1)
@@ -288,6 +301,12 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Gate
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"configuration file {file} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {file} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {file} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     return build_config(data, environ)

@@ -7,11 +7,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import tomli_w
 
-from graph.cli import EXAMPLE_MUTATION, EXAMPLE_VARIABLES
-from tests.conftest import free_port
+from graph.cli import EXAMPLE_MUTATION, EXAMPLE_VARIABLES, main
+from tests.conftest import READ_TOKEN, free_port
 
 
 async def _wait_until_up(client: httpx.AsyncClient, url: str, process: asyncio.subprocess.Process) -> None:
@@ -145,3 +148,51 @@ async def test_simulate_prints_a_config_that_serve_runs_with(tmp_path: Path) -> 
         serve_log.close()
     assert simulate.returncode == 0
     assert serve is not None and serve.returncode == 0, log_path.read_text()
+
+
+def _bad_serve_config(tmp_path: Path, extra: dict[str, Any]) -> Path:
+    data: dict[str, Any] = {
+        "server": {"graphiql": False},
+        "store": {"url": f"sqlite:///{tmp_path / 'serve.db'}"},
+        "auth": {"tokens": [{"name": "svc", "token": READ_TOKEN, "scopes": ["contacts:read"]}]},
+    }
+    for table, values in extra.items():
+        data[table] = {**data.get(table, {}), **values}
+    path = tmp_path / "gateway.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"store": {"url": "mysql://x/y"}}, "store.url: unsupported store 'mysql'"),
+        ({"store": {"url": "sqlite:////nonexistent/dir/x.db"}}, "store.url: the store cannot be opened: "),
+        ({"store": {"url": "postgresql://postgres@127.0.0.1:1/nope"}}, "store.url: the store cannot be opened: "),
+        (
+            {"auth": {"jwt": {"issuer": "i", "audience": "a", "algorithms": ["RS256"], "jwks_url": "notaurl"}}},
+            "auth.jwt.jwks_url: ",
+        ),
+        ({"telemetry": {"otlp_endpoint": "not a url"}}, "telemetry.otlp_endpoint: "),
+    ],
+    ids=["unsupported-store", "sqlite-dir-missing", "postgresql-unreachable", "jwks-url", "otlp-endpoint"],
+)
+def test_serve_refuses_a_bad_store_or_url_with_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: dict[str, Any], expected: str
+) -> None:
+    """Each of these started (or crashed) in the workers: a traceback per worker, an exit status of 3, or 0 with
+    `--workers 2`; a bad tracing endpoint failed at every span export. Now `serve` stops first, exit 2."""
+    config = _bad_serve_config(tmp_path, extra)
+    assert main(["serve", "--config", str(config), "--port", str(free_port()), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"contact-gateway: configuration error: {expected}"), err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_serve_names_a_config_file_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"[server]\ngraphiql = false # caf\xe9\n")
+    for path, expected in ((latin, "not UTF-8 text"), (tmp_path, "is a directory")):
+        assert main(["serve", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, err
