@@ -269,6 +269,8 @@ def configure_logging(config: LoggingConfig) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Alembic says which dialect it works with at INFO each time it looks at the schema: /readyz does, at every probe.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
 
 
 # -- GraphQL operations --------------------------------------------------------------------------------------------

@@ -182,6 +182,15 @@ class OutboxConfig(Strict):
     #: A lease outlives a vendor's deadline by this much before another process may take the delivery over.
     lease_grace_s: float = Field(default=5.0, ge=0)
 
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> OutboxConfig:
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff_cap_s ({self.backoff_cap_s:g}) is below backoff_base_s ({self.backoff_base_s:g}): "
+                "the cap must be at least the first delay"
+            )
+        return self
+
 
 class IdempotencyConfig(Strict):
     """`[idempotency]`: how long an idempotency key's first answer is kept."""

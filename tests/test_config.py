@@ -124,3 +124,8 @@ def test_serve_stops_with_one_message(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "vendors.oneserve.timeout_secs: unknown key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_backoff_cap_below_its_base_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"outbox: backoff_cap_s \(1\) is below backoff_base_s \(100\)"):
+        build_config({"outbox": {"backoff_base_s": 100, "backoff_cap_s": 1}})
