@@ -123,7 +123,7 @@ async def accepted_payloads(contact: Contact) -> dict[Vendor, dict[str, Any]]:
     """Each vendor's wire payload for `contact`, as its connector prepares it: what a write stores in the link as
     the payload the vendor accepted (`Connector.prepare` makes no call)."""
     async with aiohttp.ClientSession() as session:
-        client = DirectClient(session, gateway_config("http://127.0.0.1:9/", "sqlite://"))
+        client = DirectClient(session, gateway_config("http://127.0.0.1:9/", "sqlite:///unused.db"))
         try:
             return {connector.vendor: connector.prepare(contact).payload for connector in client.connectors}
         finally:
