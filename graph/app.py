@@ -630,6 +630,11 @@ def create_app(config: GatewayConfig) -> Starlette:
             await session.close()
             if tracing is not None:
                 tracing.shutdown()  # flushes the spans still batched
+            log.info("shutdown: complete")
+            # A `--workers N` worker is killed by the SIGTERM uvicorn raises again once it has served: the lines its
+            # loop logged last would die with it in `LoopBatchingHandler`. Written now, they reach the log.
+            for handler in logging.getLogger().handlers:
+                handler.flush()
 
     ide = graphiql_page(config.server)  # refuses to start when the page would need another host
     authenticator = Authenticator(config.auth)  # a bad JWKS file stops start-up here

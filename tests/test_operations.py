@@ -208,6 +208,10 @@ async def test_metrics_of_several_workers_are_summed(
         text = (await gateway.client.get(f"{gateway.url}/metrics")).text
         assert metric(text, "contact_gateway_graphql_requests_total", operation_name="Up") == 12
         assert metric(text, "contact_gateway_vendor_requests_total", vendor="eros", status="CREATED") == 12
+    # SIGTERM: each worker's application shutdown runs to its end, and its lines reach the log (a worker dies by the
+    # SIGTERM uvicorn raises again after serving, and the lines its loop logged last were lost with it).
+    assert await gateway.terminate() == 0
+    assert gateway.log().count('"event":"shutdown: complete"') == 2, gateway.log()[-2000:]
 
 
 async def test_the_collector_skips_start_up_objects_while_serving(simulators: Simulators, tmp_path: Path) -> None:
