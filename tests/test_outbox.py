@@ -529,6 +529,21 @@ async def test_a_key_is_leased_past_the_longest_vendor_deadline(simulators: Simu
     assert Idempotency.lease_for(10, 5) == Idempotency.MIN_LEASE_S
 
 
+def enqueue(
+    outbox: Outbox, *, contact_id: str = "C-1", vendor: Vendor = Vendor.JIM2, operation: Operation = Operation.UPSERT
+) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
+    """A store operation enqueueing one delivery (leased to `outbox`'s owner when none of the pair is in flight)."""
+    return lambda conn: outbox.enqueue(
+        conn,
+        contact_id=contact_id,
+        vendors=[vendor],
+        operation=operation,
+        version=1,
+        force=operation is Operation.DELETE,
+        lease_s={vendor: 30.0},
+    )
+
+
 async def test_a_claim_tells_an_interrupted_delivery_from_one_waiting_for_its_retry(store_url: str) -> None:
     """A delivery whose sender stopped mid-attempt (its lease given up at shutdown, or run out) is claimed as
     `interrupted`: its call may have reached the vendor. One whose attempt ended with a retry is not."""
@@ -537,20 +552,8 @@ async def test_a_claim_tells_an_interrupted_delivery_from_one_waiting_for_its_re
     try:
         a, b = Outbox(store, owner="A", expire_after_s=3600), Outbox(store, owner="B", expire_after_s=3600)
         lease = {Vendor.JIM2: 30.0, Vendor.EROS: 30.0}
-
-        def enqueue(vendor: Vendor) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
-            return lambda conn: a.enqueue(
-                conn,
-                contact_id=f"C-{vendor.name}",
-                vendors=[vendor],
-                operation=Operation.UPSERT,
-                version=1,
-                force=False,
-                lease_s=lease,
-            )
-
-        (cut, _) = (await store.write(enqueue(Vendor.JIM2)))[Vendor.JIM2]
-        (retried, _) = (await store.write(enqueue(Vendor.EROS)))[Vendor.EROS]
+        (cut, _) = (await store.write(enqueue(a, contact_id="C-JIM2")))[Vendor.JIM2]
+        (retried, _) = (await store.write(enqueue(a, contact_id="C-EROS", vendor=Vendor.EROS)))[Vendor.EROS]
         failed = VendorResult(vendor=Vendor.EROS, status=VendorStatus.UNAVAILABLE, attempts=1)
         await store.write(
             lambda conn: a.complete(conn, [Completion(retried, failed, utcnow(), VendorStatus.UNAVAILABLE)])
@@ -571,19 +574,7 @@ async def test_a_sender_whose_lease_ran_out_does_not_clear_the_lease_of_the_one_
     try:
         a, b = Outbox(store, owner="A", expire_after_s=3600), Outbox(store, owner="B", expire_after_s=3600)
         lease = {Vendor.JIM2: 30.0}
-        (d1, _) = (
-            await store.write(
-                lambda conn: a.enqueue(
-                    conn,
-                    contact_id="C-1",
-                    vendors=[Vendor.JIM2],
-                    operation=Operation.UPSERT,
-                    version=1,
-                    force=False,
-                    lease_s=lease,
-                )
-            )
-        )[Vendor.JIM2]
+        (d1, _) = (await store.write(enqueue(a)))[Vendor.JIM2]
         await store.write(
             lambda conn: conn.execute(sa.update(delivery_rows).values(lease_until=utcnow() - timedelta(seconds=1)))
         )  # A's lease runs out while its call is still out
@@ -693,18 +684,6 @@ async def test_a_request_and_another_processs_worker_never_both_send_to_one_vend
             Outbox(request_store, owner="B", expire_after_s=3600),
         )
         lease = {Vendor.JIM2: 30.0}
-
-        def enqueue(outbox: Outbox) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
-            return lambda conn: outbox.enqueue(
-                conn,
-                contact_id="C-1",
-                vendors=[Vendor.JIM2],
-                operation=Operation.UPSERT,
-                version=1,
-                force=False,
-                lease_s=lease,
-            )
-
         first = await request_store.write(enqueue(request))
         await request_store.write(
             lambda conn: conn.execute(sa.update(delivery_rows).values(lease_owner=None, lease_until=None))
@@ -742,27 +721,14 @@ async def test_a_retry_never_waits_beside_a_newer_write_another_process_accepted
     await b_store.open()
     try:
         a, b = Outbox(a_store, owner="A", expire_after_s=3600), Outbox(b_store, owner="B", expire_after_s=3600)
-        lease = {Vendor.JIM2: 30.0}
-
-        def enqueue(outbox: Outbox, operation: Operation) -> Callable[[Any], dict[Vendor, tuple[int, bool]]]:
-            return lambda conn: outbox.enqueue(
-                conn,
-                contact_id="C-1",
-                vendors=[Vendor.JIM2],
-                operation=operation,
-                version=1,
-                force=operation is Operation.DELETE,
-                lease_s=lease,
-            )
-
-        (d1, leased) = (await a_store.write(enqueue(a, Operation.UPSERT)))[Vendor.JIM2]
+        (d1, leased) = (await a_store.write(enqueue(a)))[Vendor.JIM2]
         assert leased
         failed = VendorResult(vendor=Vendor.JIM2, status=VendorStatus.UNAVAILABLE, attempts=1)
         retry = Completion(d1, failed, utcnow() + timedelta(seconds=30), VendorStatus.UNAVAILABLE)
         ran, release = await _held(a_store)
         completing = asyncio.create_task(a_store.write(lambda conn: a.complete(conn, [retry])))
         await ran.wait()
-        accepting = asyncio.create_task(b_store.write(enqueue(b, Operation.DELETE)))
+        accepting = asyncio.create_task(b_store.write(enqueue(b, operation=Operation.DELETE)))
         await asyncio.sleep(0.3)  # B's statements reach what A holds
         release.set()
         await completing
@@ -787,17 +753,7 @@ async def test_an_operator_cancel_does_not_hide_a_delivery_another_process_made(
     await b_store.open()
     try:
         a, b = Outbox(a_store, owner="A", expire_after_s=3600), Outbox(b_store, owner="B", expire_after_s=3600)
-        queued = await a_store.write(
-            lambda conn: a.enqueue(
-                conn,
-                contact_id="C-1",
-                vendors=[Vendor.JIM2],
-                operation=Operation.UPSERT,
-                version=1,
-                force=False,
-                lease_s={Vendor.JIM2: 30.0},
-            )
-        )
+        queued = await a_store.write(enqueue(a))
         delivery_id = queued[Vendor.JIM2][0]
         ran, release = await _held(a_store)
         delivering = asyncio.create_task(
