@@ -436,8 +436,18 @@ class FanOut:
             else:
                 stored_any = True
                 links, queued, stored = accepted
-                never = f"{contact_id!r} was never written to {{}} through the gateway: nothing to delete, nothing sent"
-                results.update({v: _skipped(v, ErrorCode.NOT_FOUND, never.format(v.name), field="id") for v in capable})
+                results.update(
+                    {
+                        v: _skipped(
+                            v,
+                            ErrorCode.NOT_FOUND,
+                            f"{contact_id!r} was never written to {v.name} through the gateway: nothing to delete, "
+                            "nothing sent",
+                            field="id",
+                        )
+                        for v in capable
+                    }
+                )
                 sent = await self._send(
                     queued,
                     {
