@@ -24,7 +24,7 @@ from graphql import (
     parse,
 )
 from graphql.type.scalars import coerce_id
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_rule
 from strawberry.extensions.query_depth_limiter import IgnoreContext
@@ -38,6 +38,7 @@ from graph import convert, types
 from graph.auth import READ, CanAdmin, CanRead, CanWrite, audit, service_sdl_refusal
 from graph.context import Context
 from graph.execution import GatewayExecutionContext
+from graph.literals import with_located_values
 from graph.observability import OperationObserver
 from resolvers import observe
 from resolvers.config import ServerConfig
@@ -780,7 +781,8 @@ def _unquoted(message: str) -> str:
 class GatewaySchema(strawberry.federation.Schema):
     """The federation schema with the token limit and the extra validation rules set on each operation's execution
     context when it is made, instead of by strawberry's MaxTokensLimiter and AddValidationRules extensions (which
-    set the same two fields in an `on_operation` hook, at the price of two more extensions per operation)."""
+    set the same two fields in an `on_operation` hook, at the price of two more extensions per operation). Its
+    rules locate a scalar's refusal of a value written in the document (`graph/literals.py`)."""
 
     def __init__(
         self, *args: Any, max_tokens: int, validation_rules: Sequence[type[ASTValidationRule]], **kwargs: Any
@@ -788,6 +790,9 @@ class GatewaySchema(strawberry.federation.Schema):
         super().__init__(*args, **kwargs)
         self.max_tokens = max_tokens
         self.extra_validation_rules = tuple(validation_rules)
+        #: Every operation's rules, made once: graphql-core's, with its rule for the values written in a document
+        #: replaced by one that locates a scalar's refusal (`graph/literals.py`), then the extra rules.
+        self.validation_rules = (*with_located_values(tuple(specified_rules)), *self.extra_validation_rules)
 
     def entities_resolver(  # the annotations make the `_entities` field: strawberry's own
         self, info: Info, representations: list[FederationAny]
@@ -824,7 +829,7 @@ class GatewaySchema(strawberry.federation.Schema):
     def _create_execution_context(self, *args: Any, **kwargs: Any) -> ExecutionContext:
         execution = super()._create_execution_context(*args, **kwargs)
         execution.parse_options["max_tokens"] = self.max_tokens
-        execution.validation_rules = (*execution.validation_rules, *self.extra_validation_rules)
+        execution.validation_rules = self.validation_rules
         return execution
 
 

@@ -214,6 +214,37 @@ async def test_an_id_sent_as_a_number_with_a_point_or_exponent_is_refused(
     assert response.json()["data"]["upsertContact"]["contact"]["id"] == "12345", response.text
 
 
+async def test_a_bad_date_written_in_the_document_is_located_and_names_its_field(
+    gateway: Gateway, simulators: Simulators
+) -> None:
+    """strawberry's `Date` refuses a literal with a GraphQLError that has no node, which graphql-core passed on as it
+    was: no `locations`, no field named. Each refusal now points at its literal and names the path to it; nothing
+    is sent."""
+    query = (
+        'query($d: Date = "2020-02-30") { one: validateContact(input: {id: "D-1", lastName: "L",\n'
+        '  birthDate: "2024-13-01", locations: [{ref: "L-1", startDate: "soon"}]}) { vendor }\n'
+        '  two: validateContact(input: {id: "D-2", lastName: "L", birthDate: $d}) { vendor } }'
+    )
+    headers = {"Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
+    response = await gateway.client.post(f"{gateway.url}/graphql", json={"query": query}, headers=headers)
+    errors = {error["message"].split(":", 1)[0]: error for error in response.json()["errors"]}
+    assert set(errors) == {
+        "Invalid value at '$d'",
+        "Invalid value at 'input.birthDate'",
+        "Invalid value at 'input.locations.0.startDate'",
+    }, response.text
+    lines = query.splitlines()
+    literals = {"$d": '"2020-02-30"', "input.birthDate": '"2024-13-01"', "input.locations.0.startDate": '"soon"'}
+    for where, literal in literals.items():
+        error = errors[f"Invalid value at '{where}'"]
+        assert "Value cannot represent a Date" in error["message"], error
+        [location] = error["locations"]
+        line = lines[location["line"] - 1]
+        assert line[location["column"] - 1 :].startswith(literal), (error, line)
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor
+
+
 async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gateway: Gateway) -> None:
     """`"\\ud800"` is no Unicode text: orjson refuses such a body, and the long-number path (json.loads, which would
     read it) refuses it too, rather than letting the write fail inside with an INTERNAL error; both name the field."""
