@@ -150,8 +150,11 @@ def _reader(field: GraphQLField) -> Any:
     if found is _UNSET:
         found = None
         resolve = field.resolve
-        if resolve is not None and getattr(resolve, "_is_default", False) and not field.args:
-            definition = field.extensions.get("strawberry-definition")
+        definition = field.extensions.get("strawberry-definition")
+        # strawberry marks a field without a resolver `_is_default` even when it has field extensions (a permission
+        # class is one): such a field must go through them, on graphql-core's path.
+        extended = bool(getattr(definition, "extensions", None))
+        if resolve is not None and getattr(resolve, "_is_default", False) and not field.args and not extended:
             name = getattr(definition, "python_name", None)
             if getattr(definition, "default_resolver", None) is builtins.getattr and isinstance(name, str):
                 found = operator.attrgetter(name)

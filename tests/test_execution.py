@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
+from strawberry.permission import BasePermission
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -293,6 +294,41 @@ class Shout(SchemaExtension):
     def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
         value = _next(root, info, *args, **kwargs)
         return value.upper() if isinstance(value, str) else value
+
+
+class _Never(BasePermission):
+    message = "never"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+@strawberry.type
+class Guarded:
+    open: str
+    secret: str | None = strawberry.field(permission_classes=[_Never])
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> Guarded:
+        return Guarded(open="o", secret="s")
+
+
+async def test_a_field_with_a_permission_and_no_resolver_is_checked() -> None:
+    """strawberry marks such a field `_is_default` (it has no resolver) although its permission is a field
+    extension: the short path read the attribute and answered the secret."""
+    query = "{ guarded { open secret } }"
+    answers = [
+        _answer(await strawberry.Schema(query=GuardedQuery, execution_context_class=context).execute(query))
+        for context in (StrawberryGraphQLCoreExecutionContext, GatewayExecutionContext)
+    ]
+    assert (
+        answers[0]
+        == answers[1]
+        == ({"guarded": {"open": "o", "secret": None}}, [("never", ["guarded", "secret"], [(1, 18)])])
+    )
 
 
 async def test_resolve_hooks_still_see_every_field() -> None:
