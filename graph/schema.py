@@ -183,7 +183,11 @@ async def _answer(ctx: Context, written: Written, wants_contact: bool = True) ->
 
 def selects_contact(info: Info[Context, None]) -> bool:
     """Whether the operation selects `contact` under this field (through fragments too). Reading the contact back
-    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes."""
+    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes. A token
+    without `contacts:read` is refused the field (`UpsertContactPayload.contact`), so nothing is read for it."""
+    principal = info.context.principal
+    if principal is None or READ not in principal.scopes:
+        return False
     return _selects(info, _CONTACT_FIELD, deep=False)
 
 

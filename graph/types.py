@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from graph.auth import CanRead
 from graph.inputs import compiled
 from resolvers import outbox, results
 from resolvers.breaker import BreakerState
@@ -209,7 +210,11 @@ class DeliveryUpdate:
 @strawberry.type(description="The answer to a write: overall status, the stored contact, one result per vendor.")
 class UpsertContactPayload:
     status: UpsertStatus
-    contact: Contact | None
+    contact: Contact | None = strawberry.field(
+        permission_classes=[CanRead],
+        description="The contact as stored after the write (null when it is not stored). Needs the "
+        "`contacts:read` scope, as `contact(id)` does: without it, null with a FORBIDDEN error at this path.",
+    )
     results: list[VendorResult]
 
 

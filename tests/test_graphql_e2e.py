@@ -370,6 +370,22 @@ async def test_scopes(gateway: Gateway, simulators: Simulators) -> None:
 
     allowed = await gateway.graphql(UPSERT, {"input": contact()}, token=WRITE_ONLY_TOKEN)
     assert allowed["data"]["upsertContact"]["status"] == "SUCCEEDED"
+    # Writing is not reading: the stored contact in a write's answer needs contacts:read, as contact(id) does (a
+    # delete that changes nothing answered any id's name and e-mail to a write-only token).
+    assert allowed["data"]["upsertContact"]["contact"] is None
+    [refused] = allowed["errors"]
+    assert (refused["path"], refused["extensions"]["code"]) == (["upsertContact", "contact"], "FORBIDDEN"), refused
+    assert "contacts:read" in refused["message"]
+    delete = "mutation($id: ID!) { deleteContact(id: $id, vendors: [ONESERVE]) { status contact { firstName } } }"
+    deleted = await gateway.graphql(delete, {"id": contact()["id"]}, token=WRITE_ONLY_TOKEN)
+    assert deleted["data"]["deleteContact"]["contact"] is None, deleted
+    assert deleted["errors"][0]["path"] == ["deleteContact", "contact"], deleted
+    many = "mutation($inputs: [ContactInput!]!) { upsertContacts(inputs: $inputs) { status contact { lastName } } }"
+    batch = await gateway.graphql(many, {"inputs": [contact()]}, token=WRITE_ONLY_TOKEN)
+    assert batch["data"]["upsertContacts"] == [{"status": "SUCCEEDED", "contact": None}], batch
+    assert batch["errors"][0]["path"] == ["upsertContacts", 0, "contact"], batch
+    mine = await gateway.graphql(UPSERT, {"input": contact()}, token=WRITE_TOKEN)
+    assert mine["data"]["upsertContact"]["contact"]["lastName"] == contact()["lastName"] and "errors" not in mine
     assert (await gateway.graphql("{ contacts { totalCount } }", token=READ_TOKEN))["data"]["contacts"][
         "totalCount"
     ] == 1

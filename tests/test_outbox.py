@@ -417,7 +417,9 @@ async def test_same_key_other_input_is_a_conflict(gateway: Gateway, simulators: 
 async def test_keys_belong_to_their_caller(gateway: Gateway) -> None:
     await gateway.graphql(KEYED, {"input": contact(), "key": "shared"})
     other = await gateway.graphql(KEYED, {"input": contact(lastName="Theirs"), "key": "shared"}, token=WRITE_ONLY_TOKEN)
-    assert other["data"]["upsertContact"]["contact"]["lastName"] == "Theirs"
+    assert other["data"]["upsertContact"]["status"] == "SUCCEEDED", other  # not a replay of the first answer
+    stored = await gateway.graphql("query($id: ID!) { contact(id: $id) { lastName } }", {"id": contact()["id"]})
+    assert stored["data"]["contact"]["lastName"] == "Theirs"
 
 
 async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) -> None:
