@@ -345,3 +345,15 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return results
 
         return get_results()
+
+
+class QuietExecutionContext(GatewayExecutionContext):
+    """`GatewayExecutionContext` without suggestions in its errors (a variable's enum value or input field: "Did you
+    mean ...?"), for a schema whose introspection is off (`[server] introspection = false`): the suggestions would
+    name what introspection hides to whoever guesses near it. strawberry does not pass graphql-core's
+    `hide_suggestions`, so the context sets it itself."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        kwargs["hide_suggestions"] = True
+        return super().build(*args, **kwargs)

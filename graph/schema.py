@@ -22,6 +22,7 @@ from graphql import (
     InlineFragmentNode,
     SelectionSetNode,
     parse,
+    validate,
 )
 from graphql.type.scalars import coerce_id
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule, specified_rules
@@ -31,13 +32,14 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext, Info
 
 from graph import convert, types
 from graph.auth import READ, CanAdmin, CanRead, CanWrite, audit, service_sdl_refusal
 from graph.context import Context
-from graph.execution import GatewayExecutionContext
+from graph.execution import GatewayExecutionContext, QuietExecutionContext
 from graph.literals import with_located_values
 from graph.observability import OperationObserver
 from resolvers import observe
@@ -691,6 +693,8 @@ def _unexpected(error: GraphQLError) -> bool:
 #: Parsed documents by query text and parse options (strawberry's `ParserCache` function: graphql-core's `parse`
 #: under an `lru_cache`), shared by every operation of the process.
 _parse = functools.lru_cache(maxsize=512)(parse)
+#: The rules strawberry's `validate_document` adds to an operation's.
+_STRAWBERRY_RULES = (MaybeNullValidationRule, OneOfInputValidationRule)
 
 
 class DocumentCache(SchemaExtension):
@@ -715,9 +719,14 @@ class DocumentCache(SchemaExtension):
     SDL (a validation error: the same answer shape as any invalid document, before execution).
     """
 
-    def __init__(self, maxsize: int = 512, router_addresses: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, maxsize: int = 512, router_addresses: frozenset[str] = frozenset(), hide_suggestions: bool = False
+    ) -> None:
         self.maxsize = maxsize
         self.router_addresses = router_addresses
+        #: No "Did you mean ...?" in validation errors (`[server] introspection = false`: they would name the
+        #: schema's fields, types and enum values to whoever guesses near them).
+        self.hide_suggestions = hide_suggestions
 
     #: (id(schema), id(document), rules) -> (schema, document, errors); shared by every operation of the process.
     entries: ClassVar[OrderedDict[tuple[int, int, tuple[type[ASTValidationRule], ...]], tuple[Any, Any, Any]]] = (
@@ -736,6 +745,7 @@ class DocumentCache(SchemaExtension):
         execution = self.execution_context
         schema = execution.schema._schema
         document = execution.graphql_document
+        assert document is not None  # on_parse set it, or raised
         rules = tuple(execution.validation_rules)
         key = (id(schema), id(document), rules)
         entries = DocumentCache.entries
@@ -746,7 +756,8 @@ class DocumentCache(SchemaExtension):
             errors = entry[2]
         else:
             DocumentCache.misses += 1
-            errors = validate_document(schema, document, rules)  # type: ignore[arg-type]
+            # strawberry's `validate_document`, with graphql-core's `hide_suggestions` (strawberry does not pass it).
+            errors = validate(schema, document, (*rules, *_STRAWBERRY_RULES), hide_suggestions=self.hide_suggestions)
             entries[key] = (schema, document, errors)
             while len(entries) > self.maxsize:
                 entries.popitem(last=False)
@@ -868,7 +879,12 @@ def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
         rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Any] = [
         OperationObserver,
-        functools.partial(DocumentCache, maxsize=512, router_addresses=frozenset(server.router_addresses)),
+        functools.partial(
+            DocumentCache,
+            maxsize=512,
+            router_addresses=frozenset(server.router_addresses),
+            hide_suggestions=not server.introspection,
+        ),
         functools.partial(_MaskErrors, should_mask_error=_unexpected),
     ]
     config = StrawberryConfig(
@@ -882,7 +898,7 @@ def build_schema(server: ServerConfig | None = None) -> GatewaySchema:
         federation_version="2.9",
         extensions=extensions,
         config=config,
-        execution_context_class=GatewayExecutionContext,
+        execution_context_class=GatewayExecutionContext if server.introspection else QuietExecutionContext,
         max_tokens=server.max_tokens,
         validation_rules=rules,
     )

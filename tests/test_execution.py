@@ -338,8 +338,10 @@ async def test_resolve_hooks_still_see_every_field() -> None:
 
 async def test_the_gateways_schema_uses_it() -> None:
     from graph.schema import build_schema
+    from resolvers.config import ServerConfig
 
-    assert build_schema().execution_context_class is GatewayExecutionContext
+    assert build_schema(ServerConfig(introspection=True)).execution_context_class is GatewayExecutionContext
+    assert issubclass(build_schema(ServerConfig(introspection=False)).execution_context_class, GatewayExecutionContext)
 
 
 async def test_an_enums_names_are_read_once_per_schema_not_once_per_operation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -396,6 +396,31 @@ async def test_introspection_is_refused_unless_configured(strict_gateway: Gatewa
     assert body["data"]["__schema"]["queryType"]["name"] == "Query"
 
 
+#: Guesses near the schema's names, each of which graphql-core answers with a "Did you mean ...?".
+NEAR_MISSES: list[tuple[str, dict[str, Any]]] = [
+    ('{ contac(id: "x") { id } }', {}),  # a field
+    ('{ contact(idd: "x") { id } }', {}),  # an argument
+    ('query($v: [Vendr!]) { vendors { vendor } contact(id: "x") { id } } ', {}),  # a type
+    ('{ validateContact(input: {id: "x"}, vendors: [EROSS]) { vendor } }', {}),  # an enum value in the document
+    ('query($v: [Vendor!]) { validateContact(input: {id: "x"}, vendors: $v) { vendor } }', {"v": ["EROSS"]}),
+    ('{ validateContact(input: {id: "x", firstNam: "A"}) { vendor } }', {}),  # an input field in the document
+    ("query($i: ContactInput!) { validateContact(input: $i) { vendor } }", {"i": {"id": "x", "firstNam": "A"}}),
+]
+
+
+@pytest.mark.parametrize(("query", "variables"), NEAR_MISSES)
+async def test_errors_suggest_no_names_while_introspection_is_off(
+    strict_gateway: Gateway, gateway: Gateway, query: str, variables: dict[str, Any]
+) -> None:
+    """With introspection off, "Did you mean 'contact'?" would hand out the names it hides to whoever guesses near
+    them; the error still says what is wrong. With it on (`demo`), the suggestions help and stay."""
+    refused = (await post(strict_gateway, query, READ_TOKEN, variables)).json()
+    helped = (await post(gateway, query, READ_TOKEN, variables)).json()
+    assert refused["errors"] and helped["errors"], (refused, helped)
+    assert not any("Did you mean" in error["message"] for error in refused["errors"]), refused
+    assert any("Did you mean" in error["message"] for error in helped["errors"]), helped
+
+
 async def test_depth_alias_and_token_limits(strict_gateway: Gateway) -> None:
     deep = "{ contacts { edges { node { vendorLinks { pendingDeliveries { contactId } } } } } }"
     body = (await post(strict_gateway, deep, READ_TOKEN)).json()
