@@ -245,7 +245,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             # Strawberry's own loop, but a request refused before execution gets a GraphQL error body, not plain text.
             request = Request(scope, _limited(receive, self.max_body_bytes))
             try:
-                answer = await self.run(request)
+                # HEAD of the page answers as GET does (uvicorn sends no body); strawberry knows only GET and POST.
+                ide_head = scope["method"] == "HEAD" and self._is_ide_request(scope, headers)
+                answer = await (self.render_graphql_ide(request) if ide_head else self.run(request))
             except HTTPException as exc:
                 answer = _refusal(request, exc)
             except BodyTooLarge:
@@ -268,7 +270,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         )
 
     def _is_ide_request(self, scope: Scope, headers: dict[str, str]) -> bool:
-        if scope["type"] != "http" or scope["method"] != "GET" or not self.graphql_ide:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or not self.graphql_ide:
             return False
         request = Request(scope)
         return "query" not in request.query_params and any(
@@ -279,7 +281,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
     ide_html = ""
 
     async def render_graphql_ide(self, request: Request) -> Response:
-        return HTMLResponse(self.ide_html)
+        return HTMLResponse(self.ide_html, headers=IDE_HEADERS)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         principal: Principal | None = request.scope.get("state", {}).get("principal")
@@ -435,6 +437,17 @@ class GatewayGraphQL(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         response.headers["content-type"] = sub_response.media_type or JSON
         return response
+
+
+#: The GraphiQL page's response headers: never cached (demo's page carries its token), never framed by another site
+#: (clickjacking: the page runs writes), no type sniffing, and no address of it sent on as a referrer.
+IDE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

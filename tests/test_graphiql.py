@@ -267,6 +267,38 @@ async def test_the_demo_prefill_reaches_the_page(make_gateway: Callable[..., Any
     assert json.loads(example["headers"]) == {"Authorization": f"Bearer {WRITE_TOKEN}"}
 
 
+@pytest.mark.parametrize("files", ["installed", "fallback"])
+async def test_the_page_is_never_cached_framed_or_sniffed_and_answers_head(
+    make_gateway: Callable[..., Any], tmp_path: Path, files: str
+) -> None:
+    """demo's page carries its token: nothing may keep a copy (no-store) or frame it on another site (it runs
+    writes). HEAD answers as GET does, without a token, as the 405 for other methods advertises; HEAD of anything
+    but the page is still refused."""
+    server: dict[str, Any] = {"graphiql_example": demo_example(WRITE_TOKEN)}
+    if files == "installed":
+        require_assets()
+    else:
+        server["graphiql_assets"] = str(tmp_path / "absent")
+    gateway = await make_gateway(tables={"server": server})
+    get = await gateway.client.get(f"{gateway.url}/graphql", headers=HTML)
+    head = await gateway.client.head(f"{gateway.url}/graphql", headers=HTML)
+    for response in (get, head):
+        assert response.status_code == 200, response
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+    assert head.headers["content-type"] == get.headers["content-type"] and head.content == b""
+    put = await gateway.client.put(f"{gateway.url}/graphql", headers=HTML)
+    assert put.status_code == 405 and "HEAD" in put.headers["allow"], put.headers
+    json_head = await gateway.client.head(f"{gateway.url}/graphql", headers={"Accept": "application/json"})
+    assert json_head.status_code == 401  # not the page: a GraphQL request, which needs a token
+    page = get.text
+    assert "shouldPersistHeaders: false" in page or files == "fallback"
+    assert "parameters.headers" not in page  # the editor's headers never come from the URL
+
+
 async def test_the_fallback_page_is_prefilled_the_same_way(make_gateway: Callable[..., Any], tmp_path: Path) -> None:
     server = {"graphiql_assets": str(tmp_path / "absent"), "graphiql_example": demo_example(WRITE_TOKEN)}
     gateway = await make_gateway(tables={"server": server})

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from playwright.async_api import Page, Route, async_playwright
@@ -143,6 +143,18 @@ async def test_graphiql_works_offline_prefilled_with_the_example(
     await page.screenshot(path=str(ARTIFACTS / "graphiql.png"))
     assert_only_loopback(offline)
     assert any("/graphiql/graphiql@3.8.3/graphiql.min.js" in url for url in offline.requested)
+
+    # The token is in the editor, not in the browser's storage (shouldPersistHeaders: false); a link's `headers`
+    # parameter does not replace it (a crafted link could otherwise send writes with another token).
+    stored = await page.evaluate("() => JSON.stringify(Object.assign({}, window.localStorage))")
+    assert WRITE_TOKEN not in stored, stored
+    assert "upsertContact" in json.loads(stored)["graphiql:queries"]  # the history itself is kept
+    crafted = json.dumps({"Authorization": "Bearer someone-elses-token"})
+    await page.goto(f"{gateway.url}/graphql?headers={quote(crafted)}")
+    await page.locator(".graphiql-query-editor .CodeMirror").wait_for()
+    await page.get_by_role("button", name="Headers").click()
+    headers = json.loads(await editor_text(page, ".graphiql-editor-tool .graphiql-editor:not(.hidden)"))
+    assert headers == {"Authorization": f"Bearer {WRITE_TOKEN}"}
 
 
 async def test_the_fallback_page_runs_the_example_offline(
