@@ -185,12 +185,15 @@ async def _answer(ctx: Context, written: Written, wants_contact: bool = True) ->
 
 def selects_contact(info: Info[Context, None]) -> bool:
     """Whether the operation selects `contact` under this field (through fragments too). Reading the contact back
-    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes. A token
-    without `contacts:read` is refused the field (`UpsertContactPayload.contact`), so nothing is read for it."""
-    principal = info.context.principal
-    if principal is None or READ not in principal.scopes:
-        return False
+    costs three queries a write; a caller that asks only for statuses does not pay for it. Unsure means yes."""
     return _selects(info, _CONTACT_FIELD, deep=False)
+
+
+def reads_back(info: Info[Context, None]) -> bool:
+    """Whether a write reads its contact back: the operation selects `contact` and the token may see it (without
+    `contacts:read` the field answers FORBIDDEN: `UpsertContactPayload.contact`)."""
+    principal = info.context.principal
+    return principal is not None and READ in principal.scopes and selects_contact(info)
 
 
 #: The field a write's answer reads the contact back for.
@@ -482,7 +485,7 @@ class Mutation:
         targets = _targets(info, vendors)
         key = _idempotency_key(info, idempotency_key)
         if key is None:
-            wants = selects_contact(info)
+            wants = reads_back(info)
             answered = await _answer(info.context, await _upsert(info.context, input, targets, force, wants), wants)
         else:
             answered = await _keyed_upsert(info, key, input, targets, force, _key_source(idempotency_key))
@@ -513,7 +516,7 @@ class Mutation:
                 f"inputs: at most {most} contacts per upsertContacts (got {len(inputs)}); split the batch", "inputs"
             )
         targets = _targets(info, vendors)
-        wants = selects_contact(info)
+        wants = reads_back(info)
         header = _idempotency_key(info, None)  # `<header>:<field>`, checked once for the whole batch
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
