@@ -807,10 +807,9 @@ class GatewaySchema(strawberry.federation.Schema):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_tokens = max_tokens
-        self.extra_validation_rules = tuple(validation_rules)
         #: Every operation's rules, made once: graphql-core's, with its rule for the values written in a document
         #: replaced by one that locates a scalar's refusal (`graph/literals.py`), then the extra rules.
-        self.validation_rules = (*with_located_values(tuple(specified_rules)), *self.extra_validation_rules)
+        self.validation_rules = (*with_located_values(tuple(specified_rules)), *validation_rules)
 
     def entities_resolver(  # the annotations make the `_entities` field: strawberry's own
         self, info: Info, representations: list[FederationAny]
