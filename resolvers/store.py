@@ -268,6 +268,10 @@ class Store:
                 max_overflow=self.pg_max_overflow,
                 # Servers and proxies drop idle connections; recycle before they do.
                 pool_recycle=1800,
+                # And a connection the server ended meanwhile (a restart, a failover, pg_terminate_backend) is found
+                # at checkout and replaced, rather than failing the write or read that drew it: one round trip per
+                # checkout, next to a transaction's several.
+                pool_pre_ping=True,
                 connect_args={"server_settings": {"application_name": "contact-gateway", "timezone": "UTC"}},
             )
         else:
