@@ -276,30 +276,41 @@ def _describe(exc: ValidationError, prefix: str) -> str:
 
 
 def build_config(data: dict[str, Any], environ: dict[str, str] | None = None) -> GatewayConfig:
-    """Validate a parsed configuration (after `${ENV}` substitution) into a `GatewayConfig`."""
+    """Validate a parsed configuration (after `${ENV}` substitution) into a `GatewayConfig`.
+
+    Every problem is reported at once, the gateway's own tables first and then each vendor's in the file's order
+    (one `ConfigError`, its parts joined by "; "), so an operator fixes a file in one pass, not one error per start.
+    """
     from resolvers.vendors import REGISTRY  # the registry imports every vendor; only needed here
 
     data = substitute_env(data, dict(os.environ) if environ is None else environ)
     raw_vendors = data.pop("vendors", {}) or {}
-    if not isinstance(raw_vendors, dict):
-        raise ConfigError("vendors: must be a table of vendor tables")
+    problems: list[str] = []
+    config: GatewayConfig | None = None
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.append(_describe(exc, ""))
+    else:
+        names = [t.name for t in config.auth.tokens]
+        if len(set(names)) != len(names):
+            problems.append("auth.tokens: token names must be unique")
     vendors: dict[Vendor, VendorSettings] = {}
+    if not isinstance(raw_vendors, dict):
+        problems.append("vendors: must be a table of vendor tables")
+        raw_vendors = {}
     known = {plugin.vendor.value: plugin for plugin in REGISTRY.values()}
     for name, table in raw_vendors.items():
         plugin = known.get(name)
         if plugin is None:
-            raise ConfigError(f"vendors.{name}: unknown vendor (known: {', '.join(sorted(known))})")
+            problems.append(f"vendors.{name}: unknown vendor (known: {', '.join(sorted(known))})")
+            continue
         try:
             vendors[plugin.vendor] = plugin.connector.settings_type.model_validate(table)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, f"vendors.{name}")) from None
-    try:
-        config = GatewayConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, "")) from None
-    names = [t.name for t in config.auth.tokens]
-    if len(set(names)) != len(names):
-        raise ConfigError("auth.tokens: token names must be unique")
+            problems.append(_describe(exc, f"vendors.{name}"))
+    if problems or config is None:
+        raise ConfigError("; ".join(problems))
     return config.model_copy(update={"vendors": vendors})
 
 

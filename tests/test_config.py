@@ -107,6 +107,25 @@ def test_config_errors_name_the_key(tmp_path: Path, change: Any, message: str) -
     assert message in str(caught.value)
 
 
+def test_every_mistake_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    """The gateway's tables and each vendor's are all checked before the error is raised: an operator sees every
+    mistake of the file in one message, the gateway's first, then the vendors' in the file's order."""
+    text = (
+        GOOD.replace("[server]", "[server]\nport = 1")
+        .replace("timeout_s = 5", "timeout_secs = 5")
+        .replace('role_ids = ["0b3a', 'role_ids = ["nope')
+        + '\n[vendors.acme]\nbase_url = "http://127.0.0.1:9"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), ENV)
+    parts = str(caught.value).split("; ")
+    assert parts[0] == "server.port: unknown key"
+    assert parts[1] == "vendors.oneserve.timeout_secs: unknown key"
+    assert parts[2].startswith("vendors.eros.role_ids[0]: ")
+    assert parts[3].startswith("vendors.acme: unknown vendor (known: ")
+    assert len(parts) == 4
+
+
 def test_short_api_tokens_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"auth.tokens\[0\].token: "):
         build_config({"auth": {"tokens": [{"name": "a", "token": "short", "scopes": ["contacts:read"]}]}}, {})
