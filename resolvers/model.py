@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from enum import Enum
 from typing import Annotated, Any, Self
@@ -202,6 +202,37 @@ def error_code(pydantic_type: str) -> ErrorCode:
     return _PYDANTIC_CODES.get(pydantic_type, ErrorCode.INVALID_FORMAT)
 
 
+def error_message(err: Mapping[str, Any]) -> str:
+    """The message for one pydantic error, in the words every other message of the gateway uses ("required",
+    "at most 50 characters", "must be at least -90"), not pydantic's ("String should have at most 50 characters",
+    "Input should be greater than or equal to -90"); a message a validator of ours wrote is kept as it is."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "missing" or (kind in {"string_too_short", "too_short"} and ctx.get("min_length", 1) <= 1):
+        return "required"
+    if kind == "string_too_long":
+        return f"at most {ctx['max_length']} characters{ctx.get('unit_note', '')}"
+    if kind == "string_too_short":
+        return f"at least {ctx['min_length']} characters"
+    if kind == "too_long":
+        given = f" ({ctx['actual_length']} given)" if ctx.get("actual_length") is not None else ""
+        return f"at most {ctx['max_length']} items{given}"
+    if kind == "too_short":
+        return f"at least {ctx['min_length']} items"
+    bounds = {
+        "greater_than_equal": ("must be at least", "ge"),
+        "less_than_equal": ("must be at most", "le"),
+        "greater_than": ("must be more than", "gt"),
+        "less_than": ("must be less than", "lt"),
+    }
+    if kind in bounds and bounds[kind][1] in ctx:
+        words, key = bounds[kind]
+        bound = ctx[key]
+        # A float field holds its bounds as floats: -90, not -90.0.
+        return f"{words} {int(bound) if isinstance(bound, float) and bound.is_integer() else bound}"
+    return str(err["msg"])
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Every violation in a canonical-model ValidationError, as FieldErrors naming the input path.
 
@@ -210,7 +241,7 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
         loc: list[int | str] = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        message = err["msg"]
+        message = error_message(err)
         head, sep, rest = message.partition(": ")
         if sep and err["type"] in {"invalid_email", "date_order"}:
             if head != render_path(loc[-1:]):

@@ -100,6 +100,27 @@ def test_all_violations_at_once_with_input_paths() -> None:
     }
 
 
+def test_messages_speak_the_gateways_words_not_pydantics() -> None:
+    """A front end shows `message` next to the field: every limit reads like the vendors' own ("at most 80
+    characters", "required"), with the limit in it, not pydantic's "String should have at most 50 characters"."""
+    found = parse_contact(
+        {
+            "id": "C" * 51,
+            "firstName": "Ada",
+            "address": {"lines": ["x"] * 11, "latitude": -90.5, "longitude": 180.25},
+            "details": [{"kind": "PHONE", "value": ""}],
+        }
+    )
+    assert isinstance(found, list)
+    assert {(e.field, e.code, e.message) for e in found} == {
+        ("id", ErrorCode.TOO_LONG, "at most 50 characters"),
+        ("address.lines", ErrorCode.TOO_MANY, "at most 10 items (11 given)"),
+        ("address.latitude", ErrorCode.OUT_OF_RANGE, "must be at least -90"),
+        ("address.longitude", ErrorCode.OUT_OF_RANGE, "must be at most 180"),
+        ("details[0].value", ErrorCode.REQUIRED, "required"),
+    }
+
+
 def test_content_hash_is_stable_and_sensitive() -> None:
     a = Contact.model_validate({"id": "c", "firstName": "A"})
     assert a.content_hash() == Contact.model_validate({"firstName": "A", "id": "c"}).content_hash()

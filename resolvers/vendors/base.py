@@ -20,8 +20,17 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
 
 from resolvers.errors import register_secret
-from resolvers.model import Address, Contact, ContactDetail, DetailKind, Location, error_code, render_path
-from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
+from resolvers.model import (
+    Address,
+    Contact,
+    ContactDetail,
+    DetailKind,
+    Location,
+    error_code,
+    error_message,
+    render_path,
+)
+from resolvers.results import FieldError, Vendor, VendorStatus
 from resolvers.simulation import Simulator
 from resolvers.transport import Transport
 
@@ -334,20 +343,11 @@ def wire_errors(exc: ValidationError, mapped: Mapped) -> list[FieldError]:
             FieldError(
                 field=mapped.source(wire_path),
                 code=code,
-                message=_message(code, err),
+                message=error_message(err),
                 vendor_field=wire_path or None,
             )
         )
     return out
-
-
-def _message(code: ErrorCode, err: Any) -> str:
-    ctx = err.get("ctx") or {}
-    if code is ErrorCode.TOO_LONG and "max_length" in ctx:
-        return f"at most {ctx['max_length']} characters{ctx.get('unit_note', '')}"
-    if code is ErrorCode.REQUIRED:
-        return "required"
-    return str(err["msg"])
 
 
 _GENERIC_DIGITS = re.compile(r"\[\d+\]")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from resolvers.model import Address, Contact, ContactDetail, Location, error_code, render_path
+from resolvers.model import Address, Contact, ContactDetail, Location, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped
 from resolvers.vendors.oneserve.wire import DATE_FORMAT
@@ -73,7 +73,7 @@ def _options(options: Mapping[str, Any], mapped: Mapped) -> OneserveOptions:
                 FieldError(
                     field=f"{_OPTIONS_PATH}.{path}",
                     code=error_code(err["type"]),
-                    message=str(err["msg"]),
+                    message=error_message(err),
                     vendor_field=path or None,
                 )
             )

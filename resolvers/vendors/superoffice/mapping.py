@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pycountry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from resolvers.model import Address, Contact, ContactDetail, DetailKind, error_code, render_path
+from resolvers.model import Address, Contact, ContactDetail, DetailKind, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped, nest
 from resolvers.vendors.superoffice.wire import utf16_units
@@ -165,7 +165,7 @@ def _options(options: Mapping[str, Any], m: Mapped) -> SuperOfficeOptions:
                 FieldError(
                     field=f"{OPTIONS_PATH}.{path}",
                     code=error_code(err["type"]),
-                    message=str(err["msg"]),
+                    message=error_message(err),
                     vendor_field={"categoryId": "Category", "businessId": "Business"}.get(path),
                 )
             )

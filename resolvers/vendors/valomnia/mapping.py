@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from resolvers.model import Contact, ContactDetail, DetailKind, error_code, render_path
+from resolvers.model import Contact, ContactDetail, DetailKind, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped
 from resolvers.vendors.valomnia.wire import inspect_image
@@ -112,7 +112,7 @@ def _options(options: Mapping[str, Any], m: Mapped) -> ValomniaOptions:
         for err in exc.errors(include_url=False):
             path = render_path(err["loc"][:1])
             m.errors.append(
-                FieldError(field=f"{OPTIONS_PATH}.{path}", code=error_code(err["type"]), message=str(err["msg"]))
+                FieldError(field=f"{OPTIONS_PATH}.{path}", code=error_code(err["type"]), message=error_message(err))
             )
         return ValomniaOptions()
 
