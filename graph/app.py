@@ -488,11 +488,24 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, response: Response
     await response(scope, receive, send)
 
 
+#: HTTP status of a request refused before execution -> its error's `extensions.code`.
+_REFUSAL_CODES = {
+    400: "BAD_REQUEST",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
 def _refusal(request: Request, exc: HTTPException) -> Response:
-    """A request refused before execution: its status, and the reason as a GraphQL error (no `data` entry)."""
+    """A request refused before execution: its status, and the reason as a GraphQL error (no `data` entry) with a
+    code for the status (`BAD_REQUEST` for a body that is not a GraphQL request, ...)."""
     headers = {"Allow": "POST"} if exc.status_code == 405 else {}
+    error: dict[str, Any] = {"message": exc.reason}
+    if exc.status_code in _REFUSAL_CODES:
+        error["extensions"] = {"code": _REFUSAL_CODES[exc.status_code]}
     return Response(
-        orjson.dumps({"errors": [{"message": exc.reason}]}),
+        orjson.dumps({"errors": [error]}),
         status_code=exc.status_code,
         headers=headers,
         media_type=response_media_type(request.headers.get("accept")) or JSON,

@@ -53,6 +53,7 @@ from graphql import (
     GraphQLResolveInfoHelpers,
     GraphQLString,
     Undefined,
+    VariableDefinitionNode,
     is_leaf_type,
     is_object_type,
 )
@@ -232,6 +233,18 @@ def _weak_helpers(executor: Any) -> GraphQLResolveInfoHelpers:
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context; plain selections are completed without graphql-core's per-field machinery
     (module docstring)."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        """graphql-core's `build`; a variable's value the schema refuses (the message names the variable and the
+        path inside it) gets the code Apollo's servers and routers give it, `BAD_USER_INPUT`. (An operation name
+        that picks no operation never gets here: the HTTP layer refuses it first, 400 `BAD_REQUEST`.)"""
+        built = super().build(*args, **kwargs)
+        if isinstance(built, list):
+            for error in built:
+                if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
+                    error.extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
+        return built
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

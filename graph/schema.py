@@ -741,7 +741,11 @@ class DocumentCache(SchemaExtension):
 
     def on_parse(self) -> Iterator[None]:
         execution = self.execution_context
-        execution.graphql_document = _parse(execution.query, **execution.parse_options)
+        try:
+            execution.graphql_document = _parse(execution.query, **execution.parse_options)
+        except GraphQLError as error:  # a syntax error, or past the token limit
+            error.extensions = {"code": "GRAPHQL_PARSE_FAILED", **(error.extensions or {})}
+            raise
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -761,6 +765,8 @@ class DocumentCache(SchemaExtension):
             DocumentCache.misses += 1
             # strawberry's `validate_document`, with graphql-core's `hide_suggestions` (strawberry does not pass it).
             errors = validate(schema, document, (*rules, *_STRAWBERRY_RULES), hide_suggestions=self.hide_suggestions)
+            for error in errors:  # the code Apollo's servers and routers give an invalid document
+                error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
             entries[key] = (schema, document, errors)
             while len(entries) > self.maxsize:
                 entries.popitem(last=False)

@@ -78,20 +78,23 @@ async def test_answers_in_the_media_type_the_client_accepts(
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "code"),
     [
-        pytest.param({"query": "{"}, id="parse"),
-        pytest.param({"query": "{ noSuchField }"}, id="validation"),
-        pytest.param(COERCION, id="variable-coercion"),
+        pytest.param({"query": "{"}, "GRAPHQL_PARSE_FAILED", id="parse"),
+        pytest.param({"query": "{ noSuchField }"}, "GRAPHQL_VALIDATION_FAILED", id="validation"),
+        pytest.param(COERCION, "BAD_USER_INPUT", id="variable-coercion"),
     ],
 )
 async def test_request_errors_are_400_for_graphql_response_json_and_200_for_json(
-    gateway: Gateway, body: dict[str, Any]
+    gateway: Gateway, body: dict[str, Any], code: str
 ) -> None:
+    """Each kind of request error carries the `extensions.code` Apollo's servers and routers give it, so a client
+    or a supergraph router tells a broken document from a refused variable without reading the message."""
     strict = await post(gateway, body, GRAPHQL_ACCEPT)
     assert strict.status_code == 400
     assert media_type(strict) == GRAPHQL_RESPONSE_JSON
     assert "data" not in strict.json() and strict.json()["errors"]
+    assert [e["extensions"]["code"] for e in strict.json()["errors"]] == [code]
 
     legacy = await post(gateway, body, JSON_ACCEPT)
     assert legacy.status_code == 200
@@ -126,6 +129,7 @@ async def test_posts_other_than_json_are_415(gateway: Gateway, content_type: str
     )
     assert response.status_code == 415
     assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    assert response.json()["errors"][0]["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
     assert response.json()["errors"][0]["message"].startswith("send the operation as application/json")
 
 
@@ -133,7 +137,7 @@ async def test_an_accept_naming_neither_json_type_is_406(gateway: Gateway) -> No
     response = await post(gateway, {"query": "{ __typename }"}, {**AUTH, "Accept": "text/html"})
     assert response.status_code == 406
     assert media_type(response) == JSON
-    assert "errors" in response.json()
+    assert response.json()["errors"][0]["extensions"] == {"code": "NOT_ACCEPTABLE"}
 
 
 async def test_mutations_over_get_are_405(gateway: Gateway) -> None:
@@ -145,6 +149,7 @@ async def test_mutations_over_get_are_405(gateway: Gateway) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert "data" not in response.json()
+    assert response.json()["errors"][0]["extensions"] == {"code": "METHOD_NOT_ALLOWED"}
 
 
 async def test_queries_over_get_negotiate_too(gateway: Gateway) -> None:
@@ -161,10 +166,13 @@ async def test_a_body_that_is_not_json_is_400_with_a_graphql_error(gateway: Gate
     assert response.status_code == 400
     assert media_type(response) == GRAPHQL_RESPONSE_JSON
     message = "Unable to parse request body as JSON: Unterminated string starting at (line 1, column 2)"
-    assert response.json() == {"errors": [{"message": message}]}
+    assert response.json() == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
     not_utf8 = await gateway.client.post(f"{gateway.url}/graphql", content=b'{"query": "\xff"}', headers=headers)
     message = "Unable to parse request body as JSON: the body is not UTF-8 (byte 11)"
-    assert (not_utf8.status_code, not_utf8.json()) == (400, {"errors": [{"message": message}]})
+    assert (not_utf8.status_code, not_utf8.json()) == (
+        400,
+        {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]},
+    )
 
 
 async def test_integers_past_64_bits_keep_every_digit(gateway: Gateway) -> None:
@@ -263,7 +271,7 @@ async def test_a_lone_surrogate_escape_is_400_however_the_body_is_decoded(gatewa
             "Unable to parse request body as JSON: variables.input.firstName: a string holds an unpaired UTF-16 "
             "surrogate (a lone \\ud800-\\udfff escape)"
         )
-        assert response.json() == {"errors": [{"message": message}]}
+        assert response.json() == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
 
 
 @pytest.mark.parametrize(
@@ -294,7 +302,9 @@ async def test_what_is_not_json_is_400_however_the_body_is_decoded(
     headers = {**GRAPHQL_ACCEPT, "Content-Type": JSON, "Authorization": f"Bearer {READ_TOKEN}"}
     response = await gateway.client.post(f"{gateway.url}/graphql", content=body, headers=headers)
     assert response.status_code == 400, response.text
-    assert response.json() == {"errors": [{"message": f"Unable to parse request body as JSON: {why}"}]}
+    assert response.json() == {
+        "errors": [{"message": f"Unable to parse request body as JSON: {why}", "extensions": {"code": "BAD_REQUEST"}}]
+    }
 
 
 @pytest.mark.parametrize("body", ['"x"', "5", "null", "true", "[5]"])
@@ -317,7 +327,9 @@ async def test_an_operation_name_that_is_not_a_string_is_400(gateway: Gateway, n
     body = {"query": "{ __typename }", "operationName": name}
     response = await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)
     assert response.status_code == 400, response.text
-    assert response.json() == {"errors": [{"message": "operationName: must be a string"}]}
+    assert response.json() == {
+        "errors": [{"message": "operationName: must be a string", "extensions": {"code": "BAD_REQUEST"}}]
+    }
 
 
 async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:
