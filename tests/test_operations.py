@@ -287,8 +287,8 @@ async def test_json_logs_carry_request_ids_and_no_personal_data(
     assert [line for line in lines if str(line.get("logger", "")).startswith("alembic")] == []
     refusals = [line for line in lines if line.get("logger") == "strawberry.execution"]
     assert [line["event"] for line in refusals] == [
-        "GRAPHQL_ERROR (1:127): Syntax Error: Expected Name, found <EOF>.",
-        "GRAPHQL_ERROR (2:13): Variable …",
+        "GRAPHQL_PARSE_FAILED (1:127): Syntax Error: Expected Name, found <EOF>.",
+        "BAD_USER_INPUT (2:13): Variable …",
     ], refusals
     mine = [line for line in lines if line.get("request_id") == "trace-me-1"]
     operation = next(line for line in mine if line.get("event") == "graphql_operation")
