@@ -608,33 +608,46 @@ async def test_postgresql_connection_settings(postgresql_url: str) -> None:
 
 
 @pytest.mark.postgresql
-async def test_postgresql_writes_and_reads_survive_the_server_dropping_pooled_connections(postgresql_url: str) -> None:
+async def test_postgresql_writes_and_reads_survive_the_server_dropping_pooled_connections(
+    postgresql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The server ends every pooled connection (a restart, a failover, an idle-session reaper, pg_terminate_backend):
-    the next writes and reads get live connections instead of failing on a dead one. Seen before the fix: right after
-    pg_terminate_backend, a write answered INTERNAL (its batch's only operation ran on the dead connection)."""
+    the next write, and the next read, run again on a fresh connection instead of failing on the dead one. Seen
+    before the fix: right after pg_terminate_backend, a write answered INTERNAL (its batch's only operation ran on
+    the dead connection)."""
     store = Store(postgresql_url)
     await store.open()
-    try:
+
+    async def end_the_pools_connections() -> None:
         # Several connections in the pool: concurrent reads each check one out.
         await asyncio.gather(
             *(store.read(lambda conn: conn.execute(sa.text("SELECT pg_sleep(0.05)"))) for _ in range(4))
         )
-        await store.write(lambda conn: conn.execute(sa.text("SELECT 1")).scalar())
         admin = await asyncpg.connect(postgresql_url)
         try:
-            database = sa.make_url(postgresql_url).database
             ended = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE datname = $1 AND application_name = 'contact-gateway'",
-                database,
+                sa.make_url(postgresql_url).database,
             )
         finally:
             await admin.close()
         assert ended >= 2
-        # One at a time, so each is a batch of one operation (a batch of several already retried each alone).
-        for n in range(3):
-            assert await store.write(lambda conn, n=n: conn.execute(sa.select(sa.literal(n, sa.Integer))).scalar()) == n
-            assert await store.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar()) == 1
+
+    def write(n: int) -> Any:
+        return lambda conn: conn.execute(sa.select(sa.literal(n, sa.Integer))).scalar()
+
+    try:
+        await end_the_pools_connections()
+        with caplog.at_level("WARNING", logger="resolvers.store"):
+            # One at a time, so each is a batch of one operation (a batch of several already retried each alone).
+            assert await store.write(write(1)) == 1
+        assert "the transaction runs again on a new one" in caplog.text
+        assert await store.write(write(2)) == 2
+
+        await end_the_pools_connections()
+        assert await store.read(lambda conn: conn.execute(sa.text("SELECT 3")).scalar()) == 3
+        assert await store.write(write(4)) == 4
     finally:
         await store.close()
 
