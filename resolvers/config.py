@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 
 from resolvers.errors import ConfigError
-from resolvers.model import render_path
+from resolvers.model import error_message, render_path
 from resolvers.results import Vendor
 from resolvers.vendors.base import VendorSettings
 
@@ -262,7 +262,7 @@ def _describe(exc: ValidationError, prefix: str) -> str:
     lines = []
     for err in exc.errors(include_url=False, include_input=False):
         key = render_path([prefix, *err["loc"]] if prefix else err["loc"])
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        message = "unknown key" if err["type"] == "extra_forbidden" else error_message(err)
         if err["type"] == "missing":
             message = "required key is missing"
         if err["type"] == "value_error":

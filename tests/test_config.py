@@ -126,6 +126,13 @@ def test_every_mistake_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
     assert len(parts) == 4
 
 
+def test_limits_are_worded_as_everywhere_else() -> None:
+    """An operator reads the same words a front end does ("must be more than 0", "required"), not pydantic's."""
+    with pytest.raises(ConfigError) as caught:
+        build_config({"outbox": {"poll_interval_s": 0, "max_parallel": 0}}, {})
+    assert str(caught.value) == "outbox.poll_interval_s: must be more than 0; outbox.max_parallel: must be at least 1"
+
+
 def test_short_api_tokens_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"auth.tokens\[0\].token: "):
         build_config({"auth": {"tokens": [{"name": "a", "token": "short", "scopes": ["contacts:read"]}]}}, {})
