@@ -34,8 +34,9 @@ from resolvers.store import Store
 from resolvers.transport import Transport
 from resolvers.vendors.base import CrossReference, Delivered, Prepared
 from resolvers.vendors.valomnia import PLUGIN, ValomniaConnector, ValomniaSettings, ValomniaSimulator, demo_config
+from resolvers.vendors.valomnia.connector import Lookup
 from resolvers.vendors.valomnia.mapping import from_wire, to_wire
-from resolvers.vendors.valomnia.simulator import DEMO_API_TOKEN, DEMO_CUSTOMER_ID, parse_multipart
+from resolvers.vendors.valomnia.simulator import DEMO_API_TOKEN, DEMO_CUSTOMER_ID, Customer, parse_multipart
 from resolvers.vendors.valomnia.wire import MAX_IMAGE_BYTES
 from tests.vendors.kit import Served, cross_reference, simulator_server, unchecked
 
@@ -540,7 +541,7 @@ class LosesTheNextCreateAnswer(ValomniaConnector):
     valomnia: Valomnia
     armed = True
 
-    async def find(self, email: str, customer: str, contact_id: str = "") -> str | None:
+    async def find(self, email: str, customer: str, contact_id: str = "") -> Lookup:
         found = await super().find(email, customer, contact_id)
         if self.armed:
             self.armed = False
@@ -548,8 +549,8 @@ class LosesTheNextCreateAnswer(ValomniaConnector):
         return found
 
 
-def losing(valomnia: Valomnia) -> LosesTheNextCreateAnswer:
-    connector = LosesTheNextCreateAnswer(settings(valomnia.base_url), Transport(valomnia.session))
+def losing(valomnia: Valomnia, **overrides: Any) -> LosesTheNextCreateAnswer:
+    connector = LosesTheNextCreateAnswer(settings(valomnia.base_url, **overrides), Transport(valomnia.session))
     connector.valomnia = valomnia
     return connector
 
@@ -619,6 +620,27 @@ async def test_same_email_at_another_customer_is_not_adopted(valomnia: Valomnia)
     assert len(valomnia.records) == 2
 
 
+async def test_an_external_reference_is_never_matched_against_customer_ids(serve: Serve) -> None:
+    """With `use_external_id` the customerId sent is a reference: a numeric reference ("3230", customer 3229's) must
+    not adopt the contact of the customer whose id is 3230."""
+    customers = (Customer(3229, "3230", "Marie's Jewelry"), Customer(3230, "X-1", "Schrader & Sons"))
+    valomnia = await serve(list_filters=False, customers=customers)
+    theirs = await send(
+        valomnia.connector(), make_contact(id="theirs", vendorOptions={"valomnia": {"customerId": "3230"}})
+    )
+    assert valomnia.records[theirs.remote_id or ""]["customer"]["id"] == 3230
+
+    external = valomnia.connector(use_external_id=True, lookup_filters=False)
+    ours = await send(external, make_contact(vendorOptions={"valomnia": {"customerId": "3230"}}))
+    assert (ours.status, ours.matched_by) == (VendorStatus.CREATED, None)
+    assert valomnia.records[ours.remote_id or ""]["customer"]["id"] == 3229
+    assert len(valomnia.records) == 2
+
+    # Its own contact is still found by the reference.
+    again = await send(external, make_contact(id="again", vendorOptions={"valomnia": {"customerId": "3230"}}))
+    assert (again.status, again.remote_id, again.matched_by) == (VendorStatus.UPDATED, ours.remote_id, "email")
+
+
 async def test_reconciliation_pages_through_a_server_that_ignores_filters(serve: Serve) -> None:
     valomnia = await serve(list_filters=False, list_envelope=False)
     connector = valomnia.connector(lookup_filters=False, lookup_page_size=3)
@@ -635,6 +657,28 @@ async def test_reconciliation_pages_through_a_server_that_ignores_filters(serve:
     assert (
         await send(capped, make_contact(id="n-6", details=[{"kind": "EMAIL", "value": "n6@example.com"}]))
     ).status is (VendorStatus.CREATED)
+
+
+async def test_a_lost_create_after_a_listing_cut_off_is_reported_not_repeated(serve: Serve, tmp_path: Path) -> None:
+    """When `lookup_max_pages` runs out before the listing's end, "not found" is not known: the create that follows
+    is one a repeat might not find again, so its lost answer is reported as possibly written instead of being
+    repeated into a second record (the repeat's lookup would stop at the same page)."""
+    valomnia = await serve(list_filters=False, list_envelope=False)
+    seeding = valomnia.connector(lookup_filters=False)
+    for i in range(7):
+        await send(seeding, make_contact(id=f"n-{i}", details=[{"kind": "EMAIL", "value": f"n{i}@example.com"}]))
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    await store.open()
+    try:
+        capped = losing(valomnia, lookup_filters=False, lookup_page_size=3, lookup_max_pages=2)
+        engine = FanOut({Vendor.VALOMNIA: capped}, store)
+        outcome = await engine.upsert(make_contact(details=[{"kind": "EMAIL", "value": "new@example.com"}]), None)
+        (result,) = outcome.results
+        assert (result.status, result.ambiguous, result.attempts) == (VendorStatus.UNAVAILABLE, True, 1)
+        assert valomnia.calls("/contacts", "POST")[-1].outcome == -2  # Valomnia created it; the answer was lost
+        assert len(valomnia.records) == 8  # one create, not two
+    finally:
+        await store.close()
 
 
 async def test_reconciliation_reads_past_a_page_the_server_cut_short(serve: Serve) -> None:

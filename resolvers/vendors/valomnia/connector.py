@@ -22,9 +22,11 @@ ASSUMED (each one a setting, or read both ways):
 - Reconciliation (`reconcile_by_email`): Valomnia documents no search. `GET api/{version}/contacts` with `max` /
   `offset` paging (Grails' convention) and, when `lookup_filters`, `email` and `customerId` filters; whatever the
   server does with the filters, a contact is adopted only when its e-mail (case-insensitive) AND its customer
-  match (a numeric customer id compared as the Long it is: `03229` is 3229), so an ignored filter costs pages (at
+  match (a numeric customer id compared as the Long it is: `03229` is 3229; with `use_external_id`, the customer's
+  reference, never its id, which a numeric reference could equal), so an ignored filter costs pages (at
   most `lookup_max_pages` of `lookup_page_size`, read until an empty page: a server may cap `max`), never a wrong
-  adoption. The listing may be `{"data": [...]}` or a bare array.
+  adoption. The listing may be `{"data": [...]}` or a bare array. When the pages run out before an empty one, the
+  create that follows is one a repeat might not find: its lost answer is reported as possibly written, not repeated.
 - `use_external_id`: `useExternalId=true` is read as "customerId is the customer's reference, not its numeric id".
 - `max_text_length` (255): GORM's default string column; longer text is refused before sending (Valomnia would
   answer `save_failed`, naming no field).
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
 from typing import Annotated, Any, ClassVar
 
@@ -232,23 +234,26 @@ class ValomniaConnector(Connector[ValomniaSettings]):
                 self._accepted(response, sources)
                 return Delivered(VendorStatus.UPDATED, link.remote_id, response.status, tuple(warnings))
             gone = link.remote_id
-        found = await self._lookup(payload, sources, prepared.contact_id) if self.reconciles(prepared) else None
+        lookup = await self._lookup(payload, sources, prepared.contact_id) if self.reconciles(prepared) else None
+        found = lookup.remote_id if lookup else None
         if found is not None:
             response = await self._save(payload, found)
             self._accepted(response, sources)
             if gone is not None:
                 warnings.append(f"Valomnia no longer has contact {gone}; adopted contact {found}, found by e-mail")
             return Delivered(VendorStatus.UPDATED, found, response.status, tuple(warnings), matched_by="email")
-        sending_create(findable=self.reconciles(prepared))
+        # A listing cut off by `lookup_max_pages` proves nothing: a repeat of this create could miss what it made.
+        sending_create(findable=lookup is not None and lookup.complete)
         response = await self._save(payload, None)
         remote_id = str(self._accepted(response, sources).id)
         if gone is not None:
             warnings.append(f"Valomnia no longer has contact {gone} (deleted there); created it anew as {remote_id}")
         return Delivered(VendorStatus.CREATED, remote_id, response.status, tuple(warnings))
 
-    async def find(self, email: str, customer: str, contact_id: str = "") -> str | None:
+    async def find(self, email: str, customer: str, contact_id: str = "") -> Lookup:
         """The id of the customer's contact with this e-mail that no other gateway contact is linked to, if Valomnia
-        lists one (see ASSUMED above)."""
+        lists one (see ASSUMED above); `complete` is False when `lookup_max_pages` ran out before the listing's end,
+        so "not found" is not known."""
         size = self.settings.lookup_page_size
         offset = 0
         seen: set[str] = set()
@@ -265,16 +270,16 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             items = _contact_list(response)
             for item in items:
                 if self._same(item, email, customer) and await self.owned_by(str(item.id), contact_id):
-                    return str(item.id)
+                    return Lookup(str(item.id))
             # Only an empty page ends the listing: a server may cap `max` below the size asked for, so a short page
             # is not the last. The next page starts after what came (not at page * size, which would skip what the
             # cap left out); a page of ids already seen means the server ignores `offset`.
             ids = {str(item.id) for item in items}
             if not items or ids <= seen:
-                return None
+                return Lookup(None)
             seen |= ids
             offset += len(items)
-        return None
+        return Lookup(None, complete=False)
 
     async def aclose(self) -> None:
         """Forget the login's token (Valomnia's sessions expire on their own)."""
@@ -282,7 +287,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
 
     # -- calls ----------------------------------------------------------------------------------------------------
 
-    async def _lookup(self, payload: dict[str, Any], sources: dict[str, str], contact_id: str) -> str | None:
+    async def _lookup(self, payload: dict[str, Any], sources: dict[str, str], contact_id: str) -> Lookup:
         try:
             return await self.find(str(payload["email"]), str(payload.get("customerId", "")), contact_id)
         except VendorError as exc:
@@ -481,10 +486,19 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         if (item.email or "").strip().casefold() != email.strip().casefold():
             return False
         link = item.customer
-        if link is not None and link.id is not None and _same_number(str(link.id), customer):
-            return True
-        references = {item.customerReference, link.reference if link else None}
-        return self.settings.use_external_id and customer in references
+        if self.settings.use_external_id:
+            # `customer` is a reference here: a numeric one may well be another customer's id.
+            return customer in {item.customerReference, link.reference if link else None}
+        return link is not None and link.id is not None and _same_number(str(link.id), customer)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a reconciliation lookup found: the contact to adopt, if any, and whether the listing was read to its end
+    (only then does "none" mean none: a create after a cut-off listing is one a repeat could not find again)."""
+
+    remote_id: str | None
+    complete: bool = True
 
 
 def _same_number(listed: str, sent: str) -> bool:
