@@ -199,6 +199,24 @@ def test_customer_id_must_be_numeric_unless_external_ids_are_used() -> None:
     assert prepared.payload["customerId"] == "C0959"
 
 
+async def test_a_customer_id_past_a_java_long_is_refused_by_both(valomnia: Valomnia) -> None:
+    """Valomnia binds customerId to a Long: one past 9223372036854775807 is answered invalid_param_type, and
+    pre-flight says so first, naming the field; the largest Long passes pre-flight (and is an unknown customer)."""
+    too_big = make_contact(vendorOptions={"valomnia": {"customerId": "9223372036854775808"}})
+    (error,) = offline().prepare(too_big).errors
+    assert (error.field, error.code) == ("vendorOptions.valomnia.customerId", ErrorCode.INVALID_FORMAT)
+    assert error.message == "must be a customer id of at most 9223372036854775807"
+    assert offline().prepare(make_contact(vendorOptions={"valomnia": {"customerId": "9223372036854775807"}})).valid
+
+    connector = valomnia.connector(reconcile_by_email=False)
+    prepared = connector.prepare(make_contact())
+    broken = replace(prepared, payload={**prepared.payload, "customerId": "9223372036854775808"})
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(broken, None)
+    assert (caught.value.http_status, caught.value.vendor_code) == (400, "invalid_param_type")
+    assert valomnia.records == {}
+
+
 def test_unknown_or_mistyped_options_are_reported() -> None:
     contact = make_contact(vendorOptions={"valomnia": {"colour": "blue", "imageBase64": 7}})
     found = {(e.field, e.code) for e in offline().prepare(contact).errors}

@@ -3,7 +3,7 @@
 KNOWN behaviour imitated (seed 004, VENDORS.md): `POST j_spring_security_check` (j_username, j_password) then
 `GET login/ajaxSuccess` with the session cookie answers `{"token": ...}`; `POST api/{version}/contacts` creates (201),
 `POST api/{version}/contacts/{id}` updates (200), `GET api/{version}/contacts/{id}` shows; form-urlencoded or
-multipart bodies; firstName, lastName and customerId required (missing_param), a numeric customerId
+multipart bodies; firstName, lastName and customerId required (missing_param), a numeric customerId that fits a Long
 (invalid_param_type), an existing customer (404 not_found "The customer with the id ... doesn't exist."), e-mail
 format (email_validation_error), ISO country codes (country_error), jpg/gif/png/bmp images of at most 2 Mo
 (unsupported_file_type, exceeded_file_size); answers are the contact in the seed's shape.
@@ -52,6 +52,7 @@ from resolvers.vendors.valomnia.wire import (
     EMAIL_VALIDATION_ERROR,
     EXCEEDED_FILE_SIZE,
     INVALID_PARAM_TYPE,
+    MAX_LONG,
     MISSING_PARAM,
     NO_CREDENTIALS,
     NOT_FOUND,
@@ -386,7 +387,7 @@ class ValomniaSimulator(Simulator):
         if external:
             found = next((c for c in self.customers if c.reference == value), None)
         else:
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()) or int(value) > MAX_LONG:
                 raise Rejection(
                     400,
                     INVALID_PARAM_TYPE,

@@ -226,12 +226,20 @@ class ValomniaContact(BaseModel):
     @field_validator("customerId")
     @classmethod
     def _numeric_unless_external(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("useExternalId") != "true" and not re.fullmatch(r"[0-9]+", value):
-            raise PydanticCustomError(
-                "invalid_format",
-                "must be the numeric id of a Valomnia customer (its reference needs use_external_id)",
-            )
+        if info.data.get("useExternalId") != "true":
+            if not re.fullmatch(r"[0-9]+", value):
+                raise PydanticCustomError(
+                    "invalid_format",
+                    "must be the numeric id of a Valomnia customer (its reference needs use_external_id)",
+                )
+            if int(value) > MAX_LONG:
+                # Grails binds it to a Long: a larger number is answered invalid_param_type.
+                raise PydanticCustomError("invalid_format", f"must be a customer id of at most {MAX_LONG}")
         return value
+
+
+#: Valomnia's ids are Java Longs.
+MAX_LONG = 2**63 - 1
 
 
 class _Received(BaseModel):
