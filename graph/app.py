@@ -500,7 +500,9 @@ _REFUSAL_CODES = {
 def _refusal(request: Request, exc: HTTPException) -> Response:
     """A request refused before execution: its status, and the reason as a GraphQL error (no `data` entry) with a
     code for the status (`BAD_REQUEST` for a body that is not a GraphQL request, ...)."""
-    headers = {"Allow": "POST"} if exc.status_code == 405 else {}
+    # A mutation over GET may be sent by POST; any other method by GET (queries) or POST.
+    allowed = "POST" if request.method in ("GET", "HEAD") else "GET, POST"
+    headers = {"Allow": allowed} if exc.status_code == 405 else {}
     error: dict[str, Any] = {"message": exc.reason}
     if exc.status_code in _REFUSAL_CODES:
         error["extensions"] = {"code": _REFUSAL_CODES[exc.status_code]}
@@ -717,7 +719,9 @@ def create_app(config: GatewayConfig) -> Starlette:
         )
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            # Every method reaches the GraphQL app, so PUT or DELETE is refused as GraphQL (405 with a code), not by
+            # Starlette's plain-text 405.
+            Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

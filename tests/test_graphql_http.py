@@ -152,6 +152,18 @@ async def test_mutations_over_get_are_405(gateway: Gateway) -> None:
     assert response.json()["errors"][0]["extensions"] == {"code": "METHOD_NOT_ALLOWED"}
 
 
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_refused_as_graphql_errors(gateway: Gateway, method: str) -> None:
+    response = await gateway.client.request(
+        method, f"{gateway.url}/graphql", json={"query": "{ __typename }"}, headers=GRAPHQL_ACCEPT
+    )
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert media_type(response) == GRAPHQL_RESPONSE_JSON
+    assert "data" not in response.json()
+    assert response.json()["errors"][0]["extensions"] == {"code": "METHOD_NOT_ALLOWED"}
+
+
 async def test_queries_over_get_negotiate_too(gateway: Gateway) -> None:
     response = await gateway.client.get(
         f"{gateway.url}/graphql", params={"query": "{ __typename }"}, headers=GRAPHQL_ACCEPT
