@@ -592,7 +592,8 @@ class FanOut:
             elif result.status is VendorStatus.UNAVAILABLE and result.ambiguous:
                 result.warnings.append(
                     f"not retried: {vendor.name} may have created the contact before the connection failed, and "
-                    "without an e-mail or key it cannot be found again, so a retry could duplicate it; check the "
+                    "no lookup can find it for sure (no e-mail or key to search by, or a listing too long to read "
+                    "to its end), so a retry could duplicate it; check the "
                     f"vendor, then retryDelivery({item.delivery_id}) if it is missing"
                 )
             elif result.status is VendorStatus.UNAVAILABLE:

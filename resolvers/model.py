@@ -202,6 +202,32 @@ def error_code(pydantic_type: str) -> ErrorCode:
     return _PYDANTIC_CODES.get(pydantic_type, ErrorCode.INVALID_FORMAT)
 
 
+#: Patterns of the wire models, in words.
+_PATTERN_WORDS = {
+    "^[0-9]+$": "digits only",
+    "^[A-Z]{2}$": "two capital letters (an ISO 3166-1 alpha-2 code)",
+}
+
+#: pydantic's type errors, in the gateway's words.
+_TYPE_WORDS = {
+    "uuid_parsing": "must be a UUID (32 hexadecimal digits, as 8-4-4-4-12)",
+    "uuid_type": "must be a UUID (32 hexadecimal digits, as 8-4-4-4-12)",
+    "uuid_version": "must be a UUID of another version",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "list_type": "must be a list",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "extra_forbidden": "unknown field",
+}
+
+
 def error_message(err: Mapping[str, Any]) -> str:
     """The message for one pydantic error, in the words every other message of the gateway uses ("required",
     "at most 50 characters", "must be at least -90"), not pydantic's ("String should have at most 50 characters",
@@ -210,15 +236,25 @@ def error_message(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if kind == "missing" or (kind in {"string_too_short", "too_short"} and ctx.get("min_length", 1) <= 1):
         return "required"
-    if kind == "string_too_long":
+    # A length checked after validation (a secret's) is reported as too_short/too_long of a "Value" (a list's of a
+    # "List"): of a string, characters, whether or not the error carries its input.
+    text = isinstance(err.get("input"), str) or ctx.get("field_type") == "Value"
+    if kind == "string_too_long" or (kind == "too_long" and text):
         return f"at most {ctx['max_length']} characters{ctx.get('unit_note', '')}"
-    if kind == "string_too_short":
+    if kind == "string_too_short" or (kind == "too_short" and text):
         return f"at least {ctx['min_length']} characters"
     if kind == "too_long":
         given = f" ({ctx['actual_length']} given)" if ctx.get("actual_length") is not None else ""
         return f"at most {ctx['max_length']} items{given}"
     if kind == "too_short":
         return f"at least {ctx['min_length']} items"
+    if kind == "string_pattern_mismatch":
+        pattern = str(ctx.get("pattern", ""))
+        return f"must be {_PATTERN_WORDS[pattern]}" if pattern in _PATTERN_WORDS else f"must match {pattern}"
+    if kind in {"literal_error", "enum"} and "expected" in ctx:
+        return f"must be {ctx['expected']}"
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
     bounds = {
         "greater_than_equal": ("must be at least", "ge"),
         "less_than_equal": ("must be at most", "le"),

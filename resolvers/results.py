@@ -58,7 +58,7 @@ class UpsertStatus(Enum):
 
 
 class ErrorCode(Enum):
-    """The one documented list of error codes (DESIGN.md)."""
+    """The one documented list of error codes (the design document, DESIGN.md, beside this repository)."""
 
     REQUIRED = "REQUIRED"
     TOO_LONG = "TOO_LONG"

@@ -121,6 +121,17 @@ def test_messages_speak_the_gateways_words_not_pydantics() -> None:
     }
 
 
+def test_type_errors_are_worded_too() -> None:
+    """A wrong type reads as the rest do, not as pydantic's "Input should be ..."."""
+    found = parse_contact({"id": "c", "firstName": 7, "address": {"latitude": "north"}, "details": "none"})
+    assert isinstance(found, list)
+    assert {(e.field, e.message) for e in found} == {
+        ("firstName", "must be text"),
+        ("address.latitude", "must be a number"),
+        ("details", "must be a list"),
+    }
+
+
 def test_content_hash_is_stable_and_sensitive() -> None:
     a = Contact.model_validate({"id": "c", "firstName": "A"})
     assert a.content_hash() == Contact.model_validate({"firstName": "A", "id": "c"}).content_hash()

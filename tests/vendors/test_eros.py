@@ -221,6 +221,15 @@ def test_every_violated_rule_is_reported_at_once() -> None:
     }
 
 
+def test_a_malformed_guid_is_named_in_words() -> None:
+    contact = make_contact(vendorOptions={"eros": {"contactTypeId": "not-a-guid", "roleIds": [OTHER_ROLES[0], "x"]}})
+    found = {(e.field, e.message) for e in offline().prepare(contact).errors}
+    assert found == {
+        ("vendorOptions.eros.contactTypeId", "must be a UUID (32 hexadecimal digits, as 8-4-4-4-12)"),
+        ("vendorOptions.eros.roleIds[1]", "must be a UUID (32 hexadecimal digits, as 8-4-4-4-12)"),
+    }
+
+
 def test_third_address_line_is_joined_into_line_two_with_a_warning() -> None:
     contact = make_contact(
         address={"lines": ["Flat 2", "1 Analytical Way", "Carlton North"], "latitude": 1.0, "longitude": 2.0}

@@ -169,6 +169,7 @@ def test_card_number_errors_point_at_vendor_options() -> None:
     assert [(e.field, e.code, e.vendor_field) for e in bad.errors] == [
         ("vendorOptions.jim2.cardNo", ErrorCode.INVALID_FORMAT, "cardno")
     ]
+    assert bad.errors[0].message == "must be digits only"
     missing = offline(card_no=None).prepare(make_contact())
     assert [(e.field, e.code, e.vendor_field) for e in missing.errors] == [
         ("vendorOptions.jim2.cardNo", ErrorCode.REQUIRED, "cardno")
