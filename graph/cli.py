@@ -237,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the five simulators and the gateway in one process")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=_port, default=8000)
-    demo.add_argument("--simulator-port", type=_port, default=8100)
+    demo.add_argument("--host", default="127.0.0.1", help="address the gateway listens on (default: 127.0.0.1)")
+    demo.add_argument("--port", type=_port, default=8000, help="the gateway's port (default: 8000)")
+    demo.add_argument("--simulator-port", type=_port, default=8100, help="the vendor simulators' port (default: 8100)")
     demo.add_argument("--token", default=None, help="demo bearer token (default: a new random one)")
     demo.add_argument("--store", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
     demo.add_argument(
@@ -253,13 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--config", default=os.environ.get("CONTACT_GATEWAY_CONFIG"), help="TOML file (or CONTACT_GATEWAY_CONFIG)"
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (1-65535)")
-    serve.add_argument("--workers", type=_workers, default=1, help="worker processes (1-64)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on, 1-65535 (default: 8000)")
+    serve.add_argument("--workers", type=_workers, default=1, help="worker processes, 1-64 (default: 1)")
 
     simulate = commands.add_parser("simulate", help="run the vendor simulators alone")
-    simulate.add_argument("--host", default="127.0.0.1")
-    simulate.add_argument("--port", type=_port, default=8100)
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    simulate.add_argument("--port", type=_port, default=8100, help="port to listen on (default: 8100)")
 
     args = parser.parse_args(argv)
     try:
