@@ -106,7 +106,10 @@ class DeliveryConnection:
 class VendorLink:
     vendor: Vendor
     remote_id: str | None = strawberry.field(description="The vendor's own id for the contact.")
-    status: VendorStatus | None = strawberry.field(description="The outcome of the last operation at this vendor.")
+    status: VendorStatus | None = strawberry.field(
+        description="The outcome of the last operation at this vendor (INVALID: the last write broke its rules and "
+        "was not sent, so the vendor still holds what it last accepted)."
+    )
     last_error: str | None = strawberry.field(description="Error codes of the last operation, when it failed.")
     synced_at: datetime | None = strawberry.field(description="When the last operation at this vendor ended.")
     deleted: bool = strawberry.field(description="The contact was deleted at this vendor.")

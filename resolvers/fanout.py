@@ -308,6 +308,7 @@ class FanOut:
                 )
             else:
                 candidates[vendor] = item
+        invalid = [v for v, r in results.items() if r.status is VendorStatus.INVALID]
         readback: Readback | None = None
         if candidates:
             hashes = {v: payload_hash(p.payload) for v, p in candidates.items()}
@@ -334,6 +335,12 @@ class FanOut:
                     open_ = self.outbox.pending_vendors(conn, contact.id)
                     send = [v for v in candidates if v in open_ or v in send]
                 version = self.store.save_contact(conn, contact, stored)
+                # A vendor this version breaks the rules of keeps what it last accepted, which is no longer the
+                # stored contact: its link says so (INVALID, the codes), or it would show the old success. A vendor
+                # never written to gets no link (a delete would then look for a record it cannot have).
+                refused = [_link_update(results[v], None) for v in invalid if v in links]
+                if refused:
+                    self.store.apply_links(conn, contact.id, refused)
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact.id,

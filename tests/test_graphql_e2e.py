@@ -61,6 +61,37 @@ async def test_one_vendor_down_is_partial(gateway: Gateway, simulators: Simulato
     assert links["ONESERVE"]["status"] == "CREATED"
 
 
+async def test_a_vendor_a_later_write_was_invalid_for_shows_it_in_its_link(
+    gateway: Gateway, simulators: Simulators
+) -> None:
+    """After a write that broke one vendor's rules, the stored contact is newer than what that vendor holds: its link
+    says INVALID with the codes (keeping the remote id), not the old CREATED; writing a version it takes again sends
+    it (the link no longer vouches for it) and the link is a success again."""
+    first = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    oneserve_id = by_vendor(first["results"])["ONESERVE"]["remoteId"]
+    data = contact()
+    data["details"][1]["value"] = "0" * 60  # contact2 holds 50 at Oneserve
+    payload = (await gateway.graphql(UPSERT, {"input": data}))["data"]["upsertContact"]
+    links = {link["vendor"]: link for link in payload["contact"]["vendorLinks"]}
+    assert (links["ONESERVE"]["status"], links["ONESERVE"]["lastError"], links["ONESERVE"]["remoteId"]) == (
+        "INVALID",
+        "TOO_LONG",
+        oneserve_id,
+    )
+    assert (links["EROS"]["status"], links["EROS"]["lastError"]) == ("UPDATED", None)
+
+    # A contact never written to a vendor gets no link from an INVALID answer.
+    fresh = contact(id="C-2")
+    fresh["details"][1]["value"] = "0" * 60
+    other = (await gateway.graphql(UPSERT, {"input": fresh}))["data"]["upsertContact"]
+    assert "ONESERVE" not in {link["vendor"] for link in other["contact"]["vendorLinks"]}
+
+    again = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
+    assert by_vendor(again["results"])["ONESERVE"]["status"] == "UPDATED"
+    links = {link["vendor"]: link for link in again["contact"]["vendorLinks"]}
+    assert (links["ONESERVE"]["status"], links["ONESERVE"]["lastError"]) == ("UPDATED", None)
+
+
 async def test_two_vendors_fail_differently_while_three_succeed(gateway: Gateway, simulators: Simulators) -> None:
     await simulators.faults(Vendor.JIM2, fail_next=50, fail_status=502)
     data = contact(vendorOptions={"valomnia": REGISTRY[Vendor.VALOMNIA].rejecting_options})
