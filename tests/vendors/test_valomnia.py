@@ -233,15 +233,19 @@ def test_email_valomnia_would_refuse_is_invalid_before_sending() -> None:
     assert (error.field, error.code, error.vendor_field) == ("details[1].value", ErrorCode.INVALID_FORMAT, "email")
 
 
-def test_an_email_with_a_trailing_newline_is_refused_by_the_wire_model() -> None:
-    """`$` lets a final newline through `re.match`; the model, the wire model and the simulator (the same pattern)
-    use `fullmatch`."""
-    from resolvers.vendors.valomnia.wire import ValomniaContact
-
-    fields = {"firstName": "A", "lastName": "B", "customerId": "1"}
-    assert ValomniaContact(**fields, email="nl@b.co").email == "nl@b.co"
-    with pytest.raises(ValidationError, match="e-mail address Valomnia accepts"):
-        ValomniaContact(**fields, email="nl@b.co\n")
+async def test_without_strict_email_valomnia_alone_judges_an_address(valomnia: Valomnia) -> None:
+    """`strict_email = false` (the e-mail rule is assumed): pre-flight lets the canonical model's address through,
+    and Valomnia's own email_validation_error comes back naming the caller's detail."""
+    contact = make_contact(details=[{"kind": "PHONE", "value": "01"}, {"kind": "EMAIL", "value": "ada@example.c"}])
+    connector = valomnia.connector(strict_email=False, reconcile_by_email=False)
+    prepared = connector.prepare(contact)
+    assert prepared.valid, prepared.errors
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(prepared, None)
+    assert caught.value.vendor_code == "email_validation_error"
+    (error,) = caught.value.field_errors
+    assert (error.field, error.code, error.vendor_field) == ("details[1].value", ErrorCode.INVALID_FORMAT, "email")
+    assert valomnia.records == {}
 
 
 def test_text_longer_than_the_assumed_column_is_too_long() -> None:

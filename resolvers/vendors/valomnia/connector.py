@@ -28,6 +28,8 @@ ASSUMED (each one a setting, or read both ways):
   adoption. The listing may be `{"data": [...]}` or a bare array. When the pages run out before an empty one, the
   create that follows is one a repeat might not find: its lost answer is reported as possibly written, not repeated.
 - `use_external_id`: `useExternalId=true` is read as "customerId is the customer's reference, not its numeric id".
+- `strict_email`: Valomnia's e-mail check is taken to be Grails' `email` constraint, applied before sending; off,
+  Valomnia alone judges an address.
 - `max_text_length` (255): GORM's default string column; longer text is refused before sending (Valomnia would
   answer `save_failed`, naming no field).
 - `clear_absent_on_update`: an update sends the optional fields the contact no longer has as "" (Valomnia is
@@ -107,6 +109,10 @@ class ValomniaSettings(VendorSettings):
     address_separator: str = Field(default=DEFAULT_ADDRESS_SEPARATOR, min_length=1)
     #: ASSUMED: the longest text Valomnia stores (GORM's default varchar); None turns the check off.
     max_text_length: int | None = Field(default=255, ge=1)
+    #: ASSUMED: Valomnia checks an e-mail as Grails' `email` constraint does (a dotted domain ending in a TLD of two or
+    #: more letters), so one it would refuse is refused before sending. False sends any address the canonical model
+    #: takes and lets Valomnia judge it (its email_validation_error names the detail).
+    strict_email: bool = True
     #: Look for a contact of the same customer with the same e-mail before creating one.
     reconcile_by_email: bool = True
     #: ASSUMED: send `email` and `customerId` as filters of the contact listing.

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 from resolvers.model import Contact, ContactDetail, DetailKind, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped
-from resolvers.vendors.valomnia.wire import inspect_image
+from resolvers.vendors.valomnia.wire import EMAIL_PATTERN, inspect_image
 
 if TYPE_CHECKING:
     from resolvers.vendors.valomnia.connector import ValomniaSettings
@@ -102,7 +102,22 @@ def to_wire(contact: Contact, settings: ValomniaSettings, options: Mapping[str, 
     _details(c.details, m)
     _image(chosen, m)
     _lengths(m, settings.max_text_length)
+    if settings.strict_email:
+        _email(m)
     return m
+
+
+def _email(m: Mapped) -> None:
+    email = m.payload.get("email")
+    if isinstance(email, str) and not EMAIL_PATTERN.fullmatch(email):
+        m.errors.append(
+            FieldError(
+                field=m.source("email"),
+                code=ErrorCode.INVALID_FORMAT,
+                message="must be an e-mail address Valomnia accepts, such as name@example.com",
+                vendor_field="email",
+            )
+        )
 
 
 def _options(options: Mapping[str, Any], m: Mapped) -> ValomniaOptions:
