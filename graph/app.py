@@ -203,6 +203,11 @@ class GatewayGraphQL(GraphQL[Context, None]):
     failures: FailureLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in _METHODS:
+            # Refused before authentication, as Starlette's route did: the method is wrong whoever asks.
+            refusal = HTTPException(405, "Unsupported method, must be of request type POST or GET")
+            await _refusal(Request(scope), refusal)(scope, receive, send)
+            return
         if scope["type"] in {"http", "websocket"}:
             runtime: Runtime = scope["app"].state.runtime
             headers = dict((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
@@ -488,6 +493,9 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, response: Response
     await response(scope, receive, send)
 
 
+#: The methods /graphql answers (HEAD: the GraphiQL page only).
+_METHODS = ("GET", "HEAD", "POST")
+
 #: HTTP status of a request refused before execution -> its error's `extensions.code`.
 _REFUSAL_CODES = {
     400: "BAD_REQUEST",
@@ -500,8 +508,8 @@ _REFUSAL_CODES = {
 def _refusal(request: Request, exc: HTTPException) -> Response:
     """A request refused before execution: its status, and the reason as a GraphQL error (no `data` entry) with a
     code for the status (`BAD_REQUEST` for a body that is not a GraphQL request, ...)."""
-    # A mutation over GET may be sent by POST; any other method by GET (queries) or POST.
-    allowed = "POST" if request.method in ("GET", "HEAD") else "GET, POST"
+    # A mutation over GET may be sent by POST; any other method by GET (queries; HEAD for the GraphiQL page) or POST.
+    allowed = "POST" if request.method == "GET" else ", ".join(_METHODS)
     headers = {"Allow": allowed} if exc.status_code == 405 else {}
     error: dict[str, Any] = {"message": exc.reason}
     if exc.status_code in _REFUSAL_CODES:
