@@ -20,6 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLScalarType,
     InlineFragmentNode,
+    OperationDefinitionNode,
     SelectionSetNode,
     parse,
     validate,
@@ -32,6 +33,7 @@ from strawberry.extensions.query_depth_limiter import IgnoreContext
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext, Info
@@ -746,6 +748,12 @@ class DocumentCache(SchemaExtension):
         except GraphQLError as error:  # a syntax error, or past the token limit
             error.extensions = {"code": "GRAPHQL_PARSE_FAILED", **(error.extensions or {})}
             raise
+        if execution._provided_operation_name is None:  # the name the request gave (strawberry keeps it private)
+            # strawberry runs the first named operation of a document that has several when no operationName picks
+            # one; the spec (GetOperation) asks for an error, or a forgotten operationName could run a mutation.
+            named = sum(isinstance(d, OperationDefinitionNode) for d in execution.graphql_document.definitions)
+            if named > 1:
+                raise OperationNameRequired
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -773,6 +781,17 @@ class DocumentCache(SchemaExtension):
         refusal = service_sdl_refusal(execution, self.router_addresses)
         execution.pre_execution_errors = errors if refusal is None else [*errors, refusal]
         yield
+
+
+class OperationNameRequired(CannotGetOperationTypeError):
+    """A document with several operations and no operationName: refused like an unknown operation name (HTTP 400,
+    `BAD_REQUEST`), with graphql-core's words."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def as_http_error_reason(self) -> str:
+        return "Must provide operation name if query contains multiple operations."
 
 
 def _entity(info: Info, index: int, representation: Any) -> Any:

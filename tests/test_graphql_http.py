@@ -345,6 +345,26 @@ async def test_an_operation_name_that_is_not_a_string_is_400(gateway: Gateway, n
     }
 
 
+async def test_several_operations_need_an_operation_name(gateway: Gateway) -> None:
+    """The spec's GetOperation: a document with several operations and no operationName is an error. strawberry ran
+    the first named one, so a forgotten operationName could run a mutation the client did not mean to."""
+    query = 'mutation M { deleteContact(id: "C-1") { status } } query B { vendors { vendor } }'
+    response = await gateway.client.post(f"{gateway.url}/graphql", json={"query": query}, headers=GRAPHQL_ACCEPT)
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "Must provide operation name if query contains multiple operations.",
+                "extensions": {"code": "BAD_REQUEST"},
+            }
+        ]
+    }
+    picked = await gateway.client.post(
+        f"{gateway.url}/graphql", json={"query": query, "operationName": "B"}, headers=GRAPHQL_ACCEPT
+    )
+    assert picked.status_code == 200 and "vendors" in picked.json()["data"]
+
+
 async def test_a_missing_token_is_still_401_before_anything_else(gateway: Gateway) -> None:
     response = await gateway.client.post(
         f"{gateway.url}/graphql", content=b"not json", headers={"Accept": "text/html", "Content-Type": "text/plain"}
