@@ -336,11 +336,18 @@ class FanOut:
                     send = [v for v in candidates if v in open_ or v in send]
                 version = self.store.save_contact(conn, contact, stored)
                 # A vendor this version breaks the rules of keeps what it last accepted, which is no longer the
-                # stored contact: its link says so (INVALID, the codes), or it would show the old success. A vendor
-                # never written to gets no link (a delete would then look for a record it cannot have).
-                refused = [_link_update(results[v], None) for v in invalid if v in links]
-                if refused:
-                    self.store.apply_links(conn, contact.id, refused)
+                # stored contact: its link says so (INVALID, the codes), or it would show the old success. Only over
+                # a success, so the link's hash is still what the vendor holds (a failure already shows, and may
+                # leave the vendor's copy unknown). A vendor never written to gets no link (a delete would then look
+                # for a record it cannot have). One that holds this version again is UNCHANGED, and says so.
+                marks = [_link_update(results[v], None) for v in invalid if _holds(links.get(v))]
+                marks += [
+                    LinkUpdate(vendor=v, status=VendorStatus.UNCHANGED)
+                    for v in candidates
+                    if v not in send and links[v].last_status is VendorStatus.INVALID
+                ]
+                if marks:
+                    self.store.apply_links(conn, contact.id, marks)
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact.id,
@@ -936,14 +943,19 @@ def _fail(result: VendorResult, exc: VendorError) -> None:
     result.retry_after = exc.retry_after
 
 
-def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
+def _holds(link: CrossReference | None) -> bool:
+    """The vendor holds what the link's hash says: its last operation succeeded, or was a write refused before
+    sending (INVALID, recorded only over a success), and the record is not deleted."""
     return (
         link is not None
         and not link.deleted
-        and link.hash == new_hash
-        and link.last_status in SUCCESS_STATUSES
+        and (link.last_status in SUCCESS_STATUSES or link.last_status is VendorStatus.INVALID)
         and link.last_status is not VendorStatus.DELETED
     )
+
+
+def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
+    return link is not None and _holds(link) and link.hash == new_hash
 
 
 def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, Any] | None = None) -> LinkUpdate:

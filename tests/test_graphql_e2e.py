@@ -65,8 +65,8 @@ async def test_a_vendor_a_later_write_was_invalid_for_shows_it_in_its_link(
     gateway: Gateway, simulators: Simulators
 ) -> None:
     """After a write that broke one vendor's rules, the stored contact is newer than what that vendor holds: its link
-    says INVALID with the codes (keeping the remote id), not the old CREATED; writing a version it takes again sends
-    it (the link no longer vouches for it) and the link is a success again."""
+    says INVALID with the codes (keeping the remote id), not the old CREATED. Writing again the version it holds is
+    UNCHANGED (not sent) and the link says so; a new version it takes is sent and the link is a success again."""
     first = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
     oneserve_id = by_vendor(first["results"])["ONESERVE"]["remoteId"]
     data = contact()
@@ -86,9 +86,16 @@ async def test_a_vendor_a_later_write_was_invalid_for_shows_it_in_its_link(
     other = (await gateway.graphql(UPSERT, {"input": fresh}))["data"]["upsertContact"]
     assert "ONESERVE" not in {link["vendor"] for link in other["contact"]["vendorLinks"]}
 
+    calls = len(await simulators.calls(Vendor.ONESERVE))
     again = (await gateway.graphql(UPSERT, {"input": contact()}))["data"]["upsertContact"]
-    assert by_vendor(again["results"])["ONESERVE"]["status"] == "UPDATED"
+    assert by_vendor(again["results"])["ONESERVE"]["status"] == "UNCHANGED"
+    assert len(await simulators.calls(Vendor.ONESERVE)) == calls
     links = {link["vendor"]: link for link in again["contact"]["vendorLinks"]}
+    assert (links["ONESERVE"]["status"], links["ONESERVE"]["lastError"]) == ("UNCHANGED", None)
+
+    changed = (await gateway.graphql(UPSERT, {"input": contact(firstName="Augusta")}))["data"]["upsertContact"]
+    assert by_vendor(changed["results"])["ONESERVE"]["status"] == "UPDATED"
+    links = {link["vendor"]: link for link in changed["contact"]["vendorLinks"]}
     assert (links["ONESERVE"]["status"], links["ONESERVE"]["lastError"]) == ("UPDATED", None)
 
 
