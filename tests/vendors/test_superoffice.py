@@ -35,7 +35,7 @@ from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.simulation import Call
 from resolvers.transport import Transport, VendorResponse
-from resolvers.vendors.base import CrossReference, Delivered, Prepared
+from resolvers.vendors.base import CURRENT_ATTEMPT, AttemptState, CrossReference, Delivered, Prepared
 from resolvers.vendors.superoffice import (
     PLUGIN,
     SuperOfficeConnector,
@@ -622,7 +622,7 @@ async def test_create_then_update_keeps_one_record(so: SuperOffice) -> None:
         ("PUT", f"api/v1/Contact/{created.remote_id}", 200),
     ]
     lookup, put = so.state_calls[0], so.state_calls[3]
-    assert lookup.query == {"$select": "contactId,dbiKey", "$filter": "dbiKey eq 'c-1'", "$top": "10"}
+    assert lookup.query == {"$select": "contactId,dbiKey", "$filter": "dbiKey eq 'c-1'", "$top": "50"}
     assert "If-Unmodified-Since" in put.headers
 
 
@@ -837,6 +837,52 @@ async def test_missing_link_is_reconciled_by_dbi_key(serve: Serve, column: str) 
     )
     assert so.records[str(created.remote_id)]["Department"] == "Difference Engines"
     assert len(so.records) == 2
+
+
+async def marked_deleted(connector: SuperOfficeConnector, so: SuperOffice, count: int) -> list[str]:
+    """`count` records with DbiKey c-1, each marked Deleted (a search lists them; nothing may write to them)."""
+    ids = []
+    for _ in range(count):
+        made = await connector.upsert(connector.prepare(make_contact()), link(None))
+        assert made.status is VendorStatus.CREATED  # the ones before are marked Deleted: passed by
+        so.records[str(made.remote_id)]["Deleted"] = 1
+        ids.append(str(made.remote_id))
+    return ids
+
+
+@pytest.mark.parametrize(("top", "findable"), [(2, False), (3, True)])
+async def test_a_create_after_a_search_that_filled_lookup_top_is_not_repeated(
+    so: SuperOffice, top: int, findable: bool
+) -> None:
+    """A search answering `lookup_top` rows may have left this contact's record out (records marked Deleted, or
+    DbiKeys differing only in case, fill it): the create after it is one a repeat might not find, so the engine
+    reports its lost answer as possibly written instead of repeating it into a second record."""
+    connector = so.connector(lookup_top=top)
+    await marked_deleted(connector, so, 2)
+    state = AttemptState()
+    token = CURRENT_ATTEMPT.set(state)
+    try:
+        created = await send(connector, make_contact())
+    finally:
+        CURRENT_ATTEMPT.reset(token)
+    assert created.status is VendorStatus.CREATED
+    assert state.unfindable_create is (not findable)
+
+
+async def test_a_delete_by_dbi_key_deletes_every_record_with_it(so: SuperOffice) -> None:
+    """Without a remote id a delete looks the DbiKey up: a record marked Deleted listed first must not be the only
+    one deleted while the live one stays."""
+    connector = so.connector()
+    (dead,) = await marked_deleted(connector, so, 1)
+    live = await send(connector, make_contact())
+    assert live.status is VendorStatus.CREATED
+    deleted = await connector.delete("c-1", None)
+    assert (deleted.status, deleted.matched_by) == (VendorStatus.DELETED, "DbiKey")
+    assert str(live.remote_id) not in so.records and dead not in so.records
+    assert deleted.warnings == (
+        f"several SuperOffice contacts had DbiKey 'c-1' ([{dead}, {live.remote_id}]); deleted ['{dead}', "
+        f"'{live.remote_id}']",
+    )
 
 
 async def test_lookup_only_adopts_an_exact_dbi_key(so: SuperOffice) -> None:

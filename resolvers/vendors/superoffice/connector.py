@@ -29,7 +29,10 @@ Decisions:
   own (owner, interests, other persons); a 412 means someone wrote in between: read again and retry once, then
   VendorConflict.
 - Without a remote id the record is first looked up by DbiKey (= the contact's id) and adopted; so a create whose
-  answer was lost is never repeated as a second record (`reconciles()` is always True).
+  answer was lost is never repeated as a second record (`reconciles()` is always True). The search asks for at
+  most `lookup_top` rows; an answer that fills them (or names an `odata.nextLink`) may have left this contact's
+  record out, so the create after it is one a repeat might not find: its lost answer is reported as possibly
+  written, not repeated. A delete without a remote id deletes every record with the DbiKey.
 - An update answering 404 (deleted at SuperOffice), or reading a record marked `Deleted` (seed 003: "If nonzero,
   then this contact is 'deleted' and should generally not be shown"): look it up by DbiKey, else create anew, with
   a warning. A lookup skips such records too (with a warning naming each), so a write never lands in a record
@@ -116,6 +119,8 @@ class SuperOfficeSettings(VendorSettings):
     lookup_path: str = "api/v1/Contact"
     #: ASSUMED: the search archive's column holding DbiKey.
     dbi_key_column: str = Field(default="dbiKey", pattern=r"^[A-Za-z][A-Za-z0-9_/]*$")
+    #: The most rows a DbiKey search asks for (`$top`): the search ignores case and lists records marked Deleted.
+    lookup_top: int = Field(default=50, ge=1, le=1000)
     #: ASSUMED: the Contact endpoint stores the person given in `Persons`; false sends no person.
     persons_inline: bool = True
     #: ASSUMED: the person field `jobTitle` goes to. "Position" (the default) or "Title": the seed's PersonEntity has
@@ -200,7 +205,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                     warnings=kept(payload, link.payload),
                 )
         dbi_key = str(payload["DbiKey"])
-        found = await self._find(dbi_key)
+        found, complete = await self._find(dbi_key)
         for number in found:
             candidate = str(number)
             try:
@@ -221,15 +226,13 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 warnings=tuple(warnings),
                 matched_by=MATCHED_BY,
             )
-        sending_create(findable=True)  # a repeat looks the DbiKey up first
+        sending_create(findable=complete)  # a repeat looks the DbiKey up first, and finds it if the search was whole
         response, created = await self._create(payload, sources)
         return Delivered(VendorStatus.CREATED, created, http_status=response.status, warnings=tuple(warnings))
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
-        """Delete the linked record, else the one whose DbiKey is the contact's id; nothing there: SKIPPED."""
+        """Delete the linked record, else every one whose DbiKey is the contact's id; nothing there: SKIPPED."""
         remote = link.remote_id if link is not None and not link.deleted else None
-        matched_by: str | None = None
-        warnings: list[str] = []
         if not remote and len(contact_id) > DBI_KEY_LENGTH:
             # No record can have it (the column holds 255), and a lookup URL that long is refused by servers.
             return Delivered(
@@ -240,19 +243,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 ),
             )
         if not remote:
-            found = await self._find(contact_id)
-            if len(found) > 1:
-                warnings.append(
-                    f"several SuperOffice contacts have DbiKey {contact_id!r} ({found}); deleted {found[0]}"
-                )
-            remote = str(found[0]) if found else None
-            if remote is None:
-                return Delivered(
-                    VendorStatus.SKIPPED,
-                    None,
-                    warnings=(*warnings, f"no SuperOffice contact has DbiKey {contact_id!r}: nothing to delete"),
-                )
-            matched_by = MATCHED_BY
+            return await self._delete_by_dbi_key(contact_id)
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_DeleteContactEntity.html
         response = await self._request("DELETE", self._record_url(remote))
         if response.status == 404:
@@ -260,28 +251,59 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 VendorStatus.SKIPPED,
                 None,
                 http_status=404,
-                warnings=(*warnings, f"SuperOffice contact {remote} was already gone: nothing to delete"),
+                warnings=(f"SuperOffice contact {remote} was already gone: nothing to delete",),
             )
         if not 200 <= response.status < 300:
             raise self._error(response)
+        return Delivered(VendorStatus.DELETED, remote, http_status=response.status)
+
+    async def _delete_by_dbi_key(self, contact_id: str) -> Delivered:
+        """Delete every record whose DbiKey is the contact's id (a duplicate, or one marked Deleted, may come first:
+        deleting only the first could leave the live one); none there: SKIPPED."""
+        found, complete = await self._find(contact_id)
+        deleted: list[str] = []
+        status: int | None = None
+        for number in found:
+            # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_DeleteContactEntity.html
+            response = await self._request("DELETE", self._record_url(str(number)))
+            if response.status == 404:
+                continue  # gone since the search
+            if not 200 <= response.status < 300:
+                raise self._error(response)
+            deleted.append(str(number))
+            status = response.status
+        warnings: list[str] = []
+        if len(found) > 1:
+            warnings.append(f"several SuperOffice contacts had DbiKey {contact_id!r} ({found}); deleted {deleted}")
+        if not complete:
+            warnings.append(
+                f"the DbiKey search answered its limit of {self.settings.lookup_top} rows (lookup_top): more records "
+                f"with DbiKey {contact_id!r} may remain"
+            )
+        if not deleted:
+            warnings.append(f"no SuperOffice contact has DbiKey {contact_id!r}: nothing to delete")
+            return Delivered(VendorStatus.SKIPPED, None, warnings=tuple(warnings))
         return Delivered(
-            VendorStatus.DELETED, remote, http_status=response.status, warnings=tuple(warnings), matched_by=matched_by
+            VendorStatus.DELETED, deleted[0], http_status=status, warnings=tuple(warnings), matched_by=MATCHED_BY
         )
 
     # -- calls ----------------------------------------------------------------------------------------------------
 
-    async def _find(self, dbi_key: str) -> list[int]:
-        """The ContactIds whose DbiKey is `dbi_key`, lowest first."""
+    async def _find(self, dbi_key: str) -> tuple[list[int], bool]:
+        """The ContactIds whose DbiKey is `dbi_key`, lowest first; and whether the search answered every hit (it
+        did not when it filled `lookup_top` rows or named a next page)."""
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_GetAll.html
         # (OData over the SimpleContact archive; the DbiKey column name is ASSUMED: `dbi_key_column`).
         literal = dbi_key.replace("'", "''")
         column = self.settings.dbi_key_column
-        params = {"$select": f"contactId,{column}", "$filter": f"{column} eq '{literal}'", "$top": "10"}
+        top = self.settings.lookup_top
+        params = {"$select": f"contactId,{column}", "$filter": f"{column} eq '{literal}'", "$top": str(top)}
         response = await self._request("GET", self.lookup_url, params=params)
         if not 200 <= response.status < 300:
             raise self._error(response)
         try:
-            rows = ODataSlimResponse.model_validate(response.json()).value
+            answer = ODataSlimResponse.model_validate(response.json())
+            rows = answer.value
         except ValidationError as exc:
             raise VendorProtocolError(
                 f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
@@ -303,7 +325,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
                 f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
                 http_status=response.status,
             ) from exc
-        return ids
+        return ids, len(rows) < top and not answer.next_link
 
     async def _create(self, payload: Mapping[str, Any], sources: Mapping[str, str]) -> tuple[VendorResponse, str]:
         # Docs: https://docs.superoffice.com/en/api/reference/restful/rest/Contact/v1ContactEntity_PostContactEntity.html

@@ -174,3 +174,5 @@ class ODataSlimResponse(_Received):
     """The OData answer of `GET api/v1/Contact?$filter=...`: one row per hit, `PrimaryKey` its ContactId."""
 
     value: list[dict[str, Any]] = Field(default_factory=list)
+    #: A next page (OData's paging link): the rows above are not all the hits.
+    next_link: str | None = Field(default=None, alias="odata.nextLink")
