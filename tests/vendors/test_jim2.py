@@ -252,7 +252,18 @@ def test_changed_attributes_sends_what_differs_and_clears_what_is_gone() -> None
     after = {"firstName": "Ada", "lastName": "King", "details": [{"type": "Phone"}]}
     assert changed_attributes(before, after) == {"lastName": "King", "dob": None}
     assert changed_attributes(after, after) == {}
-    assert changed_attributes(None, after) == after
+    # Nothing to compare against: every writable attribute, null where the contact has none.
+    assert changed_attributes(None, after) == {
+        "title": None,
+        "firstName": "Ada",
+        "middleName": None,
+        "lastName": "King",
+        "displayName": None,
+        "jobTitle": None,
+        "department": None,
+        "dob": None,
+        "details": [{"type": "Phone"}],
+    }
 
 
 def test_merge_clearing_sends_an_empty_entry_for_each_one_left_unmatched() -> None:
@@ -577,7 +588,9 @@ async def test_update_without_a_known_payload_sends_every_attribute(jim2: Jim2) 
     created = await send(connector, make_contact())
     prepared = connector.prepare(make_contact(firstName="Augusta"))
     await connector.upsert(prepared, link(created.remote_id, None))
-    assert body(jim2.calls("PATCH")[-1])["data"]["attributes"] == attributes(prepared.payload)
+    sent = body(jim2.calls("PATCH")[-1])["data"]["attributes"]
+    absent = {"middleName": None, "displayName": None, "department": None}  # cleared: the contact has none
+    assert sent == {**attributes(prepared.payload), **absent}
 
 
 async def test_nothing_changed_is_still_a_valid_patch(jim2: Jim2) -> None:
@@ -623,6 +636,19 @@ async def test_missing_link_adopts_the_contact_with_the_same_email(jim2: Jim2) -
     assert body(patch)["data"]["id"] == "10-2"
     assert len(jim2.records) == 2
     assert jim2.records["10-2"]["attributes"]["firstName"] == "Ada"
+
+
+async def test_an_adopted_record_loses_what_the_contact_no_longer_has(jim2: Jim2) -> None:
+    """A PATCH with no accepted payload to compare against (the record is adopted: a lost create's repeat after the
+    contact was edited) sends every writable attribute, null for those the contact lacks: left out, Jim2 would keep
+    them, and the link's payload would then say they are gone."""
+    connector = jim2.connector()
+    await send(connector, make_contact(middleName="K", jobTitle="CEO"))
+    assert jim2.records["10-1"]["attributes"]["jobTitle"] == "CEO"
+    adopted = await send(connector, make_contact(jobTitle=None))
+    assert (adopted.status, adopted.remote_id, adopted.matched_by) == (VendorStatus.UPDATED, "10-1", "email")
+    attributes = jim2.records["10-1"]["attributes"]
+    assert (attributes["middleName"], attributes["jobTitle"], attributes["firstName"]) == (None, None, "Ada")
 
 
 async def test_several_contacts_with_the_email_adopts_the_first_with_a_warning(jim2: Jim2) -> None:

@@ -86,6 +86,7 @@ from resolvers.vendors.jim2.mapping import (
 from resolvers.vendors.jim2.wire import (
     CARD_NO_PATTERN,
     RESOURCE_TYPE,
+    AttributesWrite,
     CollectionDocument,
     ContactWrite,
     ErrorDocument,
@@ -499,9 +500,11 @@ def card_of(remote_id: str) -> str:
 
 
 def changed_attributes(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
-    """The attributes of a PATCH: those that differ from `previous` (all when None); a dropped one becomes null."""
+    """The attributes of a PATCH: those that differ from `previous`; a dropped one becomes null. Without `previous`
+    (a record adopted, or one whose accepted payload is unknown) every writable attribute, the ones the contact does
+    not have as null: what the record holds is unknown, and an attribute left out would keep a stale value."""
     if previous is None:
-        return dict(current)
+        return {name: current.get(name) for name in AttributesWrite.model_fields} | dict(current)
     out = {key: value for key, value in current.items() if previous.get(key) != value}
     for key in previous:
         if key not in current:
