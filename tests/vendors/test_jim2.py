@@ -164,6 +164,21 @@ def test_card_number_from_vendor_options_wins_over_configuration() -> None:
     assert (configured.payload["cardno"], configured.sources["cardno"]) == ("10", "")
 
 
+async def test_a_card_number_with_leading_zeros_is_the_same_card(jim2: Jim2) -> None:
+    """ "010" is card 10, as Jim2's ids (`10-1`) spell it: sent so, and an update of a record on card 10 is a PATCH,
+    not a move to another card (which would create a record each time)."""
+    connector = jim2.connector(card_no="010")
+    created = await send(connector, make_contact(details=[]))
+    assert (created.status, created.remote_id) == (VendorStatus.CREATED, "10-1")
+    prepared = connector.prepare(make_contact(details=[], firstName="Augusta"))
+    assert prepared.payload["cardno"] == "10"
+    updated = await connector.upsert(prepared, link(created.remote_id, None))
+    assert (updated.status, updated.remote_id, updated.warnings) == (VendorStatus.UPDATED, "10-1", ())
+    assert list(jim2.records) == ["10-1"]
+    options = offline().prepare(make_contact(vendorOptions={"jim2": {"cardNo": "0020"}}))
+    assert options.payload["cardno"] == "20"
+
+
 def test_card_number_errors_point_at_vendor_options() -> None:
     bad = offline().prepare(make_contact(vendorOptions={"jim2": {"cardNo": "10-2"}}))
     assert [(e.field, e.code, e.vendor_field) for e in bad.errors] == [

@@ -8,7 +8,8 @@ Decisions (documented because Jim2's docs leave them open):
   says so: the base cannot tell, since `details` as a whole has a source).
 - `birthDate` goes to `dob` in the `dob_format` setting (ASSUMED ISO `YYYY-MM-DD`), the year always four digits.
 - The card file is `vendorOptions.jim2.cardNo`, else the configured `card_no`; errors about a configured card point
-  at no input field (""), errors about a caller's card at `vendorOptions.jim2.cardNo`.
+  at no input field (""), errors about a caller's card at `vendorOptions.jim2.cardNo`. A card number is sent without
+  leading zeros ("010" is card 10), as Jim2's ids spell it.
 - Jim2 holds no address, locations, salutation, organisation, notes or considerations: the base warns about them.
 - `webAccount` is not part of the canonical contact and is never sent.
 """
@@ -48,6 +49,14 @@ CARD_NO = "cardno"
 ATTRIBUTES = "data.attributes"
 
 
+def card_number(value: Any) -> Any:
+    """A card number in one spelling: "010" is card 10, as the remote ids Jim2 gives (`10-1`) spell it, so a link's
+    card compares equal to the one configured (otherwise every update would look like a move to another card)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return str(int(value))
+    return value
+
+
 def to_wire(contact: Contact, settings: Jim2Settings, options: Mapping[str, Any]) -> Mapped:
     """The `CardFileContact` document for `contact`, its card file, where each wire field came from, what is left."""
     m = Mapped()
@@ -64,12 +73,12 @@ def to_wire(contact: Contact, settings: Jim2Settings, options: Mapping[str, Any]
 
     card_no = options.get("cardNo")
     if card_no is None and settings.card_no is not None:
-        m.put(CARD_NO, settings.card_no, "")
+        m.put(CARD_NO, card_number(settings.card_no), "")
     else:
         # An integer typed by the caller is a card number too; anything else is the wire model's to judge.
         m.put(
             CARD_NO,
-            str(card_no) if isinstance(card_no, int) and not isinstance(card_no, bool) else card_no,
+            str(card_no) if isinstance(card_no, int) and not isinstance(card_no, bool) else card_number(card_no),
             CARD_NO_SOURCE,
         )
 
