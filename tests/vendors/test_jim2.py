@@ -640,6 +640,23 @@ async def test_lost_create_answer_then_retry_without_link_adopts(jim2: Jim2) -> 
     assert jim2.simulator.state.counters["creates"] == 1
 
 
+async def test_the_email_filter_gets_the_address_as_the_payload_spells_it(serve: Serve) -> None:
+    """The listing's `filter[email]` is assumed: on a Jim2 whose filter minds case, a lowercased address would find
+    nothing, and a lost create's repeat would make a second record. Sent as spelt, it finds what that create
+    stored; the match itself ignores case."""
+    jim2 = await serve(filter_case_sensitive=True)
+    connector = jim2.connector()
+    mixed = [{"kind": "EMAIL", "value": "Ada@Example.com"}]
+    created = await send(connector, make_contact(details=mixed))
+    repeated = await send(connector, make_contact(details=mixed))
+    assert (repeated.status, repeated.remote_id, repeated.matched_by) == (
+        VendorStatus.UPDATED,
+        created.remote_id,
+        "email",
+    )
+    assert list(jim2.records) == [created.remote_id]
+
+
 async def test_missing_link_adopts_the_contact_with_the_same_email(jim2: Jim2) -> None:
     connector = jim2.connector()
     await send(connector, make_contact(details=[{"kind": "EMAIL", "value": "someone@else.example"}], lastName="X"))

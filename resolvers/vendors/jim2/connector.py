@@ -336,10 +336,12 @@ class Jim2Connector(Connector[Jim2Settings]):
     ) -> str | None:
         """The id of the card's contact that has one of the payload's e-mail addresses, if any, and that no other
         contact of the gateway is linked to."""
-        wanted = [e.casefold() for e in _emails(payload, self._email_type)]
         email_type = (self._email_type or "").casefold()
-        for email in wanted:
-            contacts = await self._list_card(card_no, payload, email)
+        for sent in _emails(payload, self._email_type):
+            # The filter gets the address as this payload spells it (a lost create of it stored that spelling, which
+            # even a filter that minds case finds); the match ignores case.
+            email = sent.casefold()
+            contacts = await self._list_card(card_no, payload, sent)
             matches = [
                 c.id
                 for c in contacts

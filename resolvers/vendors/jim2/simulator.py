@@ -25,6 +25,7 @@ ASSUMED (constructor settings where it matters):
   "replace" (the whole list, JSON:API) or "merge" (an entry sent replaces the record's next entry of its type, in
   order, or is added; entries of the record no entry sent matched are kept, as seed 002's PATCH answer can be
   read). The first contact on a card is its primary one. Records start empty; `cards` are the card files that exist.
+- `filter[email]` on the card's listing ignores case unless `filter_case_sensitive`.
 - `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued ids instead of
   `{cardno}-{contno}`; such an id should start with `{cardno}-` so its card is found.
 """
@@ -106,6 +107,7 @@ class Jim2Simulator(Simulator):
         dob_format: str = DEFAULT_DOB_FORMAT,
         name_required: bool = True,
         details_patch: str = "replace",
+        filter_case_sensitive: bool = False,
     ) -> None:
         super().__init__()
         #: Client id -> secret (the secret is the user card file's password in Jim2).
@@ -117,6 +119,7 @@ class Jim2Simulator(Simulator):
         self.logoff_path = "/" + logoff_path.lstrip("/")
         self.logoff_method = logoff_method
         self.detail_types = frozenset(detail_types)
+        self.filter_case_sensitive = filter_case_sensitive
         self.dob_format = dob_format
         self.name_required = name_required
         self.details_patch = details_patch
@@ -290,6 +293,8 @@ class Jim2Simulator(Simulator):
         if email is not None:  # the JSON:API filter the connector's reconciliation asks for (ASSUMED)
             ids = sorted(self.by_email.get(email.strip().casefold(), ()))
             found = [self.state.records[i] for i in ids if i.startswith(prefix) and i in self.state.records]
+            if self.filter_case_sensitive:
+                found = [r for r in found if email.strip() in _record_emails(r, fold=False)]
         else:
             found = [r for k, r in self.state.records.items() if k.startswith(prefix)]
         return self._document([self._resource(r) for r in found])
@@ -541,11 +546,11 @@ def _parses(value: str, fmt: str) -> bool:
     return True
 
 
-def _record_emails(record: dict[str, Any]) -> set[str]:
-    """The e-mail addresses of a stored record (EMail details), case-folded."""
+def _record_emails(record: dict[str, Any], *, fold: bool = True) -> set[str]:
+    """The e-mail addresses of a stored record (EMail details), case-folded unless not `fold`."""
     details = (record.get("attributes") or {}).get("details") or []
     return {
-        str(d.get("value", "")).strip().casefold()
+        (str(d.get("value", "")).strip().casefold() if fold else str(d.get("value", "")).strip())
         for d in details
         if isinstance(d, dict) and str(d.get("type", "")).casefold() == "email" and d.get("value")
     }
