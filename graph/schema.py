@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -281,13 +282,22 @@ def _idempotency_key(info: Info[Context, None], argument: str | None) -> str | N
                 "Idempotency-Key: the header is empty; send a key of printable characters, or no header",
                 "Idempotency-Key",
             )
-        key = f"{header}:{info.path.key}"
+        _checked_key(header, "Idempotency-Key")
+        return _derived_key(f"{header}:{info.path.key}")
     return _checked_key(key, _key_source(argument))
 
 
 def _key_source(argument: str | None) -> str:
     """What an error about the key names: the argument, or the header the key came in."""
     return "idempotencyKey" if argument is not None else "Idempotency-Key"
+
+
+def _derived_key(key: str) -> str:
+    """A key the header makes for a field (`<header>:<field>[:<index>]`): past the stored limit, its SHA-256, so the
+    limit the caller is told (the header's) is the one that holds, whatever the alias or index adds."""
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _checked_key(key: str, source: str = "idempotencyKey") -> str:
@@ -529,7 +539,7 @@ class Mutation:
                         info.context, await _upsert(info.context, value, targets, force, wants), wants
                     )
                 else:
-                    key = _checked_key(f"{header}:{index}", _key_source(None))
+                    key = _derived_key(f"{header}:{index}")
                     answered = await _keyed_upsert(info, key, value, targets, force, _key_source(None))
                 _audit_outcome(
                     info,

@@ -437,6 +437,23 @@ async def test_idempotency_key_header(gateway: Gateway, simulators: Simulators) 
     assert conflict["errors"][0]["message"].startswith("Idempotency-Key: already used for a different input")
 
 
+async def test_a_header_key_of_the_longest_length_allowed_works(gateway: Gateway, simulators: Simulators) -> None:
+    """The limit the error states (255) is the header's: the `:<field>[:<index>]` the gateway adds cannot push a key
+    of 255 characters over it (such a key is stored by its SHA-256), and it still replays."""
+    headers = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "k" * 255}
+    for body, read in (
+        ({"query": UPSERT, "variables": {"input": contact()}}, lambda a: a["data"]["upsertContact"]["status"]),
+        ({"query": BATCH, "variables": {"inputs": [contact(id="L-1")]}}, lambda a: a["data"]["batch"][0]["status"]),
+    ):
+        first = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+        assert "errors" not in first, first
+        assert read(first) == "SUCCEEDED"
+        before = {v: len(await simulators.calls(v)) for v in simulators.by_vendor}
+        again = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
+        assert again == first
+        assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == before
+
+
 async def test_an_empty_idempotency_key_header_is_refused(gateway: Gateway, simulators: Simulators) -> None:
     """An empty `Idempotency-Key` (HTTP trims a value of spaces to one): a caller who believes the write is keyed
     is told it is not, and nothing is written."""
