@@ -437,9 +437,19 @@ async def test_unknown_contact_type_in_vendor_options_is_rejected(eros: Eros) ->
     assert eros.simulator.state.records == {}
 
 
+@pytest.mark.parametrize(
+    ("rule_failures", "bare_status"),
+    [("validation_errors", False), ("response_status", False), ("response_status", True)],
+    ids=["ValidationErrors", "ResponseStatus", "bare-ResponseStatus"],
+)
 @pytest.mark.parametrize("validation_status", [200, 400, 422])
-async def test_validation_errors_reject_whatever_the_status(serve: Serve, validation_status: int) -> None:
-    eros = await serve(validation_status=validation_status)
+async def test_validation_errors_reject_whatever_the_status(
+    serve: Serve, validation_status: int, rule_failures: str, bare_status: bool
+) -> None:
+    """Broken rules reject whatever the HTTP status and whichever shape carries them: ValidationErrors, or a
+    ResponseStatus wrapped as ServiceStack does or bare at the top level, as seed 001's sample reply shows it (a
+    200 in that shape was read as a success: the write reported saved was not)."""
+    eros = await serve(validation_status=validation_status, rule_failures=rule_failures, bare_status=bare_status)
     connector = eros.connector()
     payload = copy.deepcopy(connector.prepare(make_contact()).payload)
     address = payload["Contact"]["ContactDetails"][2]["ContactAddress"]["Address"]

@@ -66,6 +66,7 @@ from resolvers.vendors.eros.wire import (
     ResponseStatusModel,
     SaveContact,
     SaveContactResponse,
+    bare_status,
     pascal_keys,
 )
 
@@ -402,7 +403,7 @@ def _response_status(response: VendorResponse) -> ResponseStatusModel | None:
     data = response.json_or_none()
     if not isinstance(data, dict):
         return None
-    raw = pascal_keys(data).get("ResponseStatus")
+    raw = bare_status(pascal_keys(data)).get("ResponseStatus")
     try:
         return ResponseStatusModel.model_validate(raw) if isinstance(raw, dict) else None
     except ValidationError:

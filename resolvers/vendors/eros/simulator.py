@@ -7,6 +7,11 @@ ContactDetails and an address' Latitude/Longitude are required; errors as Valida
 
 ASSUMED (constructor settings where it matters):
 - `validation_status`: HTTP status of a ValidationErrors answer (default 200).
+- `bare_status` (default False): a ResponseStatus comes at the top level of the answer, as seed 001's sample reply
+  shows it (`{ErrorCode, Message, StackTrace, Errors, Meta}`), instead of ServiceStack's `{"ResponseStatus": ...}`.
+- `rule_failures` ("validation_errors", the default, or "response_status"): broken business rules come back as
+  `ValidationErrors` (RuleCode, Key, Message) or as a ResponseStatus `ValidationException` whose `Errors` name each
+  field (ErrorCode, FieldName, Message), at `validation_status`.
 - `return_object_id`: whether the success answer carries the contact's ObjectId (default True).
 - `details_required`: whether an empty ContactDetails list is refused like a missing one (default False).
 - `keeps_omitted` (default False): an update replaces the stored Contact with the one sent; True keeps every Contact
@@ -177,6 +182,8 @@ class ErosSimulator(Simulator):
         return_object_id: bool = True,
         details_required: bool = False,
         keeps_omitted: bool = False,
+        bare_status: bool = False,
+        rule_failures: str = "validation_errors",
     ) -> None:
         super().__init__()
         self.username = username
@@ -189,6 +196,8 @@ class ErosSimulator(Simulator):
         self.return_object_id = return_object_id
         self.details_required = details_required
         self.keeps_omitted = keeps_omitted
+        self.bare_status = bare_status
+        self.rule_failures = rule_failures
         #: Issued bearer tokens -> monotonic expiry time.
         self.tokens: dict[str, float] = {}
 
@@ -219,10 +228,9 @@ class ErosSimulator(Simulator):
             self.tokens[token] = 0.0
         return len(self.tokens)
 
-    @staticmethod
-    def _status(status: int, code: str, message: str, errors: Iterable[dict[str, str]] = ()) -> web.Response:
-        body = {"ResponseStatus": {"ErrorCode": code, "Message": message, "Errors": list(errors)}}
-        return web.json_response(body, status=status)
+    def _status(self, status: int, code: str, message: str, errors: Iterable[dict[str, str]] = ()) -> web.Response:
+        answer = {"ErrorCode": code, "Message": message, "Errors": list(errors)}
+        return web.json_response(answer if self.bare_status else {"ResponseStatus": answer}, status=status)
 
     @staticmethod
     async def _body(request: web.Request) -> dict[str, Any] | None:
@@ -278,6 +286,9 @@ class ErosSimulator(Simulator):
         if malformed:
             return self._status(400, "SerializationException", malformed[0]["Message"], malformed)
         violations = self._violations(body)
+        if violations and self.rule_failures == "response_status":
+            errors = [{"ErrorCode": v["RuleCode"], "FieldName": v["Key"], "Message": v["Message"]} for v in violations]
+            return self._status(self.validation_status, "ValidationException", errors[0]["Message"], errors)
         if violations:
             return web.json_response({"ValidationErrors": violations}, status=self.validation_status)
         return self._apply(body)

@@ -205,12 +205,28 @@ class ResponseStatusModel(_Received):
 
 
 class SaveContactResponse(_Received):
-    """The answer to SaveContact; ObjectId / ContactId are ASSUMED optional extras, never relied on."""
+    """The answer to SaveContact; ObjectId / ContactId are ASSUMED optional extras, never relied on. A ResponseStatus
+    may come wrapped (`{"ResponseStatus": {...}}`, ServiceStack's way) or bare at the top level (seed 001's sample
+    reply: `{ErrorCode, Message, StackTrace, Errors, Meta}`): both are read as `ResponseStatus`."""
 
     ValidationErrors: list[RuleValidationResult] = Field(default_factory=list)
     ResponseStatus: ResponseStatusModel | None = None
     ObjectId: str | None = None
     ContactId: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_status(cls, data: Any) -> Any:
+        return bare_status(data)
+
+
+def bare_status(data: Any) -> Any:
+    """An answer (keys in PascalCase) whose ResponseStatus fields sit at its top level, with them moved under
+    `ResponseStatus`; any other answer as it is."""
+    if isinstance(data, dict) and "ResponseStatus" not in data and (data.get("ErrorCode") or data.get("Errors")):
+        fields = ("ErrorCode", "Message", "StackTrace", "Errors", "Meta")
+        return {**data, "ResponseStatus": {k: data[k] for k in fields if k in data}}
+    return data
 
 
 class Authenticate(_Sent):
