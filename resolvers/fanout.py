@@ -380,7 +380,15 @@ class FanOut:
             if queued:
                 sent = await self._send(
                     queued,
-                    {v: partial(self._upsert_one, v, candidates[v], links.get(v)) for v in queued},
+                    {
+                        v: partial(
+                            self._upsert_one,
+                            v,
+                            replace(candidates[v], force=True) if force else candidates[v],
+                            links.get(v),
+                        )
+                        for v in queued
+                    },
                     hashes=hashes,
                     payloads={v: p.payload for v, p in candidates.items()},
                     contact_id=contact.id,
@@ -527,7 +535,8 @@ class FanOut:
                         ],
                     )
                 else:
-                    sent.result = await self._upsert_one(vendor, prepared, link)
+                    forced = replace(prepared, force=True) if delivery.force else prepared
+                    sent.result = await self._upsert_one(vendor, forced, link)
         await self._complete(delivery.contact_id, {vendor: sent})
         return sent.result
 

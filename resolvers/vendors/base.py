@@ -203,6 +203,8 @@ class Prepared:
     contact_id: str = ""
     #: Wire path -> canonical input path (`Mapped.sources`), for vendor error bodies that name wire fields.
     sources: dict[str, str] = field(default_factory=dict)
+    #: The write was forced (`force: true`): a vendor that skips what it finds unchanged is told not to.
+    force: bool = False
 
     @property
     def valid(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -381,6 +381,19 @@ async def test_identical_repeat_is_skipped_by_the_hash(eros: Eros) -> None:
     assert again.status is VendorStatus.UPDATED
     assert eros.simulator.state.counters.get("unchanged") == 1
     assert "updates" not in eros.simulator.state.counters
+
+
+async def test_a_forced_write_tells_eros_to_ignore_its_hash(eros: Eros) -> None:
+    """Seed 001: IgnoreHash=true "the object will be updated/refreshed". `force: true` exists to resync a record
+    (say one edited in Eros): without it Eros would skip the contact by its hash and save nothing."""
+    connector = eros.connector()
+    first = await send(connector, make_contact())
+    prepared = connector.prepare(make_contact())
+    forced = await connector.upsert(replace(prepared, force=True), link("c-1", first.remote_id))
+    assert forced.status is VendorStatus.UPDATED
+    assert eros.simulator.state.counters.get("updates") == 1
+    assert "unchanged" not in eros.simulator.state.counters
+    assert orjson.loads(eros.calls("/SaveContact")[-1].body)["IgnoreHash"] is True
 
 
 async def test_remote_id_falls_back_to_alternate_key(serve: Serve) -> None:

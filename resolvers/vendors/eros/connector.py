@@ -2,7 +2,8 @@
 
 KNOWN (seed 001, VENDORS.md):
 - `SaveContact` inserts or updates a contact keyed on (SuiteDataSourceInstanceId, AlternateKey); ObjectId may
-  replace AlternateKey; `MarkAsDeleted=true` deletes; `IgnoreHash=false` lets Eros skip an unchanged contact.
+  replace AlternateKey; `MarkAsDeleted=true` deletes; `IgnoreHash=false` lets Eros skip an unchanged contact (a
+  forced write sends `IgnoreHash=true`).
 - Contact needs ContactType, ContactRoles (RoleId each) and ContactDetails; an address needs Latitude and Longitude.
 - Business-rule failures come as `ValidationErrors [{RuleCode, Message, Key, Tag, ErrorCode}]`; ServiceStack
   request failures as `ResponseStatus {ErrorCode, Message, StackTrace, Errors [{ErrorCode, FieldName, Message}]}`.
@@ -247,6 +248,10 @@ class ErosConnector(Connector[ErosSettings]):
         stuck: list[str] = []
         if self.settings.removed_fields == "blank" and link is not None and _same_key(link.payload, payload):
             payload, stuck = blank_removed(link.payload, payload, _NOT_TEXT)
+        if prepared.force:
+            # Seed 001: IgnoreHash=true "the object will be updated/refreshed"; false lets Eros skip a contact whose
+            # hash it already has, which a forced write (a resync over edits made in Eros) must not be.
+            payload = {**payload, "IgnoreHash": True}
         response, reply = await self._save(payload)
         created = link is None or link.remote_id is None
         return Delivered(
