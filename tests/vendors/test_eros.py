@@ -342,6 +342,29 @@ async def test_each_data_source_has_its_own_key_space(serve: Serve) -> None:
     assert records[record_key(other, "c-1")]["Contact"]["FirstName"] == "FromSourceB"
 
 
+async def test_a_changed_data_source_is_a_new_record_and_says_so(serve: Serve) -> None:
+    """The upsert key is (data source, AlternateKey): after `data_source_instance_id` changes, a write is a new
+    record under the new one, answered CREATED with a warning naming the old record (left in place), as a changed
+    clientRef is at Oneserve; not an UPDATED of the old one."""
+    other = UUID("0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
+    eros = await serve(data_source_instance_ids=(DEMO_DATA_SOURCE, other))
+    connector = eros.connector()
+    prepared = connector.prepare(make_contact())
+    first = await connector.upsert(prepared, None)
+    previous = cross_reference(Vendor.EROS, first.remote_id, payload=prepared.payload)
+    moved = await send(eros.connector(data_source_instance_id=str(other)), make_contact(), previous)
+    assert (moved.status, moved.remote_id != first.remote_id) == (VendorStatus.CREATED, True)
+    assert moved.warnings == (
+        f"data source changed to {other}: written as a new record there; Eros contact {first.remote_id} under data "
+        f"source {DEMO_DATA_SOURCE} was left in place",
+    )
+    assert len(eros.simulator.state.records) == 2
+    # The same data source: an update, keeping the record's id when a reply leaves ObjectId out (an optional extra).
+    eros.simulator.return_object_id = False
+    again = await send(connector, make_contact(firstName="Augusta"), previous)
+    assert (again.status, again.remote_id, again.warnings) == (VendorStatus.UPDATED, first.remote_id, ())
+
+
 async def test_concurrent_upserts_log_in_once(eros: Eros) -> None:
     connector = eros.connector()
     contacts = [make_contact(id=f"c-{i}") for i in range(6)]

@@ -253,12 +253,23 @@ class ErosConnector(Connector[ErosSettings]):
             # hash it already has, which a forced write (a resync over edits made in Eros) must not be.
             payload = {**payload, "IgnoreHash": True}
         response, reply = await self._save(payload)
-        created = link is None or link.remote_id is None
+        warnings = [f"{path}: removed, but it cannot be blanked; Eros may keep it" for path in stuck]
+        known = link is not None and link.remote_id is not None
+        if known and link is not None and link.payload is not None and not _same_key(link.payload, payload):
+            # The upsert key is (data source, AlternateKey): another data source is another record at Eros.
+            known = False
+            warnings.append(
+                f"data source changed to {payload.get('SuiteDataSourceInstanceId')}: written as a new record there; "
+                f"Eros contact {link.remote_id} under data source {link.payload.get('SuiteDataSourceInstanceId')} "
+                "was left in place"
+            )
+        # ObjectId is an optional extra: a reply without it keeps the id the record already has.
+        kept = link.remote_id if known and link is not None else None
         return Delivered(
-            status=VendorStatus.CREATED if created else VendorStatus.UPDATED,
-            remote_id=reply.ObjectId or reply.ContactId or str(prepared.payload["AlternateKey"]),
+            status=VendorStatus.UPDATED if known else VendorStatus.CREATED,
+            remote_id=reply.ObjectId or reply.ContactId or kept or str(prepared.payload["AlternateKey"]),
             http_status=response.status,
-            warnings=tuple(f"{path}: removed, but it cannot be blanked; Eros may keep it" for path in stuck),
+            warnings=tuple(warnings),
         )
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
