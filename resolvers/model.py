@@ -74,6 +74,38 @@ class CanonicalModel(BaseModel):
     )
 
 
+# C0 and C1 control characters and DEL: no vendor field is meant to hold them (a NUL ends a C string, CR/LF break a
+# multipart header or a log line). Multi-line text (notes, considerations) may hold tab, CR and LF.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _line(value: str) -> str:
+    """One line of text: not only spaces (a vendor would store them as a value; "" or no field means none), no
+    control characters."""
+    if value and not value.strip():
+        raise PydanticCustomError("blank", "must not be only spaces: leave the field out instead")
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "control_character", "must not hold control characters (U+0000-U+001F, U+007F-U+009F)"
+        )
+    return value
+
+
+def _multiline(value: str) -> str:
+    """Text that may span lines: not only spaces, no control characters but tab, CR and LF."""
+    if value and not value.strip():
+        raise PydanticCustomError("blank", "must not be only spaces: leave the field out instead")
+    if _CONTROL_MULTILINE.search(value):
+        raise PydanticCustomError("control_character", "must not hold control characters other than tab, CR and LF")
+    return value
+
+
+#: Text of one line (names, titles, a detail's value, an address line...).
+Line = Annotated[str, AfterValidator(_line)]
+#: Text that may span lines (notes, considerations).
+Multiline = Annotated[str, AfterValidator(_multiline)]
+
 ContactId = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_printable_id)]
 CountryCode = Annotated[str, AfterValidator(_country)]
 
@@ -82,8 +114,8 @@ class ContactDetail(CanonicalModel):
     """A phone number, e-mail address, web address or other way to reach the contact."""
 
     kind: DetailKind
-    value: str = Field(min_length=1)
-    label: str | None = None
+    value: Line = Field(min_length=1)
+    label: Line | None = None
     preferred: bool = False
 
     @model_validator(mode="after")
@@ -96,10 +128,10 @@ class ContactDetail(CanonicalModel):
 class Address(CanonicalModel):
     """A postal address; `lines` are the street lines, most specific first."""
 
-    lines: list[str] = Field(default_factory=list, max_length=MAX_ADDRESS_LINES)
-    city: str | None = None
-    region: str | None = None
-    post_code: str | None = None
+    lines: list[Line] = Field(default_factory=list, max_length=MAX_ADDRESS_LINES)
+    city: Line | None = None
+    region: Line | None = None
+    post_code: Line | None = None
     country: CountryCode | None = None
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -108,7 +140,7 @@ class Address(CanonicalModel):
 class Location(CanonicalModel):
     """A site the contact is associated with (Oneserve locations)."""
 
-    ref: str = Field(min_length=1)
+    ref: Line = Field(min_length=1)
     preferred: bool = False
     start_date: date | None = None
     end_date: date | None = None
@@ -131,18 +163,18 @@ class Contact(CanonicalModel):
     """The one contact model every vendor mapping starts from."""
 
     id: ContactId
-    title: str | None = None
-    salutation: str | None = None
-    first_name: str | None = None
-    middle_name: str | None = None
-    last_name: str | None = None
-    display_name: str | None = None
-    job_title: str | None = None
-    department: str | None = None
-    organisation: str | None = None
+    title: Line | None = None
+    salutation: Line | None = None
+    first_name: Line | None = None
+    middle_name: Line | None = None
+    last_name: Line | None = None
+    display_name: Line | None = None
+    job_title: Line | None = None
+    department: Line | None = None
+    organisation: Line | None = None
     birth_date: date | None = None
-    notes: str | None = None
-    considerations: str | None = None
+    notes: Multiline | None = None
+    considerations: Multiline | None = None
     details: Annotated[list[ContactDetail], AfterValidator(_one_preferred)] = Field(
         default_factory=list, max_length=MAX_LIST_ITEMS
     )

@@ -132,6 +132,39 @@ def test_type_errors_are_worded_too() -> None:
     }
 
 
+def test_text_of_only_spaces_or_with_control_characters_is_refused() -> None:
+    """A vendor would store "   " as a name, or a NUL or BEL inside one (a probe saw Jim2's simulator keep both):
+    refused for every vendor, naming the field. "" stays "none", as before; notes may span lines."""
+    found = parse_contact(
+        {
+            "id": "c",
+            "firstName": "   ",
+            "lastName": "A\u0000B",
+            "title": "\u0085Dr",
+            "notes": "line one\r\nline two\tend",
+            "considerations": "bell\u0007",
+            "details": [{"kind": "PHONE", "value": " \t "}, {"kind": "OTHER", "value": "x", "label": "  "}],
+            "address": {"lines": ["1 Way", "  "], "city": "Lon\ndon"},
+            "locations": [{"ref": "   "}],
+        }
+    )
+    assert isinstance(found, list)
+    spaces = "must not be only spaces: leave the field out instead"
+    control = "must not hold control characters (U+0000-U+001F, U+007F-U+009F)"
+    assert {(e.field, e.code, e.message) for e in found} == {
+        ("firstName", ErrorCode.INVALID_FORMAT, spaces),
+        ("lastName", ErrorCode.INVALID_FORMAT, control),
+        ("title", ErrorCode.INVALID_FORMAT, control),
+        ("considerations", ErrorCode.INVALID_FORMAT, "must not hold control characters other than tab, CR and LF"),
+        ("details[0].value", ErrorCode.INVALID_FORMAT, spaces),
+        ("details[1].label", ErrorCode.INVALID_FORMAT, spaces),
+        ("address.lines[1]", ErrorCode.INVALID_FORMAT, spaces),
+        ("address.city", ErrorCode.INVALID_FORMAT, control),
+        ("locations[0].ref", ErrorCode.INVALID_FORMAT, spaces),
+    }
+    assert isinstance(parse_contact({"id": "c", "firstName": "", "notes": "a\nb"}), Contact)
+
+
 def test_content_hash_is_stable_and_sensitive() -> None:
     a = Contact.model_validate({"id": "c", "firstName": "A"})
     assert a.content_hash() == Contact.model_validate({"firstName": "A", "id": "c"}).content_hash()
