@@ -387,7 +387,11 @@ class Query:
 
     @strawberry.field(
         permission_classes=[CanRead],
-        description="Dry run: each vendor's verdict on the input (VALID or INVALID with every rule). Calls no vendor.",
+        description=(
+            "Dry run: each vendor's verdict on the input (VALID or INVALID with every rule it breaks). Calls no "
+            "vendor. Input that breaks a universal rule gets those errors alone, the same for every vendor: a "
+            "vendor's own rules are checked on a valid contact."
+        ),
     )
     def validate_contact(
         self, info: Info[Context, None], input: types.ContactInput, vendors: types.VendorList = None
@@ -511,8 +515,8 @@ class Mutation:
         description=(
             "Write many contacts; each answers as `upsertContact` would, in input order. An input that fails "
             "unexpectedly (or whose idempotency key CONFLICTs) answers null, with its error at path "
-            "`[field, index]`; the others answer as usual. The `Idempotency-Key` header keys each input as "
-            "`<header>:<field>:<index>`."
+            "`[field, index]`; the others answer as usual. An input waits for an earlier one with the same id, so "
+            "the later one wins. The `Idempotency-Key` header keys each input as `<header>:<field>:<index>`."
         ),
     )
     async def upsert_contacts(
@@ -532,7 +536,13 @@ class Mutation:
         header = _idempotency_key(info, None)  # `<header>:<field>`, checked once for the whole batch
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
-        async def one(index: int, value: types.ContactInput) -> types.UpsertContactPayload:
+        async def one(
+            index: int, value: types.ContactInput, before: asyncio.Future[Any] | None
+        ) -> types.UpsertContactPayload:
+            if before is not None:
+                # The same contact earlier in the batch: written first, whatever its outcome, so the later input is
+                # an ordinary update after it (and wins), never queued behind it mid-flight.
+                await asyncio.wait([before])
             async with slots:
                 if header is None:
                     answered = await _answer(
@@ -552,7 +562,13 @@ class Mutation:
 
         # Every input runs to its end before the answer: one input's error is that input's (graphql-core puts an
         # exception given as a list item at its index), never the whole batch's while the others go on unreported.
-        answers = await asyncio.gather(*(one(i, v) for i, v in enumerate(inputs)), return_exceptions=True)
+        runs: list[asyncio.Future[Any]] = []
+        last: dict[str, asyncio.Future[Any]] = {}
+        for i, v in enumerate(inputs):
+            run = asyncio.ensure_future(one(i, v, last.get(str(v.id))))
+            last[str(v.id)] = run
+            runs.append(run)
+        answers = await asyncio.gather(*runs, return_exceptions=True)
         for answer in answers:
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 raise answer  # cancellation and the like are the request's, not an input's

@@ -235,6 +235,26 @@ async def test_batch_upsert_answers_in_input_order(gateway: Gateway) -> None:
     assert [p["status"] for p in answer] == ["SUCCEEDED"] * 10 + ["FAILED"]
 
 
+async def test_the_same_contact_twice_in_a_batch_is_written_in_order(gateway: Gateway, simulators: Simulators) -> None:
+    """The later input is an ordinary update after the earlier one, which it waits for: both answers are clean
+    (CREATED, then UPDATED), never the later one queued behind the earlier one in flight (answered FAILED while it
+    lands moments later); the later input wins. The vendors are slow so the two would otherwise overlap."""
+    for vendor in Vendor:
+        await simulators.faults(vendor, latency_ms=150)
+    query = (
+        "mutation($inputs: [ContactInput!]!) "
+        "{ upsertContacts(inputs: $inputs) { status contact { firstName } results { vendor status } } }"
+    )
+    inputs = [contact(id="B-dup", firstName="First"), contact(id="B-other"), contact(id="B-dup", firstName="Second")]
+    items = (await gateway.graphql(query, {"inputs": inputs}))["data"]["upsertContacts"]
+    assert [p["status"] for p in items] == ["SUCCEEDED"] * 3
+    assert {r["status"] for r in items[0]["results"]} == {"CREATED"}
+    assert {r["status"] for r in items[2]["results"]} == {"UPDATED"}
+    assert (items[0]["contact"]["firstName"], items[2]["contact"]["firstName"]) == ("First", "Second")
+    stored = await gateway.graphql('{ contact(id: "B-dup") { firstName } }', token=READ_TOKEN)
+    assert stored["data"]["contact"]["firstName"] == "Second"
+
+
 async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
     gateway: Gateway, simulators: Simulators
 ) -> None:
