@@ -111,6 +111,21 @@ async def test_field_errors_stay_200_with_data_for_graphql_response_json(gateway
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
 
+async def test_a_variable_error_does_not_repeat_the_object_it_was_given(gateway: Gateway) -> None:
+    """graphql-core ends some variable errors with "Found: {...}", the whole input object: personal data copied
+    into an error a front end may log, at any size. The message keeps the path and the fault, not the copy."""
+    query = "mutation($input: ContactInput!) { upsertContact(input: $input) { status } }"
+    for variables, fault in (
+        ({"input": {"id": "x", "nickname": "Ada private"}}, "not to include unknown field 'nickname'"),
+        ({"input": {"firstName": "Ada private"}}, "to include required field 'id'"),
+    ):
+        body = (await post(gateway, {"query": query, "variables": variables}, GRAPHQL_ACCEPT)).json()
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert fault in error["message"], error["message"]
+        assert "private" not in error["message"], error["message"]
+
+
 @pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/json; charset=UTF-8"])
 async def test_a_media_type_is_read_whatever_its_case(gateway: Gateway, content_type: str) -> None:
     headers = {**GRAPHQL_ACCEPT, "Content-Type": content_type, "Authorization": f"Bearer {READ_TOKEN}"}
