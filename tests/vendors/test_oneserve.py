@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from typing import Any, cast
@@ -355,6 +356,40 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def connect(session: aiohttp.ClientSession, mount: str, **overrides: Any) -> OneserveConnector:
     settings = OneserveSettings.model_validate({**demo_config(f"{mount}acme/"), **overrides})
     return OneserveConnector(settings, Transport(session))
+
+
+@pytest.mark.parametrize("length_unit", ["characters", "utf16"])
+async def test_the_length_unit_is_read_both_ways(
+    serve: Serve, session: aiohttp.ClientSession, length_unit: str
+) -> None:
+    """Seed 000's "Text (80)" does not say what counts. 80 emoji are 80 characters but 160 UTF-16 code units: an
+    Oneserve counting units refuses them with a failure that names no field, so with `length_unit = "utf16"`
+    pre-flight refuses them first, naming the field; counting characters, they go through."""
+    simulator, mount = await serve(length_unit=length_unit)
+    connector = connect(session, mount, length_unit=length_unit)
+    prepared = connector.prepare(make_contact(firstName="\U0001f600" * 80))
+    if length_unit == "characters":
+        assert prepared.valid, prepared.errors
+        assert (await connector.upsert(prepared, None)).status is VendorStatus.CREATED
+        return
+    assert [(e.field, e.code, e.vendor_field, e.message) for e in prepared.errors] == [
+        ("firstName", ErrorCode.TOO_LONG, "forename", "at most 80 characters (an emoji counts as 2)")
+    ]
+    # And the simulator, counting units, refuses what pre-flight would have (sent regardless here).
+    with pytest.raises(VendorRejected):
+        await connector.upsert(dataclasses.replace(prepared, errors=[]), None)
+    assert simulator.state.records == {}
+
+
+def test_known_usage_type_ids_are_checked_before_sending() -> None:
+    """Seed 000: usageTypeId "must match an existing usage type ID"; with the tenant's ids configured, another is
+    UNKNOWN_TYPE at the caller's path instead of Oneserve's 'Transaction rolled back', which names no field."""
+    settings = SETTINGS.model_copy(update={"usage_type_ids": [1, 2, 3]})
+    contact = make_contact(locations=[{"ref": "L1", "usageTypeId": 99}, {"ref": "L2", "usageTypeId": 2}])
+    assert errors_of(contact, settings) == {
+        ("locations[0].usageTypeId", ErrorCode.UNKNOWN_TYPE, "locations[0].usageTypeId")
+    }
+    assert errors_of(contact) == set()  # not configured: Oneserve judges
 
 
 async def test_create_then_update_keeps_one_record(serve: Serve, session: aiohttp.ClientSession) -> None:

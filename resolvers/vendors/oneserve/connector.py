@@ -11,6 +11,9 @@ Assumed, and made settings:
 - `token_header`: the header is `OS-REST-AUTH-TOKEN`. The seed spells it `OS_REST_AUTH_TOKEN`, the support
   pages with hyphens; proxies such as nginx drop underscored headers by default, so hyphens are the default.
 - `detail_types`: which contact type id each detail kind gets; each tenant configures its own ids.
+- `length_unit`: seed 000 gives limits as "Text (80)" without saying what counts; characters by default, "utf16"
+  for an Oneserve that counts UTF-16 code units.
+- `usage_type_ids`: the tenant's usage type ids are its own; known, they are checked before sending.
 - `removed_fields`: "Adds new contact data, or updates existing contacts" does not say what an update does with a
   field the body leaves out. "omit" (the default) takes the body as the whole contact, so a removed field is left
   out; "blank" is for an Oneserve that keeps what is left out: a text field removed since the last accepted write is
@@ -28,7 +31,7 @@ Assumed, and handled whatever the truth is:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
@@ -79,6 +82,12 @@ class OneserveSettings(VendorSettings):
     token_header: str = Field(default=DEFAULT_TOKEN_HEADER, pattern=r"^[A-Za-z0-9_-]+$")
     #: ASSUMED: what an update does with a field the body leaves out (see the module docstring).
     removed_fields: RemovedFields = "omit"
+    #: ASSUMED: what a "Text (n)" limit counts: "characters" (code points), or "utf16" code units, as a Java or
+    #: SQL Server nvarchar column does (an emoji counts 2).
+    length_unit: Literal["characters", "utf16"] = "characters"
+    #: The tenant's location usage type ids, when known: `locations[].usageTypeId` is then checked before sending
+    #: (seed 000: "must match an existing usage type ID"); None sends any and lets Oneserve judge.
+    usage_type_ids: list[int] | None = None
 
     @field_validator("detail_types")
     @classmethod

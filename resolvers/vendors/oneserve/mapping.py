@@ -11,7 +11,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from resolvers.model import Address, Contact, ContactDetail, Location, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped
-from resolvers.vendors.oneserve.wire import DATE_FORMAT
+from resolvers.vendors.oneserve.wire import (
+    DATE_FORMAT,
+    OneserveContact,
+    OneserveLocation,
+    max_lengths,
+    utf16_units,
+)
+
+#: The wire models' text limits (`length_unit = "utf16"` counts them again in UTF-16 code units).
+CONTACT_LIMITS = max_lengths(OneserveContact)
+LOCATION_LIMITS = max_lengths(OneserveLocation)
 
 if TYPE_CHECKING:
     from resolvers.vendors.oneserve.connector import OneserveSettings
@@ -60,7 +70,42 @@ def to_wire(contact: Contact, settings: OneserveSettings, options: Mapping[str, 
     mapped.put("notes", contact.notes, "notes")
     mapped.put("considerations", contact.considerations, "considerations")
     _locations(contact.locations, mapped)
+    if settings.length_unit == "utf16":
+        _utf16_lengths(mapped)
+    if settings.usage_type_ids is not None:
+        _usage_types(contact.locations, settings.usage_type_ids, mapped)
     return mapped
+
+
+def _utf16_lengths(mapped: Mapped) -> None:
+    """With `length_unit = "utf16"`: each text field's limit counted in UTF-16 code units. A value too long in
+    characters is the wire model's to report; one that fits in characters but not in units is reported here."""
+    fields = [(name, mapped.payload.get(name), limit) for name, limit in CONTACT_LIMITS.items()]
+    for index, item in enumerate(mapped.payload.get("locations") or []):
+        fields += [(f"locations[{index}].{n}", item.get(n), limit) for n, limit in LOCATION_LIMITS.items()]
+    for path, value, limit in fields:
+        if isinstance(value, str) and len(value) <= limit < utf16_units(value):
+            mapped.errors.append(
+                FieldError(
+                    field=mapped.source(path),
+                    code=ErrorCode.TOO_LONG,
+                    message=f"at most {limit} characters (an emoji counts as 2)",
+                    vendor_field=path,
+                )
+            )
+
+
+def _usage_types(locations: Sequence[Location], known: Sequence[int], mapped: Mapped) -> None:
+    for index, location in enumerate(locations):
+        if location.usage_type_id is not None and location.usage_type_id not in known:
+            mapped.errors.append(
+                FieldError(
+                    field=f"locations[{index}].usageTypeId",
+                    code=ErrorCode.UNKNOWN_TYPE,
+                    message=f"not a usage type of this Oneserve tenant ({', '.join(map(str, known)) or 'none'})",
+                    vendor_field=f"locations[{index}].usageTypeId",
+                )
+            )
 
 
 def _options(options: Mapping[str, Any], mapped: Mapped) -> OneserveOptions:

@@ -12,6 +12,7 @@ constructor argument:
 - Sites other than `sites` answer 404; a body that is not valid JSON after its `{` answers REST0002 too.
 - `keeps_omitted` (default False): an update replaces the stored contact with the body; True keeps every field the
   body leaves out (the body's fields, "" included, replace theirs), and checks the contact that results.
+- `length_unit` ("characters", the default, or "utf16"): what a "Text (n)" limit counts.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from resolvers.vendors.oneserve.wire import (
     ROLLED_BACK,
     STATEMENT_FAILED,
     UNKNOWN_CLIENT_REF,
+    utf16_units,
 )
 
 #: The JWT the demo configuration sends and the simulator accepts by default.
@@ -100,6 +102,7 @@ class OneserveSimulator(Simulator):
         token_header: str = DEFAULT_TOKEN_HEADER,
         failure_http_status: int = 400,
         keeps_omitted: bool = False,
+        length_unit: str = "characters",
     ) -> None:
         super().__init__()
         self.tokens = frozenset(tokens)
@@ -110,6 +113,8 @@ class OneserveSimulator(Simulator):
         self.token_header = token_header
         self.failure_http_status = failure_http_status
         self.keeps_omitted = keeps_omitted
+        #: ASSUMED: what a "Text (n)" limit counts ("characters", or "utf16" code units).
+        self.length = utf16_units if length_unit == "utf16" else len
 
     def add_routes(self, app: web.Application) -> None:
         """The one contact endpoint, for every method (the wrong ones answer 405 as Oneserve does)."""
@@ -165,7 +170,7 @@ class OneserveSimulator(Simulator):
             return MISSING_REQUIRED
         for name, length in _TEXT_COLUMNS.items():
             value = body.get(name)
-            if value is not None and (not isinstance(value, str) or len(value) > length):
+            if value is not None and (not isinstance(value, str) or self.length(value) > length):
                 return STATEMENT_FAILED
         types = [body.get(name) for name in _TYPE_COLUMNS if body.get(name) is not None]
         preferred = _integer(body["preferredContact"])
@@ -190,7 +195,7 @@ class OneserveSimulator(Simulator):
         ref = location.get("locationRef")
         if ref is None or location.get("isPreferred") is None:
             return MISSING_REQUIRED
-        if not isinstance(ref, str) or len(ref) > _LOCATION_REF_LENGTH:
+        if not isinstance(ref, str) or self.length(ref) > _LOCATION_REF_LENGTH:
             return STATEMENT_FAILED
         if _boolean(location["isPreferred"]) is None:
             return STATEMENT_FAILED

@@ -8,8 +8,9 @@ empty mandatory `contact1`; the gateway is deliberately stricter than that).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
@@ -86,6 +87,35 @@ class OneserveContact(OneserveModel):
     notes: Annotated[str, Field(max_length=2000)] | None = None
     considerations: Annotated[str, Field(max_length=4000)] | None = None
     locations: list[OneserveLocation] | None = None
+
+
+def utf16_units(value: str) -> int:
+    """The length of `value` in UTF-16 code units (a character past U+FFFF, an emoji, counts 2)."""
+    return len(value.encode("utf-16-le")) // 2
+
+
+def max_lengths(model: type[BaseModel]) -> dict[str, int]:
+    """Field -> its `max_length`, for the text fields of a wire model (read from the model, so the limits live in
+    one place)."""
+
+    def found(items: Iterable[Any]) -> int | None:
+        for item in items:
+            limit = getattr(item, "max_length", None)
+            if isinstance(limit, int):
+                return limit
+            nested = found(getattr(item, "metadata", ()))  # a FieldInfo inside `Annotated`
+            if nested is not None:
+                return nested
+        return None
+
+    out: dict[str, int] = {}
+    for name, field in model.model_fields.items():
+        # `Text50 | None`: the limit sits on the union's member, not on the field.
+        members = [m for a in getattr(field.annotation, "__args__", ()) for m in getattr(a, "__metadata__", ())]
+        limit = found(field.metadata) or found(members)
+        if limit is not None:
+            out[name] = limit
+    return out
 
 
 class OneserveReply(BaseModel):
