@@ -301,8 +301,8 @@ def _derived_key(key: str) -> str:
 
 
 def _checked_key(key: str, source: str = "idempotencyKey") -> str:
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise bad_input(f"{source}: must be 1-{MAX_KEY_LENGTH} printable characters", source)
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable() or not key.strip():
+        raise bad_input(f"{source}: must be 1-{MAX_KEY_LENGTH} printable characters, not only spaces", source)
     return key
 
 
@@ -350,8 +350,17 @@ async def _keyed_upsert(
 class Query:
     """Reads, and the dry-run validation front ends call as the user types."""
 
-    @strawberry.field(permission_classes=[CanRead], description="One contact by the caller's id.")
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description=(
+            "One contact by the caller's id; null when none is stored. An id no contact can have (empty, spaces "
+            "around it, past 50 characters) is BAD_USER_INPUT, as for deleteContact."
+        ),
+    )
     async def contact(self, info: Info[Context, None], id: strawberry.ID) -> types.Contact | None:
+        problems = field_errors_of_id(str(id))
+        if problems:
+            raise bad_input(f"id: {problems}", "id")
         return await info.context.contact_loader.load(str(id))
 
     @strawberry.field(permission_classes=[CanRead], description="Contacts ordered by id, a page at a time.")

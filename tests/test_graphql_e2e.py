@@ -227,6 +227,18 @@ async def test_read_back_and_paging(gateway: Gateway) -> None:
     assert too_many["errors"][0]["message"].startswith("first:")
 
 
+@pytest.mark.parametrize("bad", ["", " C-1", "C" * 51])
+async def test_contact_by_an_id_no_contact_can_have_is_bad_user_input(gateway: Gateway, bad: str) -> None:
+    """Not a silent null (a typo such as a leading space would read as "no such contact"): refused as deleteContact
+    refuses it, naming the argument."""
+    answer = await gateway.graphql("query($id: ID!) { contact(id: $id) { id } }", {"id": bad}, token=READ_TOKEN)
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "id"}, answer
+    assert error["message"].startswith("id: ")
+    missing = await gateway.graphql('{ contact(id: "C-404") { id } }', token=READ_TOKEN)
+    assert missing == {"data": {"contact": None}}
+
+
 async def test_batch_upsert_answers_in_input_order(gateway: Gateway) -> None:
     query = "mutation($inputs: [ContactInput!]!) { upsertContacts(inputs: $inputs) { status contact { id } } }"
     inputs = [contact(id=f"B-{i}") for i in range(10)] + [contact(id="")]

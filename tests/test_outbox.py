@@ -454,6 +454,15 @@ async def test_a_header_key_of_the_longest_length_allowed_works(gateway: Gateway
         assert {v: len(await simulators.calls(v)) for v in simulators.by_vendor} == before
 
 
+async def test_an_idempotency_key_of_only_spaces_is_refused(gateway: Gateway, simulators: Simulators) -> None:
+    answer = await gateway.graphql(KEYED, {"input": contact(), "key": "   "})
+    (error,) = answer["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "idempotencyKey"}, answer
+    assert error["message"] == "idempotencyKey: must be 1-255 printable characters, not only spaces"
+    for vendor in Vendor:
+        assert await simulators.calls(vendor) == [], vendor
+
+
 async def test_an_empty_idempotency_key_header_is_refused(gateway: Gateway, simulators: Simulators) -> None:
     """An empty `Idempotency-Key` (HTTP trims a value of spaces to one): a caller who believes the write is keyed
     is told it is not, and nothing is written."""
