@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any, Self
 
@@ -47,6 +47,13 @@ class DetailKind(Enum):
 def _printable_id(value: str) -> str:
     if not _PRINTABLE.fullmatch(value) or value != value.strip():
         raise PydanticCustomError("invalid_format", "must be printable characters without leading or trailing spaces")
+    return value
+
+
+def _not_future(value: date) -> date:
+    # A day ahead of UTC: somewhere it is already tomorrow.
+    if value > (datetime.now(UTC) + timedelta(days=1)).date():
+        raise PydanticCustomError("future_date", "must not be in the future")
     return value
 
 
@@ -120,8 +127,15 @@ class ContactDetail(CanonicalModel):
 
     @model_validator(mode="after")
     def _email_looks_like_email(self) -> Self:
-        if self.kind is DetailKind.EMAIL and not _EMAIL.fullmatch(self.value):
-            raise PydanticCustomError("invalid_email", "value: must be an e-mail address such as name@example.com")
+        if self.kind is DetailKind.EMAIL:
+            if not _EMAIL.fullmatch(self.value):
+                raise PydanticCustomError("invalid_email", "value: must be an e-mail address such as name@example.com")
+            local = self.value.rpartition("@")[0]
+            # RFC 5321 4.5.3.1: a local part of at most 64 octets, a path of at most 256 (254 for the address).
+            if len(local.encode()) > 64 or len(self.value.encode()) > 254:
+                raise PydanticCustomError(
+                    "invalid_email", "value: must be an e-mail address of at most 254 bytes, 64 before the @"
+                )
         return self
 
 
@@ -172,7 +186,7 @@ class Contact(CanonicalModel):
     job_title: Line | None = None
     department: Line | None = None
     organisation: Line | None = None
-    birth_date: date | None = None
+    birth_date: Annotated[date, AfterValidator(_not_future)] | None = None
     notes: Multiline | None = None
     considerations: Multiline | None = None
     details: Annotated[list[ContactDetail], AfterValidator(_one_preferred)] = Field(
@@ -221,6 +235,7 @@ _PYDANTIC_CODES: dict[str, ErrorCode] = {
     "less_than": ErrorCode.OUT_OF_RANGE,
     "less_than_equal": ErrorCode.OUT_OF_RANGE,
     "date_order": ErrorCode.OUT_OF_RANGE,
+    "future_date": ErrorCode.OUT_OF_RANGE,
     "literal_error": ErrorCode.UNKNOWN_TYPE,
     "enum": ErrorCode.UNKNOWN_TYPE,
     "unknown_type": ErrorCode.UNKNOWN_TYPE,

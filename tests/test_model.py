@@ -165,6 +165,27 @@ def test_text_of_only_spaces_or_with_control_characters_is_refused() -> None:
     assert isinstance(parse_contact({"id": "c", "firstName": "", "notes": "a\nb"}), Contact)
 
 
+def test_a_birth_date_in_the_future_and_an_overlong_email_are_refused() -> None:
+    found = parse_contact(
+        {
+            "id": "c",
+            "birthDate": "2999-01-01",
+            "details": [
+                {"kind": "EMAIL", "value": "a" * 65 + "@example.com"},
+                {"kind": "EMAIL", "value": "a@" + "b" * 250 + ".com"},
+                {"kind": "EMAIL", "value": "a" * 64 + "@example.com"},
+            ],
+        }
+    )
+    assert isinstance(found, list)
+    long_email = "must be an e-mail address of at most 254 bytes, 64 before the @"
+    assert {(e.field, e.code, e.message) for e in found} == {
+        ("birthDate", ErrorCode.OUT_OF_RANGE, "must not be in the future"),
+        ("details[0].value", ErrorCode.INVALID_FORMAT, long_email),
+        ("details[1].value", ErrorCode.INVALID_FORMAT, long_email),
+    }
+
+
 def test_content_hash_is_stable_and_sensitive() -> None:
     a = Contact.model_validate({"id": "c", "firstName": "A"})
     assert a.content_hash() == Contact.model_validate({"firstName": "A", "id": "c"}).content_hash()
