@@ -142,12 +142,12 @@ def test_details_fill_the_slots_in_order_and_the_rest_are_named_in_warnings() ->
     }
     assert mapped.sources["phone2"] == "details[2].value"
     assert mapped.warnings == [
-        "details[3] (EMAIL second@example.com): Valomnia holds one e-mail; not sent",
-        "details[4] (PHONE 03): Valomnia holds two phone numbers (phone, phone2); not sent",
-        "details[5] (WEB https://example.com): Valomnia has no field for web addresses; not sent",
-        "details[6] (OTHER pager 7): Valomnia has no field for other details; not sent",
-        "details[9] (MOBILE 06): Valomnia holds one mobile number; not sent",
-        "details[10] (FAX 07): Valomnia holds one fax number; not sent",
+        "details[3]: Valomnia holds one e-mail; not sent",
+        "details[4]: Valomnia holds two phone numbers (phone, phone2); not sent",
+        "details[5]: Valomnia has no field for web addresses; not sent",
+        "details[6]: Valomnia has no field for other details; not sent",
+        "details[9]: Valomnia holds one mobile number; not sent",
+        "details[10]: Valomnia holds one fax number; not sent",
     ]
 
 

@@ -3,7 +3,8 @@
 Decisions (Valomnia's docs leave them open):
 - Details fill Valomnia's fixed slots in the caller's order: the first EMAIL -> `email`, the first two PHONEs ->
   `phone`, `phone2`, the first MOBILE -> `mobile`, the first FAX -> `fax`. Every other detail (a second e-mail, a
-  third phone, WEB, OTHER) is not sent, and a warning names it (`details[3] (EMAIL x@y.z): ...`).
+  third phone, WEB, OTHER) is not sent, and a warning names it by its path, never its value (`details[3]: Valomnia
+  holds one e-mail; ...`).
 - Address lines are joined into Valomnia's one `address` field with the `address_separator` setting (", " by
   default: one readable line, as in Valomnia's own "Main street" example). `from_wire` splits on it again.
 - `jobTitle` -> `fonction` ("function" in French: the contact's role at the customer).
@@ -141,11 +142,9 @@ def _details(details: Sequence[ContactDetail], m: Mapped) -> None:
             m.put(field, d.value, f"details[{i}].value")
             m.sources[f"{field}#kind"] = f"details[{i}].kind"
         elif d.kind in _HOLDS:
-            m.warnings.append(f"details[{i}] ({d.kind.value} {d.value}): Valomnia holds {_HOLDS[d.kind]}; not sent")
+            m.warnings.append(f"details[{i}]: Valomnia holds {_HOLDS[d.kind]}; not sent")
         else:
-            m.warnings.append(
-                f"details[{i}] ({d.kind.value} {d.value}): Valomnia has no field for {_NO_FIELD[d.kind]}; not sent"
-            )
+            m.warnings.append(f"details[{i}]: Valomnia has no field for {_NO_FIELD[d.kind]}; not sent")
 
 
 def _image(options: ValomniaOptions, m: Mapped) -> None:
