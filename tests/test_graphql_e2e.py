@@ -324,13 +324,16 @@ async def test_ids_and_cursors_with_a_nul_are_not_found_or_refused(
     store_url: str, make_gateway: Callable[..., Any]
 ) -> None:
     """PostgreSQL text cannot hold a NUL: such an id reached the driver and failed the whole read as INTERNAL (the
-    other ids of a batched load with it). It is simply not found, and such a cursor is refused naming `after`."""
+    other ids of a batched load with it). Such an id is refused as one no contact can have, alone, and such a
+    cursor is refused naming `after`."""
     gateway: Gateway = await make_gateway(store_url=store_url)
     await gateway.graphql(UPSERT, {"input": contact(id="N-1")})
     both = await gateway.graphql(
         'query { a: contact(id: "N-1") { id } b: contact(id: "N\\u0000") { id } }', token=READ_TOKEN
     )
-    assert both == {"data": {"a": {"id": "N-1"}, "b": None}}
+    assert both["data"] == {"a": {"id": "N-1"}, "b": None}
+    (error,) = both["errors"]
+    assert (error["path"], error["extensions"]) == (["b"], {"code": "BAD_USER_INPUT", "argument": "id"})
     cursor = base64.urlsafe_b64encode(b"contact:\x00").decode()
     paged = await gateway.graphql(
         "query($after: String) { contacts(after: $after) { totalCount } }", {"after": cursor}, token=READ_TOKEN

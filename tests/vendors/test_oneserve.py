@@ -510,8 +510,9 @@ async def test_unknown_client_ref_from_options_is_a_not_found_field_error(
     error = caught.value
     assert error.http_status == failure_status
     assert "Unable to locate client ref supplied" in error.message
-    assert [(e.field, e.code, e.vendor_field) for e in error.to_field_errors()] == [
-        ("vendorOptions.oneserve.clientRef", ErrorCode.NOT_FOUND, "clientRef")
+    # Oneserve has no codes: its documented message is the vendorCode a caller matches on.
+    assert [(e.field, e.code, e.vendor_field, e.vendor_code) for e in error.to_field_errors()] == [
+        ("vendorOptions.oneserve.clientRef", ErrorCode.NOT_FOUND, "clientRef", "Unable to locate client ref supplied")
     ]
     assert simulator.state.records == {}
 

@@ -226,8 +226,10 @@ class OneserveConnector(Connector[OneserveSettings]):
             code=ErrorCode.NOT_FOUND,
             message=text,
             vendor_field="clientRef",
+            # Oneserve has no error codes: its documented message is the key a caller can match on.
+            vendor_code=UNKNOWN_CLIENT_REF,
         )
-        return VendorRejected(text, http_status=status, errors=[error])
+        return VendorRejected(text, http_status=status, vendor_code=UNKNOWN_CLIENT_REF, errors=[error])
 
 
 def remote_id(payload: dict[str, Any]) -> str:
