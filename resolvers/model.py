@@ -203,6 +203,14 @@ class Contact(CanonicalModel):
         return payload_hash(self.model_dump(mode="json", by_alias=True))
 
 
+#: Canonical field name -> the caller's name for it (`first_name` -> `firstName`), for every canonical model.
+_FIELD_ALIASES = {
+    name: field.alias or name
+    for model in (Contact, ContactDetail, Address, Location)
+    for name, field in model.model_fields.items()
+}
+
+
 def payload_hash(payload: Any) -> str:
     """SHA-256 of a JSON-able value with sorted keys: equal payloads, equal hashes."""
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -316,6 +324,22 @@ def error_message(err: Mapping[str, Any]) -> str:
     return str(err["msg"])
 
 
+def _camel_path(loc: list[int | str]) -> list[int | str]:
+    """An error's location in the caller's names: input given by field name (`first_name`, as the GraphQL layer
+    gives it) is reported by alias (`firstName`); a vendor option's own keys, under `vendorOptions`, stay as sent."""
+    out: list[int | str] = []
+    for index, part in enumerate(loc):
+        if isinstance(part, str) and part in _FIELD_ALIASES:
+            out.append(_FIELD_ALIASES[part])
+            if part == "vendor_options":
+                return out + loc[index + 1 :]
+        else:
+            out.append(part)
+            if part == "vendorOptions":
+                return out + loc[index + 1 :]
+    return out
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Every violation in a canonical-model ValidationError, as FieldErrors naming the input path.
 
@@ -323,7 +347,9 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     """
     out: list[FieldError] = []
     for err in exc.errors(include_url=False):
-        loc: list[int | str] = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        loc: list[int | str] = _camel_path(
+            [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        )
         message = error_message(err)
         head, sep, rest = message.partition(": ")
         if sep and err["type"] in {"invalid_email", "date_order"}:
@@ -340,7 +366,7 @@ def parse_contact(data: dict[str, Any]) -> Contact | list[FieldError]:
     Text holding an unpaired surrogate (`\\ud800` alone) is INVALID_FORMAT wherever it is, vendor options and their
     keys included: it is no Unicode text, and neither a vendor's JSON nor the store could take it."""
     broken = [
-        FieldError(field=render_path(loc), code=ErrorCode.INVALID_FORMAT, message=_NOT_UNICODE)
+        FieldError(field=render_path(_camel_path(list(loc))), code=ErrorCode.INVALID_FORMAT, message=_NOT_UNICODE)
         for loc in unpaired_surrogates(data)
     ]
     try:

@@ -276,8 +276,8 @@ async def test_hostile_values_in_contact_fields(field: str, gateway: Gateway, si
 
 async def test_hostile_email_reaches_bodies_and_lookups_verbatim(gateway: Gateway, simulators: Simulators) -> None:
     """An e-mail address may hold `/`, `?`, `#`, `&`, `=`, `+` and `%` and still be one (the canonical rule and
-    Valomnia's): it goes into every body, into Jim2's `filter[email]` lookup (case-folded: the search ignores case)
-    and into Valomnia's `email` lookup, each as one query parameter holding exactly that address."""
+    Valomnia's): it goes into every body, into Jim2's `filter[email]` lookup and into Valomnia's `email` lookup,
+    each as one query parameter holding exactly that address, as spelt (the match itself ignores case)."""
     value = "a/../b?c=d&e#f%2F+g@Example.com"
     data = base_contact("email")
     data["details"][0]["value"] = value
@@ -285,7 +285,7 @@ async def test_hostile_email_reaches_bodies_and_lookups_verbatim(gateway: Gatewa
     def lookups(vendor: Vendor, calls: list[dict[str, Any]], value: str) -> None:
         queries = [c["query"] for c in calls if c["method"] == "GET" and c["query"]]
         if vendor is Vendor.JIM2:
-            assert [q.get("filter[email]") for q in queries] == [value.casefold()], queries
+            assert [q.get("filter[email]") for q in queries] == [value], queries
         if vendor is Vendor.VALOMNIA:
             assert [q.get("email") for q in queries] == [value], queries
 
