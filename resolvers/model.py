@@ -87,31 +87,24 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def _line(value: str) -> str:
-    """One line of text: not only spaces (a vendor would store them as a value; "" or no field means none), no
-    control characters."""
-    if value and not value.strip():
-        raise PydanticCustomError("blank", "must not be only spaces: leave the field out instead")
-    if _CONTROL.search(value):
-        raise PydanticCustomError(
-            "control_character", "must not hold control characters (U+0000-U+001F, U+007F-U+009F)"
-        )
-    return value
+def _text(control: re.Pattern[str], allowed: str) -> AfterValidator:
+    """Text that is not only spaces (a vendor would store them as a value; "" or no field means none) and holds no
+    control character `control` matches (`allowed` says which ones it lets through)."""
 
+    def check(value: str) -> str:
+        if value and not value.strip():
+            raise PydanticCustomError("blank", "must not be only spaces: leave the field out instead")
+        if control.search(value):
+            raise PydanticCustomError("control_character", f"must not hold control characters{allowed}")
+        return value
 
-def _multiline(value: str) -> str:
-    """Text that may span lines: not only spaces, no control characters but tab, CR and LF."""
-    if value and not value.strip():
-        raise PydanticCustomError("blank", "must not be only spaces: leave the field out instead")
-    if _CONTROL_MULTILINE.search(value):
-        raise PydanticCustomError("control_character", "must not hold control characters other than tab, CR and LF")
-    return value
+    return AfterValidator(check)
 
 
 #: Text of one line (names, titles, a detail's value, an address line...).
-Line = Annotated[str, AfterValidator(_line)]
+Line = Annotated[str, _text(_CONTROL, " (U+0000-U+001F, U+007F-U+009F)")]
 #: Text that may span lines (notes, considerations).
-Multiline = Annotated[str, AfterValidator(_multiline)]
+Multiline = Annotated[str, _text(_CONTROL_MULTILINE, " other than tab, CR and LF")]
 
 ContactId = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(_printable_id)]
 CountryCode = Annotated[str, AfterValidator(_country)]

@@ -271,6 +271,12 @@ def sending_create(*, findable: bool) -> None:
 RemovedFields = Literal["omit", "blank"]
 
 
+def utf16_units(value: str) -> int:
+    """The length of `value` in UTF-16 code units, as SQL Server's nvarchar and Java's String count it: a character
+    outside the Basic Multilingual Plane (an emoji, a CJK extension ideograph) takes two."""
+    return len(value.encode("utf-16-le")) // 2
+
+
 def blank_removed(
     previous: Mapping[str, Any] | None, payload: Mapping[str, Any], typed: frozenset[str] = frozenset(), at: str = ""
 ) -> tuple[dict[str, Any], list[str]]:

@@ -10,13 +10,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from resolvers.model import Address, Contact, ContactDetail, Location, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
-from resolvers.vendors.base import Mapped
+from resolvers.vendors.base import Mapped, utf16_units
 from resolvers.vendors.oneserve.wire import (
     DATE_FORMAT,
     OneserveContact,
     OneserveLocation,
     max_lengths,
-    utf16_units,
 )
 
 #: The wire models' text limits (`length_unit = "utf16"` counts them again in UTF-16 code units).

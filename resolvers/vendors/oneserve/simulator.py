@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from resolvers.simulation import Simulator
+from resolvers.vendors.base import utf16_units
 from resolvers.vendors.oneserve.connector import DEFAULT_TOKEN_HEADER
 from resolvers.vendors.oneserve.mapping import DEFAULT_DETAIL_TYPES
 from resolvers.vendors.oneserve.wire import (
@@ -33,7 +34,6 @@ from resolvers.vendors.oneserve.wire import (
     ROLLED_BACK,
     STATEMENT_FAILED,
     UNKNOWN_CLIENT_REF,
-    utf16_units,
 )
 
 #: The JWT the demo configuration sends and the simulator accepts by default.

@@ -89,11 +89,6 @@ class OneserveContact(OneserveModel):
     locations: list[OneserveLocation] | None = None
 
 
-def utf16_units(value: str) -> int:
-    """The length of `value` in UTF-16 code units (a character past U+FFFF, an emoji, counts 2)."""
-    return len(value.encode("utf-16-le")) // 2
-
-
 def max_lengths(model: type[BaseModel]) -> dict[str, int]:
     """Field -> its `max_length`, for the text fields of a wire model (read from the model, so the limits live in
     one place)."""

@@ -30,8 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from resolvers.model import Address, Contact, ContactDetail, DetailKind, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
-from resolvers.vendors.base import Mapped, nest
-from resolvers.vendors.superoffice.wire import utf16_units
+from resolvers.vendors.base import Mapped, nest, utf16_units
 
 if TYPE_CHECKING:
     from resolvers.vendors.superoffice.connector import SuperOfficeSettings

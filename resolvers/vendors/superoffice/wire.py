@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from resolvers.vendors.base import utf16_units
+
 
 def _not_blank(value: str) -> str:
     # SuperOffice trims a contact name or an element value before it checks it is there (ASSUMED, as its simulator
@@ -26,12 +28,6 @@ def _not_blank(value: str) -> str:
 NotBlank = AfterValidator(_not_blank)
 #: The DbiKey column's length: no record can have a longer one.
 DBI_KEY_LENGTH = 255
-
-
-def utf16_units(value: str) -> int:
-    """How much of an nvarchar column `value` fills: SQL Server counts UTF-16 code units, so a character outside the
-    Basic Multilingual Plane (an emoji, a CJK extension ideograph) takes two."""
-    return len(value.encode("utf-16-le")) // 2
 
 
 def _column(length: int) -> AfterValidator:
