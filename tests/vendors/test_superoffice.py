@@ -360,6 +360,20 @@ def test_bad_vendor_options_are_reported_at_their_keys() -> None:
     }
 
 
+def test_list_item_ids_are_int32_as_superoffice_keys_are() -> None:
+    # Seed 003 types SuperOffice's keys int32: a larger id cannot name a list item, and would be refused by the
+    # vendor's deserialiser rather than by its rules, so pre-flight says so at the caller's key.
+    top = 2**31 - 1
+    contact = make_contact(vendorOptions={"superoffice": {"categoryId": top + 1, "businessId": top}})
+    prepared = offline().prepare(contact)
+    found = {(e.field, e.code, e.vendor_field) for e in prepared.errors}
+    assert found == {("vendorOptions.superoffice.categoryId", ErrorCode.OUT_OF_RANGE, "Category")}
+    with pytest.raises(ValidationError, match="category_id"):
+        settings(category_id=top + 1)
+    with pytest.raises(ValidationError, match="country_ids"):
+        settings(country_ids={"NO": top + 1})
+
+
 def test_fields_superoffice_has_no_place_for_are_warned() -> None:
     contact = make_contact(salutation="Dear Ada", birthDate="1815-12-10", locations=[{"ref": "L1"}])
     warnings = offline().prepare(contact).warnings

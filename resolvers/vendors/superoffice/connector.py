@@ -75,6 +75,7 @@ from resolvers.vendors.superoffice.wire import (
     DBI_KEY_LENGTH,
     ContactEntity,
     ContactEntityReply,
+    Id32,
     ODataSlimResponse,
     SoError,
 )
@@ -110,11 +111,11 @@ class SuperOfficeSettings(VendorSettings):
     username: str | None = Field(default=None, validate_default=True)
     password: SecretStr | None = Field(default=None, validate_default=True)
     #: Default Category list item; `vendorOptions.superoffice.categoryId` overrides per contact.
-    category_id: int | None = Field(default=None, ge=1)
+    category_id: Id32 | None = None
     #: Default Business list item; `vendorOptions.superoffice.businessId` overrides per contact.
-    business_id: int | None = Field(default=None, ge=1)
+    business_id: Id32 | None = None
     #: ASSUMED: ISO 3166-1 alpha-2 code -> the tenant's CountryId, where it is not the ISO numeric code.
-    country_ids: dict[str, int] = Field(default_factory=dict)
+    country_ids: dict[str, Id32] = Field(default_factory=dict)
     #: ASSUMED: the OData search the DbiKey lookup runs on, relative to base_url.
     lookup_path: str = "api/v1/Contact"
     #: ASSUMED: the search archive's column holding DbiKey.

@@ -26,11 +26,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pycountry
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from resolvers.model import Address, Contact, ContactDetail, DetailKind, error_code, error_message, render_path
 from resolvers.results import ErrorCode, FieldError
 from resolvers.vendors.base import Mapped, nest, utf16_units
+from resolvers.vendors.superoffice.wire import Id32
 
 if TYPE_CHECKING:
     from resolvers.vendors.superoffice.connector import SuperOfficeSettings
@@ -79,9 +80,9 @@ class SuperOfficeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Category list item id (MDO list "category").
-    categoryId: int | None = Field(default=None, ge=1)
+    categoryId: Id32 | None = None
     #: Business list item id (MDO list "business").
-    businessId: int | None = Field(default=None, ge=1)
+    businessId: Id32 | None = None
 
 
 def country_id(iso: str, overrides: Mapping[str, int]) -> int | None:

@@ -26,6 +26,10 @@ def _not_blank(value: str) -> str:
 
 
 NotBlank = AfterValidator(_not_blank)
+#: SuperOffice's keys and list item ids are int32 (seed 003: ContactId, GroupId, ... `int32`); 0 means none.
+INT32_MAX = 2**31 - 1
+#: A list item or record id the gateway chooses: a positive int32.
+Id32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
 #: The DbiKey column's length: no record can have a longer one.
 DBI_KEY_LENGTH = 255
 
@@ -105,14 +109,14 @@ class AddressCarrier(_Sent):
 class CountryCarrier(_Sent):
     """`Country`: a country list item, found by CountryId (the ISO code travels along for readers)."""
 
-    CountryId: int = Field(ge=1)
+    CountryId: Id32
     TwoLetterISOCountry: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
 
 
 class ListItem(_Sent):
     """`Category` / `Business`: an MDO list item, chosen by its id."""
 
-    Id: int = Field(ge=1)
+    Id: Id32
 
 
 class PersonCarrier(_Sent):
@@ -131,7 +135,7 @@ class PersonCarrier(_Sent):
 class ContactEntity(_Sent):
     """The body of `POST api/v1/Contact`: the company card (ContactEntity) and its persons."""
 
-    ContactId: int | None = Field(default=None, ge=0)
+    ContactId: int | None = Field(default=None, ge=0, le=INT32_MAX)
     Name: Annotated[Text219, Field(min_length=1), NotBlank]
     Department: Text219 | None = None
     OrgNr: Text49 | None = None
