@@ -17,7 +17,17 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from resolvers.errors import register_secret
 from resolvers.model import (
@@ -275,6 +285,17 @@ def utf16_units(value: str) -> int:
     """The length of `value` in UTF-16 code units, as SQL Server's nvarchar and Java's String count it: a character
     outside the Basic Multilingual Plane (an emoji, a CJK extension ideograph) takes two."""
     return len(value.encode("utf-16-le")) // 2
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("missing", "required, and not only spaces")
+    return value
+
+
+#: A wire text that must say something: a value of only spaces is as missing as an empty one (a vendor that trims
+#: before its required check would refuse it; one that does not would store a key or name nobody can read).
+NotBlank = AfterValidator(_not_blank)
 
 
 def blank_removed(

@@ -268,6 +268,15 @@ def test_title_becomes_salutation_and_canonical_salutation_is_not_sent() -> None
     assert errors_of(make_contact(title=None)) == {("title", ErrorCode.REQUIRED, "salutation")}
 
 
+def test_a_client_ref_of_only_spaces_names_no_client() -> None:
+    # Part of Oneserve's key: sent, it would file the contact under a client nobody can name, or be refused
+    # without saying which field; the caller hears it at the option, and a config saying so fails at start.
+    contact = make_contact(vendorOptions={"oneserve": {"clientRef": "   "}})
+    assert errors_of(contact) == {("vendorOptions.oneserve.clientRef", ErrorCode.REQUIRED, "clientRef")}
+    with pytest.raises(ValidationError, match="client_ref"):
+        OneserveSettings.model_validate({**demo_config("http://127.0.0.1:1/oneserve/acme/"), "client_ref": " "})
+
+
 def test_every_violated_rule_is_reported_at_once() -> None:
     contact = make_contact(
         title=None,

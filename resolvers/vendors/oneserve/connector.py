@@ -31,7 +31,7 @@ Assumed, and handled whatever the truth is:
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
@@ -44,6 +44,7 @@ from resolvers.vendors.base import (
     Connector,
     CrossReference,
     Delivered,
+    NotBlank,
     Prepared,
     RemovedFields,
     VendorSettings,
@@ -75,7 +76,7 @@ class OneserveSettings(VendorSettings):
 
     token: SecretStr = Field(min_length=1)
     #: The client contacts belong to unless a contact's `vendorOptions.oneserve.clientRef` says otherwise.
-    client_ref: str = Field(min_length=1, max_length=50)
+    client_ref: Annotated[str, Field(min_length=1, max_length=50), NotBlank]
     #: Detail kind (phone, mobile, email, fax, web, other) -> the tenant's contact type id; a kind left out
     #: cannot be sent (UNKNOWN_TYPE).
     detail_types: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_DETAIL_TYPES))

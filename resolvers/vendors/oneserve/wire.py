@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from resolvers.vendors.base import NotBlank
+
 #: Oneserve's date format, `dd/MM/yyyy` in its own (Java) notation.
 DATE_FORMAT = "%d/%m/%Y"
 #: ASCII digits only, nothing after them (not even the newline `$` would let through).
@@ -64,7 +66,8 @@ class OneserveLocation(OneserveModel):
 class OneserveContact(OneserveModel):
     """The body of `POST rest/contact/contact`: one contact, keyed by clientRef + contactRef."""
 
-    clientRef: Required50
+    #: Part of Oneserve's key: only spaces names no client.
+    clientRef: Annotated[Required50, NotBlank]
     contactRef: Required50
     salutation: Required50
     forename: Required80

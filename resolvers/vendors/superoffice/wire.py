@@ -14,18 +14,10 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from resolvers.vendors.base import utf16_units
+from resolvers.vendors.base import NotBlank, utf16_units
 
-
-def _not_blank(value: str) -> str:
-    # SuperOffice trims a contact name or an element value before it checks it is there (ASSUMED, as its simulator
-    # does): blank is missing.
-    if not value.strip():
-        raise PydanticCustomError("missing", "required, and not blank")
-    return value
-
-
-NotBlank = AfterValidator(_not_blank)
+# SuperOffice trims a contact name or an element value before it checks it is there (ASSUMED, as its simulator
+# does): blank is missing, hence NotBlank on those.
 #: SuperOffice's keys and list item ids are int32 (seed 003: ContactId, GroupId, ... `int32`); 0 means none.
 INT32_MAX = 2**31 - 1
 #: A list item or record id the gateway chooses: a positive int32.

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from pydantic_core import PydanticCustomError
 
 from resolvers.results import ErrorCode
+from resolvers.vendors.base import NotBlank
 
 #: "image size should not exceed 2Mo": read the stricter way (2,000,000 bytes, not 2 MiB), so what the gateway
 #: sends passes whichever Valomnia means.
@@ -164,14 +165,8 @@ def _country(value: str) -> str:
     return value
 
 
-def _not_blank(value: str) -> str:
-    # Valomnia trims a parameter before its missing_param check (ASSUMED, as its simulator does): blank is missing.
-    if not value.strip():
-        raise PydanticCustomError("missing", "required, and not blank")
-    return value
-
-
-Required = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+# Valomnia trims a parameter before its missing_param check (ASSUMED, as its simulator does): blank is missing.
+Required = Annotated[str, Field(min_length=1), NotBlank]
 
 
 class ImageFile(BaseModel):
