@@ -426,7 +426,10 @@ class FanOut:
 
             def accept(
                 conn: Connection,
-            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], StoredContact | None] | None:
+            ) -> (
+                tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], StoredContact | None, set[Vendor]]
+                | None
+            ):
                 lock_contact(conn, contact_id)
                 links = read_links(conn, contact_id)
                 version = self.store.contact_version(conn, contact_id)
@@ -436,8 +439,10 @@ class FanOut:
                 # of the gateway's to delete: it is sent nothing, and no delivery or link is made for it.
                 open_ = self.outbox.pending_vendors(conn, contact_id) if any(v not in links for v in capable) else ()
                 sending = [v for v in capable if v in links or v in open_]
-                unknown = any(_unlinked(links.get(v)) for v in sending)
-                stored = read_contacts(conn, [contact_id]).get(contact_id) if unknown else None
+                # Without a remote id, a vendor is looked up by content only where an upsert may have made a record.
+                unknown = [v for v in sending if _unlinked(links.get(v))]
+                reached = self.outbox.may_have_written(conn, contact_id, unknown) if unknown else set()
+                stored = read_contacts(conn, [contact_id]).get(contact_id) if reached else None
                 queued = self.outbox.enqueue(
                     conn,
                     contact_id=contact_id,
@@ -447,7 +452,7 @@ class FanOut:
                     force=True,
                     lease_s={v: self.lease_s(v) for v in sending},
                 )
-                return links, queued, stored
+                return links, queued, stored, reached
 
             accepted = await self.store.write(accept)
             if accepted is None:
@@ -457,7 +462,7 @@ class FanOut:
                 results.update({v: _skipped(v, ErrorCode.NOT_FOUND, unknown_id, field="id") for v in capable})
             else:
                 stored_any = True
-                links, queued, stored = accepted
+                links, queued, stored, reached = accepted
                 results.update(
                     {
                         v: _skipped(
@@ -473,7 +478,12 @@ class FanOut:
                 sent = await self._send(
                     queued,
                     {
-                        v: partial(self._delete_one, v, contact_id, self._delete_link(v, links.get(v), stored))
+                        v: partial(
+                            self._delete_one,
+                            v,
+                            contact_id,
+                            self._delete_link(v, links.get(v), stored if v in reached else None),
+                        )
                         for v in queued
                     },
                     contact_id=contact_id,
@@ -496,7 +506,7 @@ class FanOut:
             delivery.id, VendorResult(vendor=vendor, status=VendorStatus.UNAVAILABLE), prior_attempts=delivery.attempts
         )
         if delivery.operation is Operation.DELETE:
-            stored = await self.store.get_contact(delivery.contact_id) if _unlinked(link) else None
+            stored = await self._written_contact(delivery.contact_id, vendor) if _unlinked(link) else None
             sent.result = await self._delete_one(vendor, delivery.contact_id, self._delete_link(vendor, link, stored))
         else:
             stored = await self.store.get_contact(delivery.contact_id)
@@ -720,12 +730,24 @@ class FanOut:
             contact_id=prepared.contact_id,
         )
 
+    async def _written_contact(self, contact_id: str, vendor: Vendor) -> StoredContact | None:
+        """The contact as stored, if an upsert of it may have reached `vendor` (`Outbox.may_have_written`)."""
+
+        def op(conn: Connection) -> StoredContact | None:
+            if not self.outbox.may_have_written(conn, contact_id, [vendor]):
+                return None
+            return read_contacts(conn, [contact_id]).get(contact_id)
+
+        return await self.store.read(op)
+
     def _delete_link(
         self, vendor: Vendor, link: CrossReference | None, stored: StoredContact | None
     ) -> CrossReference | None:
         """The cross-reference a delete works from. Without a remote id or an accepted payload (a create whose
         answer was lost, then queued or superseded by this delete), the contact as stored stands in for the
-        payload, so a connector that finds records by content (Jim2, by e-mail) can still find the one it made."""
+        payload, so a connector that finds records by content (Jim2, by e-mail) can still find the one it made.
+        `stored` is given only where an upsert may have reached the vendor: where every write was refused or never
+        sent, a record found by content is someone else's, and the delete is left without one (SKIPPED)."""
         if stored is None or not _unlinked(link):
             return link
         prepared = self.connectors[vendor].prepare(stored.contact)

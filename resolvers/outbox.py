@@ -13,7 +13,7 @@ write stale data.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -324,6 +324,33 @@ class Outbox:
             .where(deliveries.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]))
         ).all()
         return {Vendor(vendor): (int(id_), DeliveryStatus(status)) for vendor, id_, status in rows}
+
+    def may_have_written(self, conn: sa.Connection, contact_id: str, vendors: Iterable[Vendor]) -> set[Vendor]:
+        """Within a transaction: those of `vendors` an upsert of this contact may have reached, and so may have made a
+        record at. Every upsert delivery counts but one never sent (no attempt, never leased) and one stopped for
+        good at its only attempt: INVALID (pre-flight, nothing sent) or REJECTED (the vendor refused it). One that
+        failed any other way, was retried, or whose sender stopped mid-call may have made the record."""
+        wanted = [vendor.value for vendor in vendors]
+        if not wanted:
+            return set()
+        d = deliveries.c
+        refused = sa.and_(  # `is_not(None)` first: a NULL status would make the whole test NULL, not false
+            d.result_status.is_not(None),
+            d.result_status.in_([VendorStatus.INVALID.value, VendorStatus.REJECTED.value]),
+            d.attempts <= 1,
+        )
+        unsent = sa.and_(d.attempts == 0, d.result_status.is_(None), d.lease_until.is_(None))
+        rows = conn.execute(
+            sa.select(d.vendor)
+            .distinct()
+            .where(
+                d.contact_id == contact_id,
+                d.vendor.in_(wanted),
+                d.operation == Operation.UPSERT.value,
+                sa.not_(sa.or_(refused, unsent)),
+            )
+        )
+        return {Vendor(vendor) for (vendor,) in rows}
 
     def enqueue(
         self,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -593,6 +594,52 @@ async def test_a_claim_tells_an_interrupted_delivery_from_one_waiting_for_its_re
         await store.close()
 
 
+async def test_which_upserts_may_have_made_a_record_at_the_vendor(store_url: str) -> None:
+    """A delete without a remote id looks the record up by content only where an upsert may have made one: not where
+    every upsert was refused at its only attempt, stopped at pre-flight, or never sent."""
+    store = Store(store_url)
+    await store.open()
+    try:
+        a = Outbox(store, owner="A", expire_after_s=3600)
+
+        async def upsert(contact_id: str, *outcomes: tuple[VendorStatus, int]) -> None:
+            (delivery, _) = (await store.write(enqueue(a, contact_id=contact_id)))[Vendor.JIM2]
+            for status, attempts in outcomes:
+                result = VendorResult(vendor=Vendor.JIM2, status=status, attempts=attempts)
+                done = Completion(delivery, result, utcnow() if status is VendorStatus.UNAVAILABLE else None, status)
+                await store.write(partial(a.complete, completions=[done]))
+
+        async def reached(contact_id: str) -> bool:
+            found = await store.read(lambda conn: a.may_have_written(conn, contact_id, [Vendor.JIM2, Vendor.EROS]))
+            assert found <= {Vendor.JIM2}
+            return Vendor.JIM2 in found
+
+        await upsert("refused", (VendorStatus.REJECTED, 1))
+        await upsert("refused-twice", (VendorStatus.REJECTED, 1))
+        await upsert("refused-twice", (VendorStatus.REJECTED, 1))
+        await upsert("preflight", (VendorStatus.INVALID, 0))
+        await upsert("lost", (VendorStatus.UNAVAILABLE, 1))
+        await upsert("retried-then-refused", (VendorStatus.UNAVAILABLE, 1), (VendorStatus.REJECTED, 1))
+        await upsert("refused-then-made", (VendorStatus.REJECTED, 1))
+        await upsert("refused-then-made", (VendorStatus.CREATED, 1))
+        await upsert("in-flight")  # leased at enqueue, no outcome yet: its sender may be mid-call
+        await upsert("never-sent")
+        await store.write(
+            lambda conn: conn.execute(
+                sa.update(delivery_rows).where(delivery_rows.c.contact_id == "never-sent").values(lease_until=None)
+            )
+        )
+        await store.write(enqueue(a, contact_id="only-deleted", operation=Operation.DELETE))
+        assert {
+            cid: await reached(cid) for cid in ("refused", "refused-twice", "preflight", "never-sent")
+        } == dict.fromkeys(("refused", "refused-twice", "preflight", "never-sent"), False)
+        assert await reached("only-deleted") is False, "a delete delivery makes nothing"
+        for made in ("lost", "retried-then-refused", "refused-then-made", "in-flight"):
+            assert await reached(made), made
+    finally:
+        await store.close()
+
+
 async def test_a_sender_whose_lease_ran_out_does_not_clear_the_lease_of_the_one_sending_now(store_url: str) -> None:
     """A's call outlived its lease and B took the delivery over. A's late completion (a retry) cleared B's lease, so
     a third claim could send the delivery while B's call was still out, and B's outcome was then overwritten. Only
@@ -918,6 +965,30 @@ async def test_a_delete_finds_the_record_of_a_create_whose_answer_was_lost(
     assert (result["status"], result["remoteId"]) == ("DELETED", "10-1"), result
     assert (await simulators.state(Vendor.JIM2))["records"] == {}
     assert await pending(gateway) == 0
+
+
+async def test_a_delete_after_only_refused_writes_leaves_anothers_record_with_that_email(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """Jim2 finds records by e-mail. Another system (here a second gateway) made a Jim2 record with Ada's e-mail;
+    this gateway's write of Ada found it, and Jim2 refused the update (a detail type it does not have): the record was
+    never the gateway's. A delete of Ada must not look it up by e-mail and delete it; nothing was ever made."""
+    other: Gateway = await make_gateway(store="other.db")
+    made = (await other.graphql(UPSERT, {"input": contact(id="X-1"), "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert made["results"][0]["status"] == "CREATED"
+    types = {"phone": "Phone", "mobile": "Mobile", "email": "EMail", "other": "Pager"}
+    gateway: Gateway = await make_gateway({"jim2": {"detail_types": types}})
+    pager = {"kind": "OTHER", "value": "555"}
+    refused = await gateway.graphql(
+        UPSERT, {"input": contact(details=[*contact()["details"], pager]), "vendors": ["JIM2"]}
+    )
+    assert refused["data"]["upsertContact"]["results"][0]["status"] == "REJECTED", refused
+
+    deleted = (await gateway.graphql(DELETE, {"id": "C-1001", "vendors": ["JIM2"]}))["data"]["deleteContact"]
+    (result,) = deleted["results"]
+    assert (result["status"], result["remoteId"]) == ("SKIPPED", None), result
+    assert list((await simulators.state(Vendor.JIM2))["records"]) == ["10-1"], "the other system's record stays"
+    assert not [c for c in await simulators.calls(Vendor.JIM2) if c["method"] == "DELETE"]
 
 
 async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
