@@ -36,7 +36,6 @@ from __future__ import annotations
 import builtins
 import functools
 import operator
-import re
 import weakref
 from collections.abc import Awaitable, Sequence
 from enum import EnumMeta
@@ -61,6 +60,8 @@ from graphql import (
 from graphql.pyutils import Path, gather_with_cancel
 from graphql.type.introspection import TypeNameMetaFieldDef
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graph.literals import plain_wording
 
 _LEAF, _OBJECT, _LIST = 0, 1, 2
 #: Directives collection has already applied; any other on a field keeps it on graphql-core's path.
@@ -231,16 +232,6 @@ def _weak_helpers(executor: Any) -> GraphQLResolveInfoHelpers:
     return GraphQLResolveInfoHelpers(gather=gather, track=track)
 
 
-#: graphql-core's "..., found: {...}." / "... Found: {...}." tail, which repeats a whole object or list the caller sent.
-_ECHO = re.compile(r"(?:, found|\s+Found): [\[{].*\.\Z", re.DOTALL)
-
-
-def _without_echo(message: str) -> str:
-    """A variable's error without the copy of the object or list it was given (a whole contact, personal data and
-    all, at any size); the message still names the path and the fault. A scalar found is kept: it is the fault."""
-    return _ECHO.sub(lambda m: "." if m.group().startswith(",") else "", message)
-
-
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context; plain selections are completed without graphql-core's per-field machinery
     (module docstring)."""
@@ -255,7 +246,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
             for error in built:
                 if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
                     error.extensions = {"code": "BAD_USER_INPUT", **(error.extensions or {})}
-                    error.message = _without_echo(error.message)
+                    error.message = plain_wording(error.message)
         return built
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

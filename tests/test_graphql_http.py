@@ -126,6 +126,64 @@ async def test_a_variable_error_does_not_repeat_the_object_it_was_given(gateway:
         assert "private" not in error["message"], error["message"]
 
 
+async def test_refused_values_are_named_and_worded_in_json_not_python(gateway: Gateway) -> None:
+    """graphql-core words a refused variable in Python (`not to be None`, `ID cannot represent value: True`, an object
+    as `{'name': ...}`, a copy of the caller's data) and a refused literal without saying where it is. Each now names
+    its place and speaks JSON; an object or list given where a scalar belongs is named, not copied."""
+    variable = "query($input: ContactInput!) { validateContact(input: $input) { vendor } }"
+    cases: list[tuple[str, dict[str, Any] | None, str]] = [
+        (
+            variable,
+            {"input": None},
+            "Variable '$input' has invalid value: Expected value of non-null type 'ContactInput!' not to be null.",
+        ),
+        (
+            variable,
+            {"input": {"id": True, "lastName": "L"}},
+            "Variable '$input' has invalid value at .id: ID cannot represent value: true",
+        ),
+        (
+            variable,
+            {"input": {"id": "a", "lastName": {"secret": "Ada private"}}},
+            "Variable '$input' has invalid value at .lastName: String cannot represent a non string value: an object",
+        ),
+        (
+            "query($id: ID!) { contact(id: $id) { id } }",
+            {"id": ["Ada private"]},
+            "Variable '$id' has invalid value: ID cannot represent value: a list",
+        ),
+        (
+            '{ validateContact(input: {id: true, lastName: "L"}) { vendor } }',
+            None,
+            "Invalid value at 'input.id': ID cannot represent a non-string and non-integer value: true",
+        ),
+        (
+            '{ validateContact(input: {lastName: "Ada private"}) { vendor } }',
+            None,
+            "Invalid value at 'input': Expected value of type 'ContactInput' to include required field 'id'.",
+        ),
+        (
+            '{ validateContact(input: {id: "a", lastName: "L", details: [{kind: PAGER, value: "1"}]}) { vendor } }',
+            None,
+            "Invalid value at 'input.details.0.kind': Value 'PAGER' does not exist in 'ContactDetailKind' enum. "
+            "Did you mean the enum value 'OTHER'?",
+        ),
+        (
+            "{ contact(id: null) { id } }",
+            None,
+            "Invalid value at 'id': Expected value of non-null type 'ID!' not to be null.",
+        ),
+    ]
+    headers = {**GRAPHQL_ACCEPT, "Authorization": f"Bearer {READ_TOKEN}"}
+    for query, variables, message in cases:
+        response = await gateway.client.post(
+            f"{gateway.url}/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        (error,) = response.json()["errors"]
+        assert error["message"] == message, (query, variables, error)
+        assert error["locations"], error
+
+
 @pytest.mark.parametrize("content_type", ["Application/JSON", "APPLICATION/json; charset=UTF-8"])
 async def test_a_media_type_is_read_whatever_its_case(gateway: Gateway, content_type: str) -> None:
     headers = {**GRAPHQL_ACCEPT, "Content-Type": content_type, "Authorization": f"Bearer {READ_TOKEN}"}
