@@ -317,7 +317,10 @@ class FanOut:
 
             def accept(
                 conn: Connection,
-            ) -> tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], Readback | None] | str:
+            ) -> (
+                tuple[dict[Vendor, CrossReference], dict[Vendor, tuple[int, bool]], dict[Vendor, int], Readback | None]
+                | str
+            ):
                 lock_contact(conn, contact.id)  # before anything is read that decides what is sent
                 if allowed is not None:
                     beyond = {v: d for v, d in self.outbox.undelivered(conn, contact.id).items() if v not in allowed}
@@ -357,8 +360,9 @@ class FanOut:
                     force=force,
                     lease_s=leases,
                 )
+                held = self._held_creates(conn, contact.id, version, queued, candidates, links)
                 # Nothing to send: no completion transaction follows, so read the answer back here.
-                return links, queued, None if send or not read_back else _read_back(conn, contact.id)
+                return links, queued, held, None if send or not read_back else _read_back(conn, contact.id)
 
             accepted = await self.store.write(accept)
             if isinstance(accepted, str):
@@ -367,7 +371,7 @@ class FanOut:
                     "write to: that delivery sends the contact as stored when it goes, so this write would reach it "
                     "too. Nothing was stored; write again once it is delivered, or ask an operator"
                 )
-            links, queued, readback = accepted
+            links, queued, held, readback = accepted
             for vendor, item in candidates.items():
                 if vendor not in queued:
                     results[vendor] = VendorResult(
@@ -381,7 +385,9 @@ class FanOut:
                 sent = await self._send(
                     queued,
                     {
-                        v: partial(
+                        v: partial(self._held, v, f"delivery {held[v]}")
+                        if v in held
+                        else partial(
                             self._upsert_one,
                             v,
                             replace(candidates[v], force=True) if force else candidates[v],
@@ -527,23 +533,10 @@ class FanOut:
                     sent.result = VendorResult(
                         vendor=vendor, status=VendorStatus.UNCHANGED, remote_id=link.remote_id if link else None
                     )
-                elif delivery.interrupted and not _repeat_is_safe(connector, prepared, link):
-                    # Its sender stopped mid-call (killed, or cut short at shutdown): the create may have reached the
-                    # vendor, and nothing can find it again. Not sent again: FAILED, for an operator (as a lost answer
-                    # in a request is).
-                    sent.result = VendorResult(
-                        vendor=vendor,
-                        status=VendorStatus.UNAVAILABLE,
-                        ambiguous=True,
-                        errors=[
-                            FieldError(
-                                field="",
-                                code=ErrorCode.VENDOR_ERROR,
-                                message=f"the process sending delivery {delivery.id} stopped before {vendor.name} "
-                                "answered",
-                            )
-                        ],
-                    )
+                elif not _repeat_is_safe(connector, prepared, link) and (
+                    earlier := await self._uncertain_before(delivery)
+                ):
+                    sent.result = await self._held(vendor, earlier)
                 else:
                     forced = replace(prepared, force=True) if delivery.force else prepared
                     sent.result = await self._upsert_one(vendor, forced, link)
@@ -624,9 +617,9 @@ class FanOut:
                 waiting[vendor] = None  # never called: stays as it was enqueued
             elif result.status is VendorStatus.UNAVAILABLE and result.ambiguous:
                 result.warnings.append(
-                    f"not retried: {vendor.name} may have created the contact before the connection failed, and "
-                    "no lookup can find it for sure (no e-mail or key to search by, or a listing too long to read "
-                    "to its end), so a retry could duplicate it; check the "
+                    f"not retried: {vendor.name} may have created the contact (a create's answer was lost, or its "
+                    "sender stopped before the answer), and no lookup can find it for sure (no e-mail or key to "
+                    "search by, or a listing too long to read to its end), so sending could duplicate it; check the "
                     f"vendor, then retryDelivery({item.delivery_id}) if it is missing"
                 )
             elif result.status is VendorStatus.UNAVAILABLE:
@@ -716,6 +709,49 @@ class FanOut:
             )
         except Exception:
             log.exception("publishing delivery events failed")
+
+    def _held_creates(
+        self,
+        conn: Connection,
+        contact_id: str,
+        version: int,
+        queued: dict[Vendor, tuple[int, bool]],
+        candidates: dict[Vendor, Prepared],
+        links: dict[Vendor, CrossReference],
+    ) -> dict[Vendor, int]:
+        """Within the accept: the vendors this write would create at with no way to find the record again (no
+        remote id, no lookup), where an earlier delivery of the contact may already have made one (`uncertain`),
+        with that delivery's id. A contact's first write has no earlier delivery: nothing is read for it."""
+        if version <= 1 or not queued:
+            return {}
+        risky = [v for v in queued if not _repeat_is_safe(self.connectors[v], candidates[v], links.get(v))]
+        if not risky:
+            return {}
+        return self.outbox.uncertain_before(conn, contact_id, risky, before=min(id_ for id_, _ in queued.values()))
+
+    async def _uncertain_before(self, delivery: Delivery) -> str | None:
+        """What may already have made `delivery`'s record, unfindable: its own interrupted call, or an older
+        delivery of the pair flagged `uncertain`; None when nothing did."""
+        if delivery.interrupted:
+            return f"the process sending delivery {delivery.id} stopped before {delivery.vendor.name} answered"
+        earlier = await self.store.read(
+            lambda conn: self.outbox.uncertain_before(conn, delivery.contact_id, [delivery.vendor], before=delivery.id)
+        )
+        return f"delivery {earlier[delivery.vendor]}" if earlier else None
+
+    async def _held(self, vendor: Vendor, earlier: str) -> VendorResult:
+        """A create not sent: `earlier` may have made the record, and nothing can find it to update (see
+        `_complete`'s warning: an operator checks the vendor, then retries)."""
+        if earlier.startswith("delivery "):
+            message = f"not sent: {earlier} of this contact may have made it at {vendor.name} already, unfindable"
+        else:
+            message = earlier
+        return VendorResult(
+            vendor=vendor,
+            status=VendorStatus.UNAVAILABLE,
+            ambiguous=True,
+            errors=[FieldError(field="", code=ErrorCode.VENDOR_ERROR, message=message)],
+        )
 
     async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
         connector = self.connectors[vendor]

@@ -169,11 +169,12 @@ _COMPLETE = Direct(
         last_error=sa.bindparam("b_error"),
         last_http_status=sa.bindparam("b_http", type_=sa.Integer),
         next_attempt_at=sa.bindparam("b_next", type_=sa.DateTime(timezone=True)),
+        uncertain=sa.or_(deliveries.c.uncertain, sa.bindparam("b_uncertain", type_=sa.Boolean)),
         lease_owner=None,
         lease_until=None,
         updated_at=sa.bindparam("b_now", type_=sa.DateTime(timezone=True)),
     ),
-    ["b_id", "b_status", "b_attempts", "b_result", "b_error", "b_http", "b_next", "b_now", "b_owner"],
+    ["b_id", "b_status", "b_attempts", "b_result", "b_error", "b_http", "b_next", "b_now", "b_owner", "b_uncertain"],
 )
 
 
@@ -191,6 +192,11 @@ _BUSY = Direct(sa.select(deliveries.c.vendor).where(_PENDING_OF_CONTACT, _LEASED
 _OPEN_VENDORS = Direct(sa.select(deliveries.c.vendor).where(_PENDING_OF_CONTACT).distinct(), ["b_contact"])
 
 
+#: A delivery set aside without an outcome (superseded or expired while not being sent) that still has a lease: run
+#: out or given up, so its sender stopped before it recorded an outcome, and its call may have reached the vendor.
+_INTERRUPTED = sa.or_(deliveries.c.uncertain, deliveries.c.lease_until.is_not(None))
+
+
 def _supersede_statement(n: int) -> Direct:
     """The pending deliveries of a contact to any of `n` vendors (`b_vendor_0`...), not being sent now, superseded:
     one statement for a write's vendors (an executemany ran it once per vendor, ~20 us each on SQLite)."""
@@ -198,7 +204,7 @@ def _supersede_statement(n: int) -> Direct:
     return Direct(
         sa.update(deliveries)
         .where(_PENDING_OF_CONTACT, deliveries.c.vendor.in_(vendors), sa.not_(_LEASED_NOW))
-        .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=sa.bindparam("b_now")),
+        .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=sa.bindparam("b_now"), uncertain=_INTERRUPTED),
         ["b_contact", "b_now", *(f"b_vendor_{k}" for k in range(n))],
     )
 
@@ -352,6 +358,31 @@ class Outbox:
         )
         return {Vendor(vendor) for (vendor,) in rows}
 
+    def uncertain_before(
+        self, conn: sa.Connection, contact_id: str, vendors: Iterable[Vendor], before: int | None = None
+    ) -> dict[Vendor, int]:
+        """Within a transaction: those of `vendors` with an upsert delivery of this contact older than delivery
+        `before` (any, when None) that may have made a record nothing can find (`uncertain`, or pending with a
+        lease left behind), with the newest such delivery's id. A create that cannot look its record up is not sent
+        while one exists."""
+        wanted = [vendor.value for vendor in vendors]
+        if not wanted:
+            return {}
+        d = deliveries.c
+        # An older one still pending with a lease left (run out or given up) was interrupted: not yet superseded
+        # (a claim may take the newer delivery first), it counts as `uncertain` already.
+        interrupted = sa.and_(d.status == DeliveryStatus.PENDING.value, d.lease_until.is_not(None))
+        where = [
+            d.contact_id == contact_id,
+            d.vendor.in_(wanted),
+            d.operation == Operation.UPSERT.value,
+            sa.or_(d.uncertain, interrupted),
+        ]
+        if before is not None:
+            where.append(d.id < before)
+        rows = conn.execute(sa.select(d.vendor, sa.func.max(d.id)).where(*where).group_by(d.vendor))
+        return {Vendor(vendor): int(id_) for vendor, id_ in rows}
+
     def enqueue(
         self,
         conn: sa.Connection,
@@ -450,6 +481,7 @@ class Outbox:
                     "b_next": done.retry_at or now,
                     "b_now": now,
                     "b_owner": self.owner,
+                    "b_uncertain": done.result.ambiguous,
                 }
             )
         if params:
@@ -502,7 +534,7 @@ class Outbox:
                     conn.execute(
                         sa.update(deliveries)
                         .where(deliveries.c.id == row.id)
-                        .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now)
+                        .values(status=DeliveryStatus.SUPERSEDED.value, updated_at=now, uncertain=_INTERRUPTED)
                     )
                     continue
                 until = now + timedelta(seconds=lease_s.get(Vendor(row.vendor), 30.0))
@@ -532,7 +564,7 @@ class Outbox:
         conn.execute(
             sa.update(deliveries)
             .where(due)
-            .values(status=DeliveryStatus.FAILED.value, last_error=EXPIRED, updated_at=now)
+            .values(status=DeliveryStatus.FAILED.value, last_error=EXPIRED, updated_at=now, uncertain=_INTERRUPTED)
         )
         for contact_id, vendor in set(expired):
             conn.execute(
@@ -699,6 +731,15 @@ class Outbox:
             )
             if changed.rowcount != 1:
                 return None
+            if retry:
+                # The operator has checked the vendor: no record of the pair's earlier creates holds this one back.
+                conn.execute(
+                    sa.update(deliveries)
+                    .where(
+                        _same_pair(row.contact_id, row.vendor), deliveries.c.id <= delivery_id, deliveries.c.uncertain
+                    )
+                    .values(uncertain=False)
+                )
             if status is DeliveryStatus.CANCELLED:
                 still = conn.scalar(
                     sa.select(sa.func.count()).where(

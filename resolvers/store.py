@@ -111,6 +111,9 @@ deliveries = sa.Table(
     sa.Column("last_http_status", sa.Integer),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    #: A create it sent may have made a record nothing can find (an ambiguous outcome, or its sender stopped
+    #: mid-call): later creates of the pair are held until an operator's retry clears it (migration 0004).
+    sa.Column("uncertain", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     #: The outbox's statements about one contact's deliveries (migration 0003 says why this column order).
     sa.Index("ix_deliveries_contact_status_vendor", "contact_id", "status", "vendor"),

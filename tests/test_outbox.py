@@ -879,6 +879,79 @@ async def test_lost_answer_to_an_unfindable_create_is_failed_not_repeated(
     assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 1
 
 
+async def test_a_write_after_an_unfindable_lost_create_is_held_until_an_operator_retries(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """The lost create is FAILED for an operator; the caller, who never saw a success, writes again. That write
+    knew nothing of the first and created a second record. It is held now (the first may have made the record),
+    until an operator, having checked Jim2, retries it: then it is sent."""
+    gateway: Gateway = await make_gateway(tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.JIM2, drop_after_next_write=1)
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    first = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert first["results"][0]["status"] == "UNAVAILABLE"
+
+    again = (await gateway.graphql(UPSERT, {"input": {**no_email, "lastName": "King"}, "vendors": ["JIM2"]}))["data"]
+    (held,) = again["upsertContact"]["results"]
+    assert (held["status"], held["attempts"]) == ("UNAVAILABLE", 0), held
+    assert held["errors"][0]["message"] == (
+        f"not sent: delivery {first['results'][0]['deliveryId']} of this contact may have made it at JIM2 already, "
+        "unfindable"
+    )
+    assert any(w.startswith("not retried: JIM2 may have created the contact") for w in held["warnings"])
+    rows = {r["node"]["id"]: r["node"]["status"] for r in (await deliveries(gateway, vendor="JIM2"))["edges"]}
+    assert rows == {first["results"][0]["deliveryId"]: "FAILED", held["deliveryId"]: "FAILED"}
+    assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 1, "no second create"
+
+    retried = await gateway.graphql(RETRY, {"id": held["deliveryId"]}, token=ADMIN_TOKEN)
+    assert retried["data"]["retryDelivery"]["status"] == "PENDING", retried
+    await eventually(lambda: _no_pending(gateway), "the retried delivery is sent")
+    assert (await simulators.state(Vendor.JIM2))["counters"]["creates"] == 2, "the operator's call"
+
+
+async def test_a_queued_write_behind_an_unfindable_create_cut_off_is_held(
+    store_url: str, make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:  # store_url first: its database is dropped after the gateway stops
+    """A's create of a contact without an e-mail is cut off mid-call (its lease left behind), and a newer write of
+    the contact waits behind it. The worker supersedes the older delivery and took the newer one as a fresh start:
+    a second create. The newer one is held (FAILED, naming the older) instead."""
+    gateway: Gateway = await make_gateway(tables=FAST_OUTBOX, store_url=store_url)
+    store = Store(store_url)
+    await store.open()
+    try:
+        a = Outbox(store, owner="dead-process", expire_after_s=3600)
+        (cut, _) = (await store.write(enqueue(a, contact_id="C-1001")))[Vendor.JIM2]
+        no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+        # The cut-off create's contact, then the newer write queued behind the lease (still held by A).
+        payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+        (queued,) = payload["results"]
+        assert queued["status"] == "QUEUED", queued
+        await store.write(
+            lambda conn: conn.execute(
+                sa.update(delivery_rows)
+                .where(delivery_rows.c.id == cut)
+                .values(lease_until=utcnow() - timedelta(seconds=1))
+            )
+        )  # A's lease runs out: A was killed mid-call
+
+        async def settled() -> bool:
+            row = await a.get(int(queued["deliveryId"]))
+            return row is not None and row.status is not DeliveryStatus.PENDING
+
+        await eventually(settled, "the worker takes the newer delivery")
+        newer = await a.get(int(queued["deliveryId"]))
+        older = await a.get(cut)
+        assert newer is not None and older is not None
+        # Which of the two a claim takes first is the database's row order: the older one is superseded by the
+        # newer, or (taken after the newer was held) held itself as cut off. Either way nothing is created.
+        assert newer.status is DeliveryStatus.FAILED, newer
+        assert older.status in {DeliveryStatus.SUPERSEDED, DeliveryStatus.FAILED}, older
+        assert newer.last_error is not None and f"delivery {cut}" in newer.last_error, newer.last_error
+        assert (await simulators.state(Vendor.JIM2))["counters"].get("creates", 0) == 0
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
 async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost_is_not_repeated(
     make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
