@@ -24,7 +24,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -232,6 +232,15 @@ class FanOut:
         """How long a delivery to `vendor` stays leased to the process sending it."""
         return float(self.connectors[vendor].settings.timeout_s) + self.settings.lease_grace_s
 
+    def write_leases(self, vendors: Iterable[Vendor]) -> dict[Vendor, float]:
+        """The leases of one request's deliveries: each as long as the longest of them. A request records every
+        vendor's outcome in one transaction once the last has answered, so a fast vendor's delivery is held until
+        the slowest vendor's deadline; with only its own lease it would run out meanwhile, a worker would send a
+        newer write, and the late completion would then record the older payload as what the vendor holds."""
+        chosen = list(vendors)
+        longest = max((self.lease_s(v) for v in chosen), default=0.0)
+        return dict.fromkeys(chosen, longest)
+
     def _not_configured(self, vendor: Vendor) -> VendorResult:
         return _skipped(vendor, ErrorCode.NOT_SUPPORTED, "vendor is not configured")
 
@@ -313,7 +322,6 @@ class FanOut:
         if candidates:
             hashes = {v: payload_hash(p.payload) for v, p in candidates.items()}
             stored = stored_form(contact)
-            leases = {v: self.lease_s(v) for v in candidates}
 
             def accept(
                 conn: Connection,
@@ -358,7 +366,7 @@ class FanOut:
                     operation=Operation.UPSERT,
                     version=version,
                     force=force,
-                    lease_s=leases,
+                    lease_s=self.write_leases(send),
                 )
                 held = self._held_creates(conn, contact.id, version, queued, candidates, links)
                 # Nothing to send: no completion transaction follows, so read the answer back here.
@@ -456,7 +464,7 @@ class FanOut:
                     operation=Operation.DELETE,
                     version=version,
                     force=True,
-                    lease_s={v: self.lease_s(v) for v in sending},
+                    lease_s=self.write_leases(sending),
                 )
                 return links, queued, stored, reached
 

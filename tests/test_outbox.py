@@ -1064,6 +1064,38 @@ async def test_a_delete_after_only_refused_writes_leaves_anothers_record_with_th
     assert not [c for c in await simulators.calls(Vendor.JIM2) if c["method"] == "DELETE"]
 
 
+async def test_a_fast_vendors_lease_lasts_until_the_writes_slowest_vendor_answers(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """A request records all its vendors' outcomes once the slowest has answered. Jim2's delivery had only Jim2's
+    lease (1 s): it ran out while Eros took 2.5 s, a worker sent a newer write to Jim2, and the late completion
+    then recorded the older payload as Jim2's. Writing that older payload again answered UNCHANGED while Jim2 held
+    the newer one. Every delivery of a request is now leased for its slowest vendor's deadline."""
+    tables = {"outbox": {"backoff_base_s": 0.05, "backoff_cap_s": 0.2, "poll_interval_s": 0.05, "lease_grace_s": 0.2}}
+    gateway: Gateway = await make_gateway({"jim2": {"timeout_s": 1.0}, "eros": {"timeout_s": 20.0}}, tables=tables)
+    both = ["JIM2", "EROS"]
+    assert (await gateway.graphql(UPSERT, {"input": contact(), "vendors": both}))["data"]["upsertContact"]
+    await simulators.faults(Vendor.EROS, latency_ms=2500)
+    first = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(lastName="One"), "vendors": both}))
+
+    async def jim2_holds(name: str) -> bool:
+        records = (await simulators.state(Vendor.JIM2))["records"]
+        return [r["attributes"]["lastName"] for r in records.values()] == [name]
+
+    await eventually(lambda: jim2_holds("One"), "Jim2 has the first write")
+    second = (await gateway.graphql(UPSERT, {"input": contact(lastName="Two"), "vendors": ["JIM2"]}))["data"]
+    assert second["upsertContact"]["results"][0]["status"] == "QUEUED", "behind the first, still in flight"
+    assert (await first)["data"]["upsertContact"]["status"] == "SUCCEEDED"
+    await eventually(lambda: jim2_holds("Two"), "the second write is delivered after the first")
+    await eventually(lambda: _no_pending(gateway), "nothing left to send")
+    await simulators.faults(Vendor.EROS, latency_ms=0)
+
+    again = (await gateway.graphql(UPSERT, {"input": contact(lastName="One"), "vendors": ["JIM2"]}))["data"]
+    (result,) = again["upsertContact"]["results"]
+    assert result["status"] == "UPDATED", result
+    assert await jim2_holds("One")
+
+
 async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
     gateway: Gateway = await make_gateway({"oneserve": {"max_concurrency": 2}})
     await simulators.faults(Vendor.ONESERVE, latency_ms=150)
