@@ -470,8 +470,18 @@ async def test_wrong_secret_is_auth_failed(jim2: Jim2, client_auth: str, status:
     assert jim2.calls(contains="/api/v1/") == []
 
 
+def test_the_read_only_scope_is_refused_in_the_config() -> None:
+    # VENDORS.md: scope `view` is read-only, and the gateway only writes: every call would fail AUTH_FAILED.
+    with pytest.raises(ValidationError, match="read-only"):
+        settings(scope="view")
+    with pytest.raises(ValidationError, match="read-only"):
+        settings(scope=" view  view ")
+    assert settings(scope="view all").scope == "view all"
+
+
 async def test_view_scope_cannot_write_and_takes_no_licence(jim2: Jim2) -> None:
-    connector = jim2.connector(scope="view")
+    # A token limited to `view` however it came about (the config refuses the scope itself; see above).
+    connector = Jim2Connector(settings(jim2.base_url).model_copy(update={"scope": "view"}), Transport(jim2.session))
     with pytest.raises(AuthFailed) as caught:
         await send(connector, make_contact(details=[{"kind": "PHONE", "value": "1"}]))
     assert caught.value.http_status == 403

@@ -149,6 +149,14 @@ class Jim2Settings(VendorSettings):
         # Joined as f"{base}{path}": no leading slash.
         return value.lstrip("/")
 
+    @field_validator("scope")
+    @classmethod
+    def _writable(cls, value: str | None) -> str | None:
+        # VENDORS.md (known): scope `view` is read-only. The gateway only writes: such a token fails every call.
+        if value is not None and set(value.split()) == {"view"}:
+            raise ValueError("'view' is Jim2's read-only scope and the gateway writes; leave scope out for the default")
+        return value
+
     @field_validator("detail_types")
     @classmethod
     def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
