@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from typing import Annotated, Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar
 
 import strawberry
 from graphql import (
@@ -53,7 +53,7 @@ from resolvers.fanout import Outcome, Readback
 from resolvers.idempotency import MAX_KEY_LENGTH, Answer, Claim, request_hash
 from resolvers.model import parse_contact
 from resolvers.outbox import Delivery, DeliveryStatus
-from resolvers.results import Vendor
+from resolvers.results import ErrorCode, FieldError, UpsertStatus, Vendor, VendorResult, VendorStatus
 
 log = logging.getLogger(__name__)
 
@@ -121,14 +121,15 @@ def forbidden(message: str, argument: str | None = None) -> GraphQLError:
 def _targets(info: Info[Context, None], vendors: list[Vendor] | None) -> list[Vendor] | None:
     """The vendors a write addresses, within the token's vendor allow-list (if it has one).
 
-    Omitting `vendors` means every vendor the token may write to; naming one it may not is FORBIDDEN.
+    Omitting `vendors` means every configured vendor the token may write to; naming one it may not is FORBIDDEN.
     """
     vendors = _vendors(vendors)
     principal = info.context.principal
     if principal is None or principal.vendors is None:
         return vendors
     if vendors is None:
-        allowed = [v for v in Vendor if v in principal.vendors]
+        configured = info.context.runtime.fanout.connectors
+        allowed = [v for v in Vendor if v in principal.vendors and v in configured]
         if not allowed:
             raise forbidden("vendors: this token may not write to any vendor", "vendors")
         return allowed
@@ -136,6 +137,40 @@ def _targets(info: Info[Context, None], vendors: list[Vendor] | None) -> list[Ve
     if refused:
         raise forbidden(f"vendors: this token may not write to {', '.join(refused)}", "vendors")
     return vendors
+
+
+#: A refusal's GraphQL code -> the code of the per-vendor errors of the input it refused in `upsertContacts`.
+_REFUSAL_CODES = {"CONFLICT": ErrorCode.CONFLICT, "FORBIDDEN": ErrorCode.AUTH_FAILED}
+
+
+def _unanswered(
+    info: Info[Context, None], value: types.ContactInput, targets: list[Vendor] | None, refusal: GraphQLError | None
+) -> Outcome:
+    """The outcome of one `upsertContacts` input that has no outcome of its own: FAILED, with every targeted vendor
+    saying why. A refusal (`refusal`: its key CONFLICTs with another request's, or the token may not write where a
+    delivery of the contact waits) sent nothing: SKIPPED, with its code and words. An unexpected failure (logged)
+    leaves unknown what was accepted: UNAVAILABLE, pointing at the deliveries, where anything accepted shows."""
+    if refusal is not None:
+        argument = str((refusal.extensions or {}).get("argument", ""))
+        error = FieldError(
+            field=argument.removeprefix("input.") if argument.startswith("input.") else "",
+            code=_REFUSAL_CODES.get(str((refusal.extensions or {}).get("code")), ErrorCode.VENDOR_ERROR),
+            message=refusal.message,
+        )
+        status = VendorStatus.SKIPPED
+    else:
+        error = FieldError(
+            field="",
+            code=ErrorCode.VENDOR_ERROR,
+            message=f"the gateway failed on this input (logged): whatever of it was accepted is delivered in the "
+            f"background, and deliveries(contactId: {str(value.id)!r}) shows it",
+        )
+        status = VendorStatus.UNAVAILABLE
+    results = [
+        VendorResult(vendor=vendor, status=status, errors=[error])
+        for vendor in info.context.runtime.fanout.targets(targets)
+    ]
+    return Outcome(status=UpsertStatus.FAILED, contact_id=str(value.id), results=results, stored=False)
 
 
 def _allowed_vendor(info: Info[Context, None], vendor: Vendor) -> None:
@@ -167,7 +202,11 @@ async def _upsert(
 ) -> Written:
     parsed = parse_contact(convert.contact_data(value))
     if isinstance(parsed, list):
-        return ctx.runtime.fanout.invalid(parsed, vendors), None
+        refused = ctx.runtime.fanout.invalid(parsed, vendors)
+        if not any(e.field == "id" for e in parsed):
+            # Nothing was stored, but the contact may be from an earlier write: `contact` shows it as it stands.
+            refused.contact_id = str(value.id)
+        return refused, None
     allowed = ctx.principal.vendors if ctx.principal is not None else None
     try:
         return await ctx.runtime.fanout.write(parsed, vendors, force=force, read_back=wants_contact, allowed=allowed)
@@ -522,10 +561,12 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[CanWrite],
         description=(
-            "Write many contacts; each answers as `upsertContact` would, in input order. An input that fails "
-            "unexpectedly (or whose idempotency key CONFLICTs) answers null, with its error at path "
-            "`[field, index]`; the others answer as usual. An input waits for an earlier one with the same id, so "
-            "the later one wins. The `Idempotency-Key` header keys each input as `<header>:<field>:<index>`."
+            "Write many contacts; each answers as `upsertContact` would, in input order, never null. An input "
+            "refused on its own (its idempotency key CONFLICTs, or the token may not write where it would go) "
+            "answers FAILED with every vendor SKIPPED and that error (CONFLICT, AUTH_FAILED); one that fails "
+            "unexpectedly answers FAILED with every vendor UNAVAILABLE (VENDOR_ERROR); the others answer as usual. "
+            "An input waits for an earlier one with the same id, so the later one wins. The `Idempotency-Key` "
+            "header keys each input as `<header>:<field>:<index>`."
         ),
     )
     async def upsert_contacts(
@@ -534,7 +575,7 @@ class Mutation:
         inputs: list[types.ContactInput],
         vendors: types.VendorList = None,
         force: bool = False,
-    ) -> list[types.UpsertContactPayload | None]:
+    ) -> list[types.UpsertContactPayload]:
         most = info.context.runtime.config.server.max_batch_contacts
         if len(inputs) > most:
             raise bad_input(
@@ -546,6 +587,19 @@ class Mutation:
         slots = asyncio.Semaphore(BATCH_CONCURRENCY)
 
         async def one(
+            index: int, value: types.ContactInput, before: asyncio.Future[Any] | None
+        ) -> types.UpsertContactPayload:
+            try:
+                return await write(index, value, before)
+            except GraphQLError as exc:  # this input's own refusal: its key CONFLICTs, or it is beyond the allow-list
+                failed = _unanswered(info, value, targets, exc)
+            except Exception:
+                log.exception("upsertContacts: input %d (%r) failed", index, str(value.id))
+                failed = _unanswered(info, value, targets, None)
+            _audit_outcome(info, "upsertContacts", str(value.id), failed)
+            return await _payload(info.context, (Answer(outcome=failed, contact=None), None))
+
+        async def write(
             index: int, value: types.ContactInput, before: asyncio.Future[Any] | None
         ) -> types.UpsertContactPayload:
             if before is not None:
@@ -569,19 +623,15 @@ class Mutation:
                 )
                 return await _payload(info.context, answered)
 
-        # Every input runs to its end before the answer: one input's error is that input's (graphql-core puts an
-        # exception given as a list item at its index), never the whole batch's while the others go on unreported.
+        # Every input runs to its end before the answer: one input's failure is that input's payload (`_unanswered`),
+        # never the whole batch's while the others go on unreported.
         runs: list[asyncio.Future[Any]] = []
         last: dict[str, asyncio.Future[Any]] = {}
         for i, v in enumerate(inputs):
             run = asyncio.ensure_future(one(i, v, last.get(str(v.id))))
             last[str(v.id)] = run
             runs.append(run)
-        answers = await asyncio.gather(*runs, return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException) and not isinstance(answer, Exception):
-                raise answer  # cancellation and the like are the request's, not an input's
-        return cast("list[types.UpsertContactPayload | None]", answers)
+        return list(await asyncio.gather(*runs))
 
     @strawberry.mutation(
         permission_classes=[CanWrite],

@@ -111,7 +111,8 @@ class VendorResult:
 
 
 def overall_status(results: list[VendorResult]) -> UpsertStatus:
-    """SUCCEEDED when every vendor succeeded (or was skipped), FAILED when none did, PARTIAL otherwise."""
+    """SUCCEEDED when every vendor not skipped succeeded (and one was not skipped), FAILED when none did (every one
+    skipped included), PARTIAL otherwise."""
     relevant = [r for r in results if r.status is not VendorStatus.SKIPPED]
     ok = sum(1 for r in relevant if r.status in SUCCESS_STATUSES)
     if ok == len(relevant):

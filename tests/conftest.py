@@ -80,7 +80,7 @@ async def simulators(http_session: aiohttp.ClientSession) -> AsyncIterator[Simul
 def gateway_config(
     simulators: Simulators,
     store_url: str,
-    vendor_overrides: dict[str, dict[str, Any]] | None = None,
+    vendor_overrides: dict[str, dict[str, Any] | None] | None = None,
     tables: dict[str, dict[str, Any]] | None = None,
 ) -> GatewayConfig:
     """The demo configuration against the test simulators, with four tokens, vendor overrides and extra tables."""
@@ -90,7 +90,7 @@ def gateway_config(
 def gateway_config_data(
     simulators: Simulators,
     store_url: str,
-    vendor_overrides: dict[str, dict[str, Any]] | None = None,
+    vendor_overrides: dict[str, dict[str, Any] | None] | None = None,
     tables: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`gateway_config` as the data of a TOML file (for gateways run as separate processes)."""
@@ -102,7 +102,10 @@ def gateway_config_data(
         {"name": "router", "token": ROUTER_TOKEN, "scopes": ["contacts:read", "contacts:federation"]},
     ]
     for name, override in (vendor_overrides or {}).items():
-        data["vendors"][name].update(override)
+        if override is None:
+            del data["vendors"][name]  # not configured at all
+        else:
+            data["vendors"][name].update(override)
     for name, table in (tables or {}).items():
         data.setdefault(name, {}).update(table)
     return data
@@ -162,7 +165,7 @@ async def make_gateway(simulators: Simulators, tmp_path: Path) -> AsyncIterator[
     running: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient]] = []
 
     async def start(
-        vendor_overrides: dict[str, dict[str, Any]] | None = None,
+        vendor_overrides: dict[str, dict[str, Any] | None] | None = None,
         store: str = "gateway.db",
         tables: dict[str, dict[str, Any]] | None = None,
         store_url: str | None = None,

@@ -267,11 +267,25 @@ async def test_the_same_contact_twice_in_a_batch_is_written_in_order(gateway: Ga
     assert stored["data"]["contact"]["firstName"] == "Second"
 
 
+async def test_a_write_breaking_a_universal_rule_answers_with_the_contact_as_stored(gateway: Gateway) -> None:
+    """`contact` is the contact as stored after the write. A write that breaks a rule every vendor shares stores
+    nothing, but the contact stored by an earlier write is still there: it was answered null."""
+    query = "mutation($input: ContactInput!) { upsertContact(input: $input) { status contact { lastName } } }"
+    stored = (await gateway.graphql(query, {"input": contact(id="L-2")}, token=ADMIN_TOKEN))["data"]["upsertContact"]
+    assert stored["contact"] == {"lastName": "Lovelace"}
+    future = contact(id="L-2", lastName="Later", birthDate="2999-01-01")
+    refused = (await gateway.graphql(query, {"input": future}, token=ADMIN_TOKEN))["data"]["upsertContact"]
+    assert refused == {"status": "FAILED", "contact": {"lastName": "Lovelace"}}, refused
+    unknown = (await gateway.graphql(query, {"input": {**future, "id": "L-3"}}, token=ADMIN_TOKEN))["data"]
+    assert unknown["upsertContact"] == {"status": "FAILED", "contact": None}
+
+
 async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
     gateway: Gateway, simulators: Simulators
 ) -> None:
-    """A store error on one input (injected: the database cannot be made to fail for one row) answers null at that
-    input's index with its own error; every other input is written and answered before the batch answers."""
+    """A store error on one input (injected: the database cannot be made to fail for one row) answers FAILED at that
+    input's index, every vendor UNAVAILABLE saying so (the contract's list holds no null); every other input is
+    written and answered before the batch answers."""
     save = Store.save_contact
 
     def failing(self: Store, conn: sa.Connection, stored: Any, *args: Any) -> int:
@@ -281,7 +295,8 @@ async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
 
     query = (
         "mutation($inputs: [ContactInput!]!) "
-        "{ upsertContacts(inputs: $inputs, vendors: [EROS]) { status contact { id } } }"
+        "{ upsertContacts(inputs: $inputs, vendors: [EROS]) { status contact { id } results { status errors { code "
+        "message } } } }"
     )
     inputs = (
         [contact(id=f"OK-{i}") for i in range(3)] + [contact(id="BOOM")] + [contact(id=f"OK-{i}") for i in range(3, 8)]
@@ -290,11 +305,14 @@ async def test_an_input_of_a_batch_that_fails_unexpectedly_fails_alone(
     with patch.object(Store, "save_contact", failing):
         answer = await gateway.graphql(query, {"inputs": inputs})
     items = answer["data"]["upsertContacts"]
-    assert items[3] is None
+    assert (items[3]["status"], items[3]["contact"]) == ("FAILED", None)
+    (failed,) = items[3]["results"]
+    assert (failed["status"], failed["errors"][0]["code"]) == ("UNAVAILABLE", "VENDOR_ERROR")
+    assert failed["errors"][0]["message"].startswith("the gateway failed on this input (logged)")
+    assert "database is locked" not in failed["errors"][0]["message"], "internals stay in the log"
     assert [p["contact"]["id"] for i, p in enumerate(items) if i != 3] == [f"OK-{i}" for i in range(8)]
     assert {p["status"] for i, p in enumerate(items) if i != 3} == {"SUCCEEDED"}
-    (error,) = answer["errors"]
-    assert (error["path"], error["extensions"]["code"]) == (["upsertContacts", 3], "INTERNAL")
+    assert "errors" not in answer
     kept = (await simulators.state(Vendor.EROS))["records"].values()
     assert sorted(r["AlternateKey"] for r in kept) == [f"OK-{i}" for i in range(8)]
 

@@ -482,7 +482,7 @@ async def test_an_empty_idempotency_key_header_is_refused(gateway: Gateway, simu
 
 BATCH = """
 mutation($inputs: [ContactInput!]!) {
-  batch: upsertContacts(inputs: $inputs, vendors: [JIM2]) { status results { vendor status remoteId } }
+  batch: upsertContacts(inputs: $inputs, vendors: [JIM2]) { status results { vendor status remoteId errors { code } } }
 }
 """
 
@@ -503,15 +503,17 @@ async def test_idempotency_key_header_keys_each_input_of_a_batch(gateway: Gatewa
     assert len(await simulators.calls(Vendor.JIM2)) == before, "a replayed batch calls no vendor"
     assert len((await simulators.state(Vendor.JIM2))["records"]) == 3
 
-    # The same key with input 1 changed: that input alone is a CONFLICT, at its index; the others replay.
+    # The same key with input 1 changed: that input alone is a CONFLICT, in its payload; the others replay.
     changed = [*inputs[:1], contact(id="K-1", details=no_email, lastName="Other"), *inputs[2:]]
     body = {"query": BATCH, "variables": {"inputs": changed}}
     mixed = (await gateway.client.post(f"{gateway.url}/graphql", json=body, headers=headers)).json()
     assert mixed["data"]["batch"][0] == first["data"]["batch"][0]
-    assert mixed["data"]["batch"][1] is None
+    assert mixed["data"]["batch"][1] == {
+        "status": "FAILED",
+        "results": [{"vendor": "JIM2", "status": "SKIPPED", "remoteId": None, "errors": [{"code": "CONFLICT"}]}],
+    }
     assert mixed["data"]["batch"][2] == first["data"]["batch"][2]
-    (error,) = mixed["errors"]
-    assert (error["path"], error["extensions"]) == (["batch", 1], {"code": "CONFLICT", "argument": "Idempotency-Key"})
+    assert "errors" not in mixed, "an input's refusal is data in its payload, never a top-level error"
     assert len(await simulators.calls(Vendor.JIM2)) == before
 
     bad = {"Authorization": f"Bearer {WRITE_TOKEN}", "Idempotency-Key": "x" * 300}

@@ -257,6 +257,24 @@ async def test_a_token_writes_only_to_the_vendors_it_names(
     assert [r["vendor"] for r in body["data"]["upsertContact"]["results"]] == ["JIM2"]
 
 
+async def test_a_token_naming_a_vendor_not_configured_writes_to_the_configured_ones(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """`vendors` omitted means every configured vendor (the contract). A token allowed Oneserve and Valomnia, on a
+    gateway without Valomnia, got a Valomnia result "vendor is not configured" too: a configuration matter shown
+    as a vendor failure. It writes to Oneserve alone now; naming Valomnia is still answered SKIPPED, as for anyone."""
+    limited = "test-limited-token-0123456789"
+    tokens = [{"name": "limited", "token": limited, "scopes": ["contacts:write"], "vendors": ["oneserve", "valomnia"]}]
+    gateway: Gateway = await make_gateway({"valomnia": None}, tables={"auth": {"tokens": tokens}})
+    contact = {"id": "allow-3", "title": "Ms", "firstName": "Ada", "lastName": "Lovelace"}
+    body = (await post(gateway, UPSERT, limited, {"input": contact})).json()
+    assert [r["vendor"] for r in body["data"]["upsertContact"]["results"]] == ["ONESERVE"], body
+    named = (await post(gateway, UPSERT, limited, {"input": contact, "vendors": ["VALOMNIA"]})).json()
+    (result,) = named["data"]["upsertContact"]["results"]
+    assert (result["vendor"], result["status"]) == ("VALOMNIA", "SKIPPED"), named
+    assert await simulators.calls(Vendor.VALOMNIA) == []
+
+
 async def test_a_token_limited_to_some_vendors_cannot_change_what_another_vendor_is_still_owed(
     make_gateway: Callable[..., Any], simulators: Simulators
 ) -> None:
@@ -293,6 +311,17 @@ async def test_a_token_limited_to_some_vendors_cannot_change_what_another_vendor
     error = hacked["errors"][0]
     assert error["extensions"] == {"code": "FORBIDDEN", "argument": "input.id"}, error
     assert "not yet delivered to EROS (delivery" in error["message"] and "PENDING" in error["message"], error
+    stored = await gateway.graphql('{ contact(id: "C-1") { lastName } }', token=ADMIN_TOKEN)
+    assert stored["data"]["contact"]["lastName"] == "Original"
+    # In a batch the refusal is that input's payload: FAILED, the vendor SKIPPED with AUTH_FAILED at `id`.
+    many = "mutation($inputs: [ContactInput!]!) { upsertContacts(inputs: $inputs) { status results { vendor status "
+    many += "errors { field code message } } } }"
+    batch = (await post(gateway, many, limited, {"inputs": [{**original, "lastName": "HACKED"}]})).json()
+    ((refused,),) = [p["results"] for p in batch["data"]["upsertContacts"]]
+    assert (refused["vendor"], refused["status"]) == ("ONESERVE", "SKIPPED"), batch
+    ((field, code, message),) = [(e["field"], e["code"], e["message"]) for e in refused["errors"]]
+    assert (field, code) == ("id", "AUTH_FAILED") and "not yet delivered to EROS" in message, batch
+    assert "errors" not in batch and batch["data"]["upsertContacts"][0]["status"] == "FAILED"
     stored = await gateway.graphql('{ contact(id: "C-1") { lastName } }', token=ADMIN_TOKEN)
     assert stored["data"]["contact"]["lastName"] == "Original"
 

@@ -13,7 +13,7 @@ KNOWN (seed 002, VENDORS.md, Jim2's token page):
 
 ASSUMED (each one a setting, or tolerated both ways):
 - `client_auth`: `basic` (RFC 6749's preferred way; the example in Jim2's docs) or `form`.
-- `scope`: None asks for Jim2's default scope (a licence); `view` cannot write.
+- `scope`: None asks for Jim2's default scope (a licence); `view` cannot write (refused in the config).
 - The token answer has the standard `access_token` and `expires_in` (missing: the documented 20 minutes); calls
   send `Authorization: Bearer`. A 401 means the token ended: one new token, one repeat. Concurrent calls share one
   token request. `token_refresh_margin_s`: a token is renewed this long before it runs out.
