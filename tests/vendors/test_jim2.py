@@ -30,9 +30,9 @@ from resolvers.model import Contact
 from resolvers.results import ErrorCode, FieldError, Vendor, VendorStatus
 from resolvers.simulation import Call
 from resolvers.transport import Transport, VendorResponse
-from resolvers.vendors.base import CrossReference, Delivered, Prepared
+from resolvers.vendors.base import CURRENT_ATTEMPT, AttemptState, CrossReference, Delivered, Prepared
 from resolvers.vendors.jim2 import PLUGIN, Jim2Connector, Jim2Settings, Jim2Simulator, demo_config
-from resolvers.vendors.jim2.connector import changed_attributes, merge_clearing, pointer_path
+from resolvers.vendors.jim2.connector import _same_origin, changed_attributes, merge_clearing, pointer_path
 from resolvers.vendors.jim2.mapping import from_wire, to_wire
 from resolvers.vendors.jim2.simulator import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from resolvers.vendors.jim2.wire import ContactWrite
@@ -665,6 +665,44 @@ async def test_the_email_filter_gets_the_address_as_the_payload_spells_it(serve:
         "email",
     )
     assert list(jim2.records) == [created.remote_id]
+
+
+async def test_a_paged_listing_is_followed_and_one_cut_off_proves_nothing(serve: Serve) -> None:
+    """VENDORS.md assumes Jim2 does not page a card's listing. Should it (JSON:API `links.next`), the lookup read
+    the first page only: Ada on page 3 was not found, and a lost create's repeat would have made a second record.
+    Pages are followed now, `lookup_max_pages` at most; a listing cut off there leaves the create unfindable (a
+    lost answer is then not repeated) and says so."""
+    jim2 = await serve(page_size=2)
+    writer = jim2.connector(lookup_filter=None)  # the whole card is listed: Ada is its fifth contact
+    for i in range(4):
+        await send(writer, make_contact(details=[{"kind": "EMAIL", "value": f"other{i}@example.com"}]))
+    ada = await send(writer, make_contact())
+    assert ada.remote_id == "10-5"
+
+    again = await send(jim2.connector(lookup_filter=None), make_contact(firstName="Ada"))
+    assert (again.status, again.remote_id, again.matched_by) == (VendorStatus.UPDATED, "10-5", "email")
+    pages = [c.path for c in jim2.calls("GET", "/contacts")]
+    assert len(pages) >= 3, pages
+
+    state = AttemptState()
+    token = CURRENT_ATTEMPT.set(state)
+    try:
+        short = jim2.connector(lookup_filter=None, lookup_max_pages=2)
+        created = await send(short, make_contact(details=[{"kind": "EMAIL", "value": "new@example.com"}]))
+    finally:
+        CURRENT_ATTEMPT.reset(token)
+    assert created.status is VendorStatus.CREATED
+    assert state.unfindable_create, "a listing cut off by lookup_max_pages proves nothing"
+    assert any("were not all listed" in w for w in created.warnings), created.warnings
+
+
+def test_a_next_page_is_followed_only_on_jims_own_origin() -> None:
+    """The bearer token goes to Jim2 only: a `links.next` naming another origin ends the listing (cut off)."""
+    base = "https://jim2.example/api/"
+    assert _same_origin("https://jim2.example/api/v1/cardfiles/10/contacts?page%5Bnumber%5D=2", base)
+    assert _same_origin("https://jim2.example:443/other", base), "the default port, written"
+    for elsewhere in ("https://evil.example/api/", "http://jim2.example/api/", "https://jim2.example:8443/api/"):
+        assert not _same_origin(elsewhere, base), elsewhere
 
 
 async def test_missing_link_adopts_the_contact_with_the_same_email(jim2: Jim2) -> None:

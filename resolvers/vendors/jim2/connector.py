@@ -44,6 +44,9 @@ Decisions:
   case-insensitive) is adopted (`matched_by="email"`) and updated with every attribute, before any create. The
   listing asks for that e-mail with the ASSUMED JSON:API filter `lookup_filter` (`filter[email]`), so a first write
   does not read the whole card; every returned contact is checked here too, so a server ignoring it stays correct.
+  VENDORS.md assumes the listing is not paged; should Jim2 answer with a JSON:API `links.next`, it is followed (on
+  Jim2's own origin) for up to `lookup_max_pages` pages. A listing that goes on past them, or points elsewhere,
+  proves nothing: the create that follows is one a lost answer must not repeat (as with no e-mail).
 - A changed card number creates the contact on the new card (Jim2 ids belong to one card) and leaves the old record
   in place, with a warning naming it.
 - Deleting a record Jim2 no longer has reports DELETED with a warning (the end state holds).
@@ -59,7 +62,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
@@ -142,6 +145,8 @@ class Jim2Settings(VendorSettings):
     #: ASSUMED: what a PATCH does with `details`: "replace" the record's list with the one sent (JSON:API), or
     #: "merge" it by type, keeping entries the list leaves out; then removed entries are sent empty to clear them.
     details_patch: Literal["replace", "merge"] = "replace"
+    #: ASSUMED (VENDORS.md: no paging): the most pages of a card's listing a lookup reads, following `links.next`.
+    lookup_max_pages: int = Field(default=10, ge=1, le=1000)
 
     @field_validator("token_path", "logoff_path")
     @classmethod
@@ -234,10 +239,10 @@ class Jim2Connector(Connector[Jim2Settings]):
                     f"cardNo changed to {card_no}: written to that card; contact {link.remote_id} on card "
                     f"{card_of(link.remote_id)} was left in place"
                 )
-        found = (
+        found, complete = (
             await self._reconcile(card_no, payload, warnings, prepared.contact_id)
             if self.reconciles(prepared)
-            else None
+            else (None, False)
         )
         if found is not None:
             adopted = await self._update(found, payload, None)
@@ -249,7 +254,8 @@ class Jim2Connector(Connector[Jim2Settings]):
                     warnings=tuple(warnings),
                     matched_by="email",
                 )
-        sending_create(findable=self.reconciles(prepared))
+        # A listing cut off by `lookup_max_pages` proves nothing: a repeat of this create could miss what it made.
+        sending_create(findable=complete)
         return await self._create(card_no, payload, warnings)
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
@@ -257,7 +263,7 @@ class Jim2Connector(Connector[Jim2Settings]):
         remote_id = link.remote_id if link is not None else None
         warnings: list[str] = []
         if not remote_id and link is not None and link.payload and _emails(link.payload, self._email_type):
-            remote_id = await self._reconcile(str(link.payload.get(CARD_NO)), link.payload, warnings, contact_id)
+            remote_id, _ = await self._reconcile(str(link.payload.get(CARD_NO)), link.payload, warnings, contact_id)
         if not remote_id:
             return Delivered(
                 status=VendorStatus.SKIPPED,
@@ -341,15 +347,18 @@ class Jim2Connector(Connector[Jim2Settings]):
 
     async def _reconcile(
         self, card_no: str, payload: Mapping[str, Any], warnings: list[str], contact_id: str
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
         """The id of the card's contact that has one of the payload's e-mail addresses, if any, and that no other
-        contact of the gateway is linked to."""
+        contact of the gateway is linked to; and whether every listing was read to its end (else a miss proves
+        nothing)."""
         email_type = (self._email_type or "").casefold()
+        complete = True
         for sent in _emails(payload, self._email_type):
             # The filter gets the address as this payload spells it (a lost create of it stored that spelling, which
             # even a filter that minds case finds); the match ignores case.
             email = sent.casefold()
-            contacts = await self._list_card(card_no, payload, sent)
+            contacts, listed_all = await self._list_card(card_no, payload, sent)
+            complete = complete and listed_all
             matches = [
                 c.id
                 for c in contacts
@@ -361,25 +370,41 @@ class Jim2Connector(Connector[Jim2Settings]):
                         f"{len(matches)} contacts on card {card_no} have the e-mail address {email}; "
                         f"adopted {matches[0]} (also {', '.join(matches[1:])})"
                     )
-                return matches[0]
-        return None
+                return matches[0], True
+            if not listed_all:
+                warnings.append(
+                    f"card {card_no}'s contacts matching {email} were not all listed (more than lookup_max_pages = "
+                    f"{self.settings.lookup_max_pages} pages, or a next page off Jim2's address): not found in what was"
+                )
+        return None, complete
 
-    async def _list_card(self, card_no: str, payload: Mapping[str, Any], email: str) -> list[ResourceRead]:
-        """The card's contacts, narrowed to `email` when the (ASSUMED) filter is configured."""
+    async def _list_card(self, card_no: str, payload: Mapping[str, Any], email: str) -> tuple[list[ResourceRead], bool]:
+        """The card's contacts, narrowed to `email` when the (ASSUMED) filter is configured, and whether the listing
+        was read to its end: pages are followed by `links.next` on Jim2's own origin, `lookup_max_pages` at most."""
         url = self.contacts_url(card_no)
         if self.settings.lookup_filter:
             url += f"?{urlencode({self.settings.lookup_filter: email})}"
-        # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts returns all; no paging per VENDORS.md).
-        response = await self._call("GET", url)
-        if not 200 <= response.status < 300:
-            raise self._error(response, payload, collection=True)
-        try:
-            return list(CollectionDocument.model_validate(response.json()).data)
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Jim2 listed card {card_no}'s contacts in an unexpected shape: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
+        found: list[ResourceRead] = []
+        for _ in range(self.settings.lookup_max_pages):
+            # Docs: shared/seeds/002 (GET api/v1/cardfiles/{cardno}/contacts; VENDORS.md assumes no paging).
+            response = await self._call("GET", url)
+            if not 200 <= response.status < 300:
+                raise self._error(response, payload, collection=True)
+            try:
+                document = CollectionDocument.model_validate(response.json())
+            except ValidationError as exc:
+                raise VendorProtocolError(
+                    f"Jim2 listed card {card_no}'s contacts in an unexpected shape: {response.excerpt()}",
+                    http_status=response.status,
+                ) from exc
+            found += document.data
+            following = document.links.next if document.links is not None else None
+            if not following:
+                return found, True
+            url = urljoin(url, following)
+            if not _same_origin(url, self.settings.base):
+                return found, False  # the bearer token goes to Jim2 only
+        return found, False
 
     # -- HTTP and auth --------------------------------------------------------------------------------------------
 
@@ -631,3 +656,13 @@ def pointer_path(pointer: str) -> str:
         else:
             out += f".{token}" if out else token
     return out
+
+
+def _same_origin(url: str, base: str) -> bool:
+    """Whether `url` is on `base`'s scheme, host and port (a scheme's default port written or not)."""
+
+    def origin(text: str) -> tuple[str, str | None, int | None]:
+        parts = urlsplit(text)
+        return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+    return origin(url) == origin(base)

@@ -26,6 +26,8 @@ ASSUMED (constructor settings where it matters):
   order, or is added; entries of the record no entry sent matched are kept, as seed 002's PATCH answer can be
   read). The first contact on a card is its primary one. Records start empty; `cards` are the card files that exist.
 - `filter[email]` on the card's listing ignores case unless `filter_case_sensitive`.
+- `page_size`: listings in pages of that many contacts, each naming the next in JSON:API `links.next` (`page[number]`);
+  None (the default) answers a listing whole, as VENDORS.md assumes.
 - `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued ids instead of
   `{cardno}-{contno}`; such an id should start with `{cardno}-` so its card is found.
 """
@@ -108,6 +110,7 @@ class Jim2Simulator(Simulator):
         name_required: bool = True,
         details_patch: str = "replace",
         filter_case_sensitive: bool = False,
+        page_size: int | None = None,
     ) -> None:
         super().__init__()
         #: Client id -> secret (the secret is the user card file's password in Jim2).
@@ -120,6 +123,9 @@ class Jim2Simulator(Simulator):
         self.logoff_method = logoff_method
         self.detail_types = frozenset(detail_types)
         self.filter_case_sensitive = filter_case_sensitive
+        #: None: a listing is one answer (VENDORS.md assumes no paging); n: n contacts a page, JSON:API `links.next`
+        #: (`page[number]`) naming the following one.
+        self.page_size = page_size
         self.dob_format = dob_format
         self.name_required = name_required
         self.details_patch = details_patch
@@ -297,7 +303,14 @@ class Jim2Simulator(Simulator):
                 found = [r for r in found if email.strip() in _record_emails(r, fold=False)]
         else:
             found = [r for k, r in self.state.records.items() if k.startswith(prefix)]
-        return self._document([self._resource(r) for r in found])
+        if self.page_size is None:
+            return self._document([self._resource(r) for r in found])
+        page = int(request.query.get("page[number]", "1"))
+        start = (page - 1) * self.page_size
+        body: dict[str, Any] = {"data": [self._resource(r) for r in found[start : start + self.page_size]]}
+        if start + self.page_size < len(found):
+            body["links"] = {"next": str(request.url.update_query({"page[number]": str(page + 1)}))}
+        return web.Response(body=orjson.dumps(body), content_type=MEDIA_TYPE)
 
     async def _read(self, request: web.Request) -> web.Response:
         issued = self._authorize(request)

@@ -112,10 +112,17 @@ class ResourceDocument(_Received):
     data: ResourceRead
 
 
+class CollectionLinks(_Received):
+    """JSON:API top-level `links` of a collection: `next` is the following page, if the server pages."""
+
+    next: str | None = None
+
+
 class CollectionDocument(_Received):
-    """The answer to a GET of a card's contacts (no paging, per VENDORS.md)."""
+    """The answer to a GET of a card's contacts (VENDORS.md assumes no paging; a `links.next` is followed)."""
 
     data: list[ResourceRead]
+    links: CollectionLinks | None = None
 
 
 class ErrorSource(_Received):
