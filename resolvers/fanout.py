@@ -765,7 +765,7 @@ class FanOut:
         connector = self.connectors[vendor]
         safe = _repeat_is_safe(connector, prepared, link)
         live_link = link if link is not None and not link.deleted else None
-        return await self._run(
+        result = await self._run(
             vendor,
             lambda: connector.upsert(prepared, live_link),
             safe=safe,
@@ -773,6 +773,26 @@ class FanOut:
             operation="upsert",
             contact_id=prepared.contact_id,
         )
+        if (
+            result.status in SUCCESS_STATUSES
+            and result.remote_id
+            and not (live_link is not None and live_link.remote_id == result.remote_id)
+            and not connector.capabilities.native_upsert
+            and connector.reconciles(prepared)
+        ):
+            await self._claim(prepared, result)
+        return result
+
+    async def _claim(self, prepared: Prepared, result: VendorResult) -> None:
+        """Record at once the link to a record this write made or adopted at a vendor that finds records by content
+        (Jim2, Valomnia: by e-mail), before the write's other vendors answer. Until the completion recorded it,
+        another contact with the same e-mail, written meanwhile by any process, found that record unowned and
+        adopted it: two contacts on one record. The completion records the same link again."""
+        update = _link_update(result, payload_hash(prepared.payload), prepared.payload)
+        try:
+            await self.store.write(lambda conn: self.store.apply_links(conn, prepared.contact_id, [update]))
+        except Exception:  # the completion records it anyway; only the early claim is lost
+            log.exception("recording %s's link of %r early failed", result.vendor.name, prepared.contact_id)
 
     async def _written_contact(self, contact_id: str, vendor: Vendor) -> StoredContact | None:
         """The contact as stored, if an upsert of it may have reached `vendor` (`Outbox.may_have_written`)."""

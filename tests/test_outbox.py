@@ -1098,6 +1098,30 @@ async def test_a_fast_vendors_lease_lasts_until_the_writes_slowest_vendor_answer
     assert await jim2_holds("One")
 
 
+async def test_two_contacts_sharing_an_email_written_at_once_stay_two_records(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """Jim2 finds records by e-mail, and a record another contact's link names is not adopted. But the first
+    contact's link was recorded only once all its vendors had answered: while Eros was slow, a second contact with
+    the same e-mail found Jim2's new record unowned, adopted it and overwrote it. The link of a record made or
+    adopted at such a vendor is recorded as soon as that vendor answers."""
+    gateway: Gateway = await make_gateway(tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.EROS, latency_ms=1500)  # the first write's other vendor is slow
+    first = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(id="SHARED-1"), "vendors": ["JIM2", "EROS"]}))
+
+    async def made() -> bool:
+        return bool((await simulators.state(Vendor.JIM2))["records"])
+
+    await eventually(made, "Jim2 has SHARED-1's record")
+    second = await gateway.graphql(UPSERT, {"input": contact(id="SHARED-2", firstName="Bea"), "vendors": ["JIM2"]})
+    (two,) = second["data"]["upsertContact"]["results"]
+    one = by_vendor((await first)["data"]["upsertContact"]["results"])["JIM2"]
+    assert (one["status"], one["remoteId"]) == ("CREATED", "10-1"), one
+    assert (two["status"], two["remoteId"], two["matchedBy"]) == ("CREATED", "10-2", None), two
+    records = (await simulators.state(Vendor.JIM2))["records"]
+    assert {k: r["attributes"]["firstName"] for k, r in records.items()} == {"10-1": "Ada", "10-2": "Bea"}
+
+
 async def test_per_vendor_concurrency_limit(make_gateway: Callable[..., Any], simulators: Simulators) -> None:
     gateway: Gateway = await make_gateway({"oneserve": {"max_concurrency": 2}})
     await simulators.faults(Vendor.ONESERVE, latency_ms=150)
