@@ -887,6 +887,8 @@ class FanOut:
                             breaker.success()  # the vendor answered: it is up
                         if not exc.transient:
                             raise
+                        if state.create_sent and exc.sent and _may_have_acted(exc):
+                            result.maybe_created = True
                         if (not safe or state.unfindable_create) and exc.sent and _may_have_acted(exc):
                             # No answer (or a success it cannot read) to a create that nothing can find again: it
                             # may exist now.
@@ -914,6 +916,7 @@ class FanOut:
         except TimeoutError:
             breaker.failure()
             result.ambiguous = (not safe and attempts > 0) or (state is not None and state.unfindable_create)
+            result.maybe_created = result.maybe_created or (state is not None and state.create_sent)
             _fail(result, VendorTimeout(f"no answer within {settings.timeout_s:g} s"))
         except VendorError as exc:
             _fail(result, exc)
@@ -1054,6 +1057,9 @@ def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
 
 
 def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, Any] | None = None) -> LinkUpdate:
+    """The cross-reference update for one result. A failure keeps what the vendor last accepted, except after a
+    create whose answer was lost (`maybe_created`): the record it may have made is findable only by what was sent,
+    so the link keeps that payload (not its hash: nothing is known accepted) for the next lookup or delete."""
     ok = result.status in SUCCESS_STATUSES
     error = None if ok else ", ".join(sorted({e.code.value for e in result.errors})) or result.status.value
     return LinkUpdate(
@@ -1061,7 +1067,7 @@ def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, 
         status=result.status,
         remote_id=result.remote_id if ok else None,
         hash=new_hash if ok else None,
-        payload=payload if ok else None,
+        payload=payload if ok or result.maybe_created else None,
         error=error,
         deleted=True if result.status is VendorStatus.DELETED else (False if ok else None),
     )

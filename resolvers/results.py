@@ -108,6 +108,9 @@ class VendorResult:
     #: A create that may have reached the vendor failed, and nothing can find its record again: repeating it could
     #: duplicate (internal: such a write is FAILED for an operator, never redelivered on its own).
     ambiguous: bool = False
+    #: A create was sent and its answer lost (or unreadable): the record may exist, made from the payload sent
+    #: (internal: the link keeps that payload, so a later lookup or delete can find the record by it).
+    maybe_created: bool = False
 
 
 def overall_status(results: list[VendorResult]) -> UpsertStatus:

@@ -955,6 +955,30 @@ async def test_a_queued_write_behind_an_unfindable_create_cut_off_is_held(
 
 
 @pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+async def test_a_lost_create_is_found_by_what_it_sent_after_the_email_changed(
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+) -> None:
+    """A create with an e-mail whose answer is lost waits to be retried (a repeat finds the record by that e-mail).
+    The contact is written again with another e-mail first: that write looked the record up by the new address,
+    found nothing and created a second one. The link keeps what the lost create sent, and the lookup tries it."""
+    tables = {"outbox": {"backoff_base_s": 30, "backoff_cap_s": 30, "poll_interval_s": 0.05}}
+    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 1}}, tables=tables)
+    await simulators.faults(vendor, drop_after_next_create=1)
+    first = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": [vendor.name]}))["data"]["upsertContact"]
+    assert first["results"][0]["status"] == "QUEUED", first
+    records = simulators.by_vendor[vendor].state.records
+    assert len(records) == 1, "made, but the answer was lost"
+
+    moved = contact(details=[{"kind": "EMAIL", "value": "ada.new@example.com"}])
+    again = (await gateway.graphql(UPSERT, {"input": moved, "vendors": [vendor.name]}))["data"]["upsertContact"]
+    (result,) = again["results"]
+    assert (result["status"], result["matchedBy"]) == ("UPDATED", "email"), result
+    assert list(records) == [result["remoteId"]], "the one record, adopted and updated; no second"
+    await eventually(lambda: _no_pending(gateway), "nothing left to send")
+    assert len(records) == 1
+
+
+@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
 async def test_update_of_a_record_gone_at_the_vendor_whose_create_answer_is_lost_is_not_repeated(
     make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
 ) -> None:

@@ -40,7 +40,7 @@ from resolvers.model import (
     error_message,
     render_path,
 )
-from resolvers.results import FieldError, Vendor, VendorStatus
+from resolvers.results import SUCCESS_STATUSES, FieldError, Vendor, VendorStatus
 from resolvers.simulation import Simulator
 from resolvers.transport import Transport
 
@@ -256,10 +256,21 @@ class AttemptState:
 
     #: The attempt sent a create that a repeat would not find again (no lookup precedes it).
     unfindable_create: bool = False
+    #: The attempt sent a create (findable or not).
+    create_sent: bool = False
 
 
 #: The state of the attempt running in this task, set by the fan-out engine around each attempt.
 CURRENT_ATTEMPT: ContextVar[AttemptState | None] = ContextVar("vendor_attempt", default=None)
+
+
+def lost_create_payload(link: CrossReference | None) -> dict[str, Any] | None:
+    """What an earlier create of the contact sent when its answer was lost: a link whose last write failed but kept
+    a payload (`VendorResult.maybe_created`). The record it may have made is found by that payload's key (an e-mail
+    the contact has since changed), so a lookup tries it too before a second record is made."""
+    if link is None or link.remote_id or not link.payload or link.last_status in SUCCESS_STATUSES:
+        return None
+    return link.payload
 
 
 def sending_create(*, findable: bool) -> None:
@@ -271,8 +282,10 @@ def sending_create(*, findable: bool) -> None:
     whose repeat would create a second record: after an unfindable create with no answer, the engine stops and
     reports the result as possibly written (`VendorResult.ambiguous`) instead of repeating it."""
     state = CURRENT_ATTEMPT.get()
-    if state is not None and not findable:
-        state.unfindable_create = True
+    if state is not None:
+        state.create_sent = True
+        if not findable:
+            state.unfindable_create = True
 
 
 #: What a native-upsert vendor does with a field the body leaves out (ASSUMED where its documents do not say):

@@ -78,6 +78,7 @@ from resolvers.vendors.base import (
     Mapped,
     Prepared,
     VendorSettings,
+    lost_create_payload,
     sending_create,
 )
 from resolvers.vendors.jim2.mapping import (
@@ -244,6 +245,11 @@ class Jim2Connector(Connector[Jim2Settings]):
             if self.reconciles(prepared)
             else (None, False)
         )
+        earlier = lost_create_payload(link)
+        if found is None and earlier is not None and self._keyed_otherwise(earlier, payload, card_no):
+            # A create whose answer was lost may have made the record from what it sent (an e-mail since changed).
+            found, listed = await self._reconcile(card_no, earlier, warnings, prepared.contact_id)
+            complete = complete and listed
         if found is not None:
             adopted = await self._update(found, payload, None)
             if adopted is not None:
@@ -257,6 +263,11 @@ class Jim2Connector(Connector[Jim2Settings]):
         # A listing cut off by `lookup_max_pages` proves nothing: a repeat of this create could miss what it made.
         sending_create(findable=complete)
         return await self._create(card_no, payload, warnings)
+
+    def _keyed_otherwise(self, earlier: Mapping[str, Any], payload: Mapping[str, Any], card_no: str) -> bool:
+        """Whether a lost create's payload is found on this card by e-mails `payload` does not have."""
+        emails = _emails(earlier, self._email_type)
+        return str(earlier.get(CARD_NO)) == card_no and bool(emails) and emails != _emails(payload, self._email_type)
 
     async def delete(self, contact_id: str, link: CrossReference | None) -> Delivered:
         """DELETE the linked record; without a remote id, the one the last accepted payload's e-mail finds."""

@@ -58,6 +58,7 @@ from resolvers.vendors.base import (
     FieldCoverage,
     Prepared,
     VendorSettings,
+    lost_create_payload,
     sending_create,
 )
 from resolvers.vendors.valomnia.mapping import (
@@ -241,6 +242,13 @@ class ValomniaConnector(Connector[ValomniaSettings]):
                 return Delivered(VendorStatus.UPDATED, link.remote_id, response.status, tuple(warnings))
             gone = link.remote_id
         lookup = await self._lookup(payload, sources, prepared.contact_id) if self.reconciles(prepared) else None
+        earlier = lost_create_payload(link)
+        if (lookup is None or lookup.remote_id is None) and _keyed_otherwise(earlier, payload):
+            # A create whose answer was lost may have made the record from what it sent (its e-mail or customer
+            # since changed): looked up by that too.
+            again = await self._lookup(earlier or {}, sources, prepared.contact_id)
+            if again.remote_id is not None:  # otherwise findability is the new payload's lookup's, as before
+                lookup = again
         found = lookup.remote_id if lookup else None
         if found is not None:
             response = await self._save(payload, found)
@@ -580,3 +588,10 @@ def _cookie(response: VendorResponse, name: str) -> str | None:
         if morsel is not None and morsel.value:
             return morsel.value
     return None
+
+
+def _keyed_otherwise(earlier: dict[str, Any] | None, payload: dict[str, Any]) -> bool:
+    """Whether a lost create's payload (`lost_create_payload`) is found by another e-mail or customer than `payload`."""
+    if earlier is None or not earlier.get("email"):
+        return False
+    return (earlier.get("email"), earlier.get("customerId")) != (payload.get("email"), payload.get("customerId"))
