@@ -777,7 +777,7 @@ class FanOut:
             result.status in SUCCESS_STATUSES
             and result.remote_id
             and not (live_link is not None and live_link.remote_id == result.remote_id)
-            and not connector.capabilities.native_upsert
+            and connector.capabilities.shared_lookup
             and connector.reconciles(prepared)
         ):
             await self._claim(prepared, result)

@@ -72,7 +72,9 @@ async def test_kill_9_mid_fan_out_loses_and_duplicates_nothing(
     answer = await second.graphql('{ contact(id: "C-1001") { vendorLinks { vendor remoteId status } } }')
     links = answer["data"]["contact"]["vendorLinks"]
     assert {link["vendor"] for link in links} == {v.name for v in Vendor}
-    assert all(link["remoteId"] and link["status"] in {"CREATED", "UPDATED"} for link in links), links
+    # UNCHANGED: the link of a record made at a vendor that finds records by e-mail is recorded as soon as that vendor
+    # answers (Jim2, Valomnia), so the restarted process finds it holds this version already.
+    assert all(link["remoteId"] and link["status"] in {"CREATED", "UPDATED", "UNCHANGED"} for link in links), links
 
 
 async def test_a_create_cut_off_by_a_kill_is_not_sent_again_where_nothing_can_find_it(

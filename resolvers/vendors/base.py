@@ -90,6 +90,9 @@ class Capabilities:
     delete: bool = False
     read: bool = False
     native_upsert: bool = False
+    #: Records are found by content another contact may share (an e-mail), so the link to one a write made or
+    #: adopted is recorded as soon as the vendor answers (`FanOut._claim`), before the write's other vendors do.
+    shared_lookup: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,7 +187,7 @@ class Jim2Connector(Connector[Jim2Settings]):
     vendor: ClassVar[Vendor] = Vendor.JIM2
     settings_type: ClassVar[type[VendorSettings]] = Jim2Settings
     wire_model: ClassVar[type[BaseModel]] = ContactWrite
-    capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=True, native_upsert=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(delete=True, read=True, native_upsert=False, shared_lookup=True)
     to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: Jim2Settings, transport: Transport) -> None:

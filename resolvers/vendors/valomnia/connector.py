@@ -181,7 +181,9 @@ class ValomniaConnector(Connector[ValomniaSettings]):
     vendor: ClassVar[Vendor] = Vendor.VALOMNIA
     settings_type: ClassVar[type[VendorSettings]] = ValomniaSettings
     wire_model: ClassVar[type[BaseModel]] = ValomniaContact
-    capabilities: ClassVar[Capabilities] = Capabilities(create=True, update=True, delete=False, read=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        create=True, update=True, delete=False, read=True, shared_lookup=True
+    )
     to_wire = staticmethod(to_wire)
 
     def __init__(self, settings: ValomniaSettings, transport: Transport) -> None:
