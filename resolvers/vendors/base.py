@@ -533,6 +533,9 @@ class Connector(ABC, Generic[SettingsT]):
             out.append(FieldCoverage(canonical=canonical, vendor_field=", ".join(wire) if wire else None))
         return out
 
+    #: What the wire model's validators may read of the settings (pydantic's validation context); None: nothing.
+    wire_context: dict[str, Any] | None = None
+
     def reconciles(self, prepared: Prepared) -> bool:
         """True when `upsert` without a remote id first looks for an existing record it can adopt (by e-mail,
         DbiKey, ...), so repeating a create whose answer was lost cannot make a duplicate. Default: no."""
@@ -547,7 +550,7 @@ class Connector(ABC, Generic[SettingsT]):
         errors = list(mapped.errors)
         wire: BaseModel | None = None
         try:
-            wire = self.wire_model.model_validate(mapped.payload)
+            wire = self.wire_model.model_validate(mapped.payload, context=self.wire_context)
         except ValidationError as exc:
             # A field the mapping already reported (say UNKNOWN_TYPE) is not reported again by the wire model.
             reported = {(e.field, e.vendor_field) for e in errors}

@@ -224,6 +224,24 @@ async def test_the_simulator_counts_column_lengths_as_sql_server_does(so: SuperO
     assert refused["ErrorMessage"] == "Value of 'Name' is too long: 220 characters, at most 219"
 
 
+async def test_length_unit_characters_counts_an_emoji_as_one(serve: Serve) -> None:
+    """How SuperOffice counts a column's length is assumed (UTF-16 units, SQL Server's nvarchar): a setting.
+    Counting characters, 110 emoji fit the Name column's 219, at pre-flight and at a simulator counting the same."""
+    so = await serve(length_unit="characters")
+    emoji = "\U0001f600"
+    connector = so.connector(length_unit="characters")
+    prepared = connector.prepare(make_contact(organisation=emoji * 110, firstName="é" * 99))
+    assert prepared.valid, prepared.errors
+    created = await connector.upsert(prepared, None)
+    assert created.status is VendorStatus.CREATED
+    over = connector.prepare(make_contact(organisation=emoji * 220, firstName="é" * 99))
+    assert {(e.field, e.code, e.message) for e in over.errors} == {
+        ("organisation", ErrorCode.TOO_LONG, "at most 219 characters")
+    }
+    with pytest.raises(ValidationError, match="length_unit"):
+        settings(length_unit="bytes")
+
+
 def test_wire_model_holds_the_column_limits_no_canonical_field_reaches() -> None:
     base = {"Name": "N", "DbiKey": "k"}
     ContactEntity.model_validate({**base, "OrgNr": "9" * 49, "Number1": "1" * 49, "Number2": "2" * 49})

@@ -16,6 +16,8 @@ ASSUMED (each one a setting, or handled both ways):
 - `persons_inline`: SaveContactEntity stores the persons given in `Persons` (the seed lists them in the request).
 - `country_ids`: a country's CountryId is its ISO 3166-1 numeric code unless overridden per ISO code.
 - `job_title_field`: `jobTitle` goes to the person's `Position` (or `Title`, or nowhere).
+- `length_unit`: the column lengths VENDORS.md lists count UTF-16 code units, as SQL Server's nvarchar does (an
+  emoji fills two), or characters; the wire model reads it from the validation context (`wire_context`).
 - Throttling is 429 with `Retry-After`. A 404 means the addressed record is gone; an ErrorType with `Security`,
   `Unauthorized` or `Authentication` in it refused credentials; any other 4xx is a rejection (NOT_FOUND when the
   ErrorType says `NotFound`: a list item or reference the record names), and a field named in the message in single
@@ -128,6 +130,9 @@ class SuperOfficeSettings(VendorSettings):
     #: both as text, and SuperOffice's database documents position as a list item and title as free text; "": not
     #: sent (warned).
     job_title_field: Literal["Position", "Title", ""] = "Position"
+    #: ASSUMED: how the columns' lengths are counted. "utf16" (SQL Server's nvarchar, as SuperOffice Online runs on:
+    #: an emoji fills two) or "characters".
+    length_unit: Literal["utf16", "characters"] = "utf16"
 
     @field_validator("ticket", "app_token", "token", "username", "password")
     @classmethod
@@ -169,6 +174,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
 
     def __init__(self, settings: SuperOfficeSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
+        self.wire_context = {"length_unit": settings.length_unit}
         self._headers = auth_headers(settings)
 
     @property

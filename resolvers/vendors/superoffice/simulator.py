@@ -39,11 +39,11 @@ import base64
 import binascii
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pycountry
 from aiohttp import web
@@ -140,6 +140,7 @@ class SuperOfficeSimulator(Simulator):
         countries: Mapping[int, tuple[str, str]] = ISO_COUNTRIES,
         dbi_key_column: str = "dbiKey",
         stores_persons: bool = True,
+        length_unit: Literal["utf16", "characters"] = "utf16",
     ) -> None:
         super().__init__()
         self.ticket = ticket
@@ -152,6 +153,8 @@ class SuperOfficeSimulator(Simulator):
         self.countries = dict(countries)
         self.dbi_key_column = dbi_key_column
         self.stores_persons = stores_persons
+        #: How a column's length is counted: UTF-16 code units (SQL Server's nvarchar), or characters.
+        self._length: Callable[[str], int] = _nvarchar_length if length_unit == "utf16" else len
         self._next_contact = 100
         self._next_person = 1000
         #: ContactId -> how many coming PUTs find the record changed just before they apply.
@@ -410,11 +413,11 @@ class SuperOfficeSimulator(Simulator):
         if not isinstance(name, str) or not name.strip():
             return "'Name' is required: a company must have a name"
         for column, length in _TEXT_COLUMNS.items():
-            fault = _text(body.get(column), column, length)
+            fault = _text(body.get(column), column, length, self._length)
             if fault:
                 return fault
         for list_name in _ELEMENT_LISTS:
-            fault = _elements(body.get(list_name), list_name)
+            fault = _elements(body.get(list_name), list_name, self._length)
             if fault:
                 return fault
         fault = self._list_item(body.get("Category"), "Category", self.category_ids)
@@ -458,7 +461,7 @@ class SuperOfficeSimulator(Simulator):
                 return f"'{at}' must be a Person"
             for key in _PERSON_TEXT:
                 limit = _PERSON_NAME_LENGTH if key in ("Firstname", "MiddleName", "Lastname") else None
-                fault = _text(person.get(key), f"{at}.{key}", limit)
+                fault = _text(person.get(key), f"{at}.{key}", limit, self._length)
                 if fault:
                     return fault
             person_id = person.get("PersonId") or 0
@@ -597,17 +600,17 @@ def _nvarchar_length(value: str) -> int:
     return sum(2 if ord(ch) > 0xFFFF else 1 for ch in value)
 
 
-def _text(value: Any, field: str, limit: int | None) -> str | None:
+def _text(value: Any, field: str, limit: int | None, length: Callable[[str], int] = _nvarchar_length) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         return f"'{field}' must be text"
-    if limit is not None and _nvarchar_length(value) > limit:
-        return f"Value of '{field}' is too long: {_nvarchar_length(value)} characters, at most {limit}"
+    if limit is not None and length(value) > limit:
+        return f"Value of '{field}' is too long: {length(value)} characters, at most {limit}"
     return None
 
 
-def _elements(items: Any, list_name: str) -> str | None:
+def _elements(items: Any, list_name: str, length: Callable[[str], int] = _nvarchar_length) -> str | None:
     if items is None:
         return None
     if not isinstance(items, list):
@@ -619,8 +622,8 @@ def _elements(items: Any, list_name: str) -> str | None:
         value = item.get("Value")
         if not isinstance(value, str) or not value.strip():
             return f"'{at}.Value' is required"
-        if list_name == "Emails" and _nvarchar_length(value) > _EMAIL_LENGTH:
-            return f"Value of '{at}.Value' is too long: {_nvarchar_length(value)} characters, at most {_EMAIL_LENGTH}"
+        if list_name == "Emails" and length(value) > _EMAIL_LENGTH:
+            return f"Value of '{at}.Value' is too long: {length(value)} characters, at most {_EMAIL_LENGTH}"
         fault = _text(item.get("Description"), f"{at}.Description", None)
         if fault:
             return fault

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 from resolvers.vendors.base import NotBlank, utf16_units
@@ -27,16 +27,18 @@ DBI_KEY_LENGTH = 255
 
 
 def _column(length: int) -> AfterValidator:
-    """An nvarchar(`length`) column (ASSUMED: SuperOffice on SQL Server, as SuperOffice Online is)."""
+    """A text column of `length`, counted in UTF-16 code units (ASSUMED: SuperOffice on SQL Server, as SuperOffice
+    Online is: nvarchar) unless the validation context says `length_unit = "characters"` (the connector's setting)."""
 
-    def check(value: str) -> str:
-        if utf16_units(value) > length:
+    def check(value: str, info: ValidationInfo) -> str:
+        in_units = (info.context or {}).get("length_unit", "utf16") == "utf16"
+        if (utf16_units(value) if in_units else len(value)) > length:
             raise PydanticCustomError(
                 "string_too_long",
                 "String should have at most {max_length} characters",
                 # `unit_note` when characters and units differ, so the limit is not read as wrong.
                 {"max_length": length}
-                | ({"unit_note": " (an emoji counts as 2)"} if utf16_units(value) != len(value) else {}),
+                | ({"unit_note": " (an emoji counts as 2)"} if in_units and utf16_units(value) != len(value) else {}),
             )
         return value
 
