@@ -376,6 +376,59 @@ async def test_concurrent_upserts_log_in_once(eros: Eros) -> None:
     assert {c.headers["Authorization"] for c in eros.calls("/SaveContact")} == {f"Bearer {token}"}
 
 
+@pytest.mark.parametrize("carrier", ["bearer", "ss-tok", "session"])
+async def test_the_login_is_carried_where_auth_carrier_says(serve: Serve, carrier: str) -> None:
+    """VENDORS.md assumes `Authorization: Bearer`; ServiceStack also takes the JWT as the `ss-tok` cookie, or the
+    session id in `X-ss-id`. Each setting works against an Eros that expects it, renews an expired login the same
+    way, and carries nothing of the other two."""
+    eros = await serve(auth_carrier=carrier)
+    connector = eros.connector(auth_carrier=carrier)
+    assert (await send(connector, make_contact())).status is VendorStatus.CREATED
+    eros.simulator.expire_tokens()
+    assert (await send(connector, make_contact(firstName="Augusta"), link("c-1", "x"))).status is VendorStatus.UPDATED
+    assert eros.logins == 2
+    assert [c.outcome for c in eros.calls("/SaveContact")] == [200, 401, 200]
+    (token, _), (session, _) = list(eros.simulator.tokens.items())[-1], list(eros.simulator.sessions.items())[-1]
+    last = eros.calls("/SaveContact")[-1].headers
+    carried = {"Authorization": last.get("Authorization"), "Cookie": last.get("Cookie"), "X-ss-id": last.get("X-ss-id")}
+    assert (
+        carried
+        == {
+            "bearer": {"Authorization": f"Bearer {token}", "Cookie": None, "X-ss-id": None},
+            "ss-tok": {"Authorization": None, "Cookie": f"ss-tok={token}", "X-ss-id": None},
+            "session": {"Authorization": None, "Cookie": None, "X-ss-id": session},
+        }[carrier]
+    )
+
+
+@pytest.mark.parametrize(("expected", "sent"), [("bearer", "session"), ("session", "bearer"), ("ss-tok", "bearer")])
+async def test_a_login_carried_where_eros_does_not_look_is_auth_failed(serve: Serve, expected: str, sent: str) -> None:
+    """A tenant whose Eros reads the login elsewhere than the setting says answers 401 to a fresh login too: that
+    is AUTH_FAILED (a setting to fix), after one renewal, and nothing is written."""
+    eros = await serve(auth_carrier=expected)
+    with pytest.raises(AuthFailed) as caught:
+        await send(eros.connector(auth_carrier=sent), make_contact())
+    assert caught.value.http_status == 401
+    assert eros.logins == 2
+    assert eros.simulator.state.records == {}
+
+
+async def test_an_eros_without_the_jwt_provider_needs_the_session_carrier(serve: Serve) -> None:
+    """A ServiceStack without its JWT provider answers a login with a SessionId and no BearerToken: the bearer
+    settings stop at the login with a message naming the setting that fits; "session" writes."""
+    eros = await serve(jwt_provider=False, auth_carrier="session")
+    for carrier in ("bearer", "ss-tok"):
+        with pytest.raises(AuthFailed, match='without a BearerToken \\(auth_carrier = "session" uses its SessionId\\)'):
+            await send(eros.connector(auth_carrier=carrier), make_contact())
+    assert eros.calls("/SaveContact") == []
+    assert (await send(eros.connector(auth_carrier="session"), make_contact())).status is VendorStatus.CREATED
+
+
+def test_auth_carrier_is_one_of_three() -> None:
+    with pytest.raises(ValidationError, match="auth_carrier"):
+        settings(auth_carrier="cookie")
+
+
 async def test_create_then_update_keeps_one_record(eros: Eros) -> None:
     connector = eros.connector()
     created = await send(connector, make_contact())

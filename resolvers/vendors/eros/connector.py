@@ -13,7 +13,10 @@ KNOWN (seed 001, VENDORS.md):
 ASSUMED (each one a setting, or tolerated both ways):
 - `route_prefix`: SaveContact at `json/reply/SaveContact`, with or without a leading `api/`.
 - `auth_path`: `auth/credentials` (ServiceStack's default route).
-- Calls send `Authorization: Bearer <BearerToken>`; a 401 means the token expired: log in again once, retry once.
+- `auth_carrier`: how calls carry the login. "bearer" (the default) sends `Authorization: Bearer <BearerToken>`;
+  ServiceStack also takes the same JWT as the `ss-tok` cookie ("ss-tok"), or the login's SessionId in the `X-ss-id`
+  header ("session", for a tenant without the JWT provider). A 401 means the token or session expired: log in again
+  once, retry once.
 - `method_names` / `address_method_name`: the tenant's contact method names per detail kind.
 - Success is any 2xx with an empty ValidationErrors; ValidationErrors mean rejection whatever the HTTP status.
 - An ObjectId (or ContactId) in the reply is used as the remote id when present, else the AlternateKey.
@@ -71,6 +74,20 @@ from resolvers.vendors.eros.wire import (
     pascal_keys,
 )
 
+#: How an Eros call carries its login (see `ErosSettings.auth_carrier`).
+AuthCarrier = Literal["bearer", "ss-tok", "session"]
+
+
+def auth_headers(carrier: AuthCarrier, credential: str) -> dict[str, str]:
+    """The headers that carry `credential` (a BearerToken, or a SessionId for "session") the way `carrier` says."""
+    # Docs: https://docs.servicestack.net/auth/jwt-authprovider ("Authorization: Bearer" or the ss-tok cookie) and
+    # https://docs.servicestack.net/auth/sessions (the session id as the ss-id cookie or the X-ss-id header).
+    if carrier == "ss-tok":
+        return {"Cookie": f"ss-tok={credential}"}
+    if carrier == "session":
+        return {"X-ss-id": credential}
+    return {"Authorization": f"Bearer {credential}"}
+
 
 class ErosSettings(VendorSettings):
     """`[vendors.eros]`: where Eros is, who the gateway logs in as, and the tenant's ids."""
@@ -88,6 +105,9 @@ class ErosSettings(VendorSettings):
     route_prefix: str = ""
     #: ASSUMED: the credentials login route, relative to base_url.
     auth_path: str = "auth/credentials"
+    #: ASSUMED: how calls carry the login: "bearer" (`Authorization: Bearer <BearerToken>`), "ss-tok" (the
+    #: BearerToken as ServiceStack's `ss-tok` cookie) or "session" (the SessionId in ServiceStack's `X-ss-id` header).
+    auth_carrier: AuthCarrier = "bearer"
     #: ASSUMED: ContactMethodName per detail kind (lower-case kind -> the tenant's method name).
     method_names: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_METHOD_NAMES))
     #: ASSUMED: ContactMethodName of the address detail.
@@ -320,11 +340,12 @@ class ErosConnector(Connector[ErosSettings]):
             "POST",
             self.save_url,
             json=payload,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={**auth_headers(self.settings.auth_carrier, token), "Accept": "application/json"},
         )
 
     async def _bearer(self, stale: str | None = None) -> str:
-        """The cached bearer token, logging in when there is none or when `stale` is the one that just failed."""
+        """The cached login (BearerToken, or SessionId with `auth_carrier = "session"`), logging in when there is
+        none or when `stale` is the one that just failed."""
         async with self._login_lock:
             if self._token is None or self._token == stale:
                 self._token = await self._login()
@@ -347,9 +368,17 @@ class ErosConnector(Connector[ErosSettings]):
             raise VendorProtocolError(
                 f"Eros login answered an unexpected shape: {response.excerpt()}", http_status=response.status
             ) from exc
+        if self.settings.auth_carrier == "session":
+            if not answer.SessionId:
+                raise AuthFailed("Eros login answered without a SessionId", http_status=response.status)
+            return answer.SessionId
         if not answer.BearerToken:
-            # Credentials were accepted but no JWT came back: the tenant has no JWT provider, a setup problem.
-            raise AuthFailed("Eros login answered without a BearerToken", http_status=response.status)
+            # Credentials were accepted but no JWT came back: the tenant has no JWT provider, a setup problem
+            # (`auth_carrier = "session"` uses the session instead).
+            raise AuthFailed(
+                'Eros login answered without a BearerToken (auth_carrier = "session" uses its SessionId)',
+                http_status=response.status,
+            )
         return answer.BearerToken
 
     def _auth_failed(self, response: VendorResponse, fallback: str) -> AuthFailed:

@@ -16,7 +16,13 @@ ASSUMED (constructor settings where it matters):
 - `details_required`: whether an empty ContactDetails list is refused like a missing one (default False).
 - `keeps_omitted` (default False): an update replaces the stored Contact with the one sent; True keeps every Contact
   field the body leaves out (those sent, "" included, replace theirs).
-- `token_lifetime_s`: how long a bearer token lives; `expire_tokens()` (or `POST _admin/expire-tokens`) ends them.
+- `token_lifetime_s`: how long a bearer token (and a session) lives; `expire_tokens()` (or `POST
+  _admin/expire-tokens`) ends them.
+- `auth_carrier` ("bearer", the default; "ss-tok"; "session"): where a call must carry its login, as the
+  connector's setting of that name says: `Authorization: Bearer <BearerToken>`, the BearerToken as the `ss-tok`
+  cookie, or the SessionId in the `X-ss-id` header. A login carried anywhere else is not seen: 401.
+- `jwt_provider` (default True): False is a ServiceStack without its JWT provider, whose login answers a SessionId
+  and no BearerToken.
 - RuleCode / ErrorCode values (`Required`, `UnknownContactType`, ...) and `Key` as a dotted wire path.
 - Malformed bodies (not JSON, a non-GUID where a Guid goes, ...) get ServiceStack's 400 `SerializationException`
   with one `Errors[]` entry per field; unknown JSON fields are ignored and names are case-insensitive, as in
@@ -184,6 +190,8 @@ class ErosSimulator(Simulator):
         keeps_omitted: bool = False,
         bare_status: bool = False,
         rule_failures: str = "validation_errors",
+        auth_carrier: str = "bearer",
+        jwt_provider: bool = True,
     ) -> None:
         super().__init__()
         self.username = username
@@ -198,8 +206,14 @@ class ErosSimulator(Simulator):
         self.keeps_omitted = keeps_omitted
         self.bare_status = bare_status
         self.rule_failures = rule_failures
+        if auth_carrier not in ("bearer", "ss-tok", "session"):
+            raise ValueError(f"auth_carrier must be bearer, ss-tok or session, not {auth_carrier!r}")
+        self.auth_carrier = auth_carrier
+        self.jwt_provider = jwt_provider
         #: Issued bearer tokens -> monotonic expiry time.
         self.tokens: dict[str, float] = {}
+        #: Issued session ids -> monotonic expiry time.
+        self.sessions: dict[str, float] = {}
 
     def add_routes(self, app: web.Application) -> None:
         """Login (ServiceStack's routes and the `api/` alias), SaveContact, and a token-expiry admin call."""
@@ -218,14 +232,16 @@ class ErosSimulator(Simulator):
         return self._status(status, code, message)
 
     def reset(self) -> None:
-        """Forget records, calls, faults and issued tokens."""
+        """Forget records, calls, faults and issued tokens and sessions."""
         super().reset()
         self.tokens.clear()
+        self.sessions.clear()
 
     def expire_tokens(self) -> int:
-        """End every issued bearer token now (the next call gets 401 "Token has expired"); returns how many."""
-        for token in self.tokens:
-            self.tokens[token] = 0.0
+        """End every issued bearer token and session now (the next call gets 401); returns how many logins."""
+        for issued in (self.tokens, self.sessions):
+            for key in issued:
+                issued[key] = 0.0
         return len(self.tokens)
 
     def _status(self, status: int, code: str, message: str, errors: Iterable[dict[str, str]] = ()) -> web.Response:
@@ -250,23 +266,30 @@ class ErosSimulator(Simulator):
             return self._status(404, "NotFound", f"No configuration was added for OAuth provider '{provider}'")
         if body.get("UserName") != self.username or body.get("Password") != self.password:
             return self._status(401, "Unauthorized", "Invalid UserName or Password")
-        token = secrets.token_urlsafe(24)
-        self.tokens[token] = time.monotonic() + self.token_lifetime_s
+        expires = time.monotonic() + self.token_lifetime_s
+        session = secrets.token_urlsafe(12)
+        self.sessions[session] = expires
         self.state.count("logins")
-        return web.json_response(
-            {
-                "UserId": "1",
-                "SessionId": secrets.token_urlsafe(12),
-                "UserName": self.username,
-                "DisplayName": self.username,
-                "BearerToken": token,
-                "RefreshToken": secrets.token_urlsafe(24),
-            }
-        )
+        answer = {"UserId": "1", "SessionId": session, "UserName": self.username, "DisplayName": self.username}
+        if self.jwt_provider:
+            token = secrets.token_urlsafe(24)
+            self.tokens[token] = expires
+            answer |= {"BearerToken": token, "RefreshToken": secrets.token_urlsafe(24)}
+        return web.json_response(answer)
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if self.auth_carrier == "session":
+            # A session that is unknown or over is no session: ServiceStack answers as if none was sent.
+            session = request.headers.get("X-ss-id", "")
+            if self.sessions.get(session, 0.0) <= time.monotonic():
+                return self._status(401, "Unauthorized", "Not Authenticated")
+            return None
+        if self.auth_carrier == "ss-tok":
+            token = request.cookies.get("ss-tok", "")
+        else:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            token = token if scheme.lower() == "bearer" else ""
+        if not token:
             return self._status(401, "Unauthorized", "Not Authenticated")
         expires = self.tokens.get(token)
         if expires is None:
