@@ -842,6 +842,47 @@ async def test_unknown_configured_card_points_at_no_input_field(jim2: Jim2) -> N
     assert "no card file 77" in caught.value.message
 
 
+async def test_card_numbers_of_another_shape_are_a_setting(serve: Serve) -> None:
+    """VENDORS.md only shows card `10`: digits are assumed, so `card_no_pattern` can admit a tenant's other card
+    numbers. Such a card is written to, updated and looked up like any; a card number outside the pattern is refused
+    before sending, in the setting's words, wherever it came from."""
+    jim2 = await serve(cards=("C-10",))
+    connector = jim2.connector(card_no="C-10", card_no_pattern=r"^C-[0-9]+$")
+    created = await send(connector, make_contact())
+    assert (created.status, created.remote_id) == (VendorStatus.CREATED, "C-10-1")
+    updated = await send(connector, make_contact(firstName="Augusta"), link(created.remote_id, None))
+    assert (updated.status, updated.remote_id, updated.warnings) == (VendorStatus.UPDATED, "C-10-1", ())
+    assert jim2.records["C-10-1"]["attributes"]["firstName"] == "Augusta"
+    refused = connector.prepare(make_contact(vendorOptions={"jim2": {"cardNo": "10"}}))
+    assert [(e.field, e.code, e.message) for e in refused.errors] == [
+        ("vendorOptions.jim2.cardNo", ErrorCode.INVALID_FORMAT, "must match ^C-[0-9]+$")
+    ]
+    # The default still refuses that card, in words.
+    assert [e.message for e in offline().prepare(make_contact(vendorOptions={"jim2": {"cardNo": "C-10"}})).errors] == [
+        "must be digits only"
+    ]
+
+
+def test_the_card_pattern_is_checked_in_the_config() -> None:
+    with pytest.raises(ValidationError, match="card_no '10' does not match card_no_pattern"):
+        settings(card_no_pattern=r"^C-[0-9]+$")
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        settings(card_no_pattern="[0-9")
+    with pytest.raises(ValidationError, match="card_no"):
+        settings(card_no="")
+
+
+async def test_a_card_number_past_what_jim2_holds_is_its_not_found(jim2: Jim2) -> None:
+    """Digits of any length pass the default pattern (how large Jim2's card numbers run is not known): a card no
+    Jim2 has, 12 digits long say, is Jim2's own 404, reported at the card's field, never sent as something else."""
+    with pytest.raises(VendorNotFound) as caught:
+        await send(jim2.connector(), make_contact(vendorOptions={"jim2": {"cardNo": "999999999999"}}))
+    assert [(e.field, e.code) for e in caught.value.field_errors] == [
+        ("vendorOptions.jim2.cardNo", ErrorCode.NOT_FOUND)
+    ]
+    assert jim2.records == {}
+
+
 async def test_json_api_error_pointers_map_back_to_canonical_fields(jim2: Jim2) -> None:
     # The tenant's setting names a type Jim2 does not have: only Jim2 can tell.
     connector = jim2.connector(detail_types={"phone": "Phone", "email": "EMail", "other": "Pager"})

@@ -25,6 +25,8 @@ ASSUMED (each one a setting, or tolerated both ways):
   the `cardno` parameter (or any 404 on the card's collection). Error codes are Jim2's, kept as `vendorCode`.
   A "no licence" refusal of the token request (`temporarily_unavailable`) is transient, not an auth failure.
 - `detail_types`: Jim2's detail type per kind; OTHER is left out with a warning unless given one.
+- `card_no_pattern`: what a card number looks like (digits, as the seed's card `10`); checked before sending. A
+  card that matches but does not exist (too large a number, say) is Jim2's 404, reported on the card's field.
 - `dob_format`: ISO `%Y-%m-%d`. `name_required`: Jim2 refuses a contact with neither lastName nor displayName.
 - PATCH replaces each attribute it names; a cleared field is sent as null. What it does with `details` is ASSUMED,
   so a setting (`details_patch`): "replace" (the default, JSON:API semantics: the list sent is the whole list) or
@@ -57,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -64,7 +67,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from resolvers.errors import AuthFailed, VendorError, VendorNotFound, VendorProtocolError, VendorUnavailable
 from resolvers.model import DetailKind
@@ -119,7 +122,10 @@ class Jim2Settings(VendorSettings):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     #: The card file contacts go to unless a contact's `vendorOptions.jim2.cardNo` says otherwise.
-    card_no: str | None = Field(default=None, pattern=CARD_NO_PATTERN)
+    card_no: str | None = Field(default=None, min_length=1)
+    #: ASSUMED: what a card number looks like (a regular expression a whole card number matches; digits by default:
+    #: the seed's only card is `10`). Checked before sending, on `card_no` and on `vendorOptions.jim2.cardNo`.
+    card_no_pattern: str = CARD_NO_PATTERN
     #: ASSUMED: how the client authenticates at the token endpoint (Jim2 takes both).
     client_auth: Literal["basic", "form"] = "basic"
     #: ASSUMED: None asks for the default scope (writes, one user licence); "view" is read-only.
@@ -163,6 +169,21 @@ class Jim2Settings(VendorSettings):
             raise ValueError("'view' is Jim2's read-only scope and the gateway writes; leave scope out for the default")
         return value
 
+    @field_validator("card_no_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _card_matches(self) -> Jim2Settings:
+        if self.card_no is not None and re.fullmatch(self.card_no_pattern, self.card_no) is None:
+            raise ValueError(f"card_no {self.card_no!r} does not match card_no_pattern {self.card_no_pattern!r}")
+        return self
+
     @field_validator("detail_types")
     @classmethod
     def _known_kinds(cls, value: dict[str, str]) -> dict[str, str]:
@@ -192,6 +213,7 @@ class Jim2Connector(Connector[Jim2Settings]):
 
     def __init__(self, settings: Jim2Settings, transport: Transport) -> None:
         super().__init__(settings, transport)
+        self.wire_context = {"card_no_pattern": settings.card_no_pattern}
         self._token: _Token | None = None
         # One token request for many concurrent calls: whoever holds the lock fetches, the others reuse its token.
         self._token_lock = asyncio.Lock()

@@ -12,15 +12,27 @@ goes to (`cardno`, a path parameter) and `sources` (wire path -> canonical input
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 #: The JSON:API resource type of a card file contact (seed 002).
 RESOURCE_TYPE = "CardFileContact"
-#: ASSUMED: card numbers are digits. The seed's only card is `10`, and the contact id joins card and contact number
-#: with a hyphen (`10-3`), so a card number cannot contain one.
+#: ASSUMED (the `card_no_pattern` setting's default): card numbers are digits. The seed's only card is `10`, and the
+#: contact id joins card and contact number with a hyphen (`10-3`).
 CARD_NO_PATTERN = r"^[0-9]+$"
+
+
+def _card_no(value: str, info: ValidationInfo) -> str:
+    """A card number matching the connector's `card_no_pattern` (from the validation context; digits by default)."""
+    pattern = (info.context or {}).get("card_no_pattern", CARD_NO_PATTERN)
+    if re.fullmatch(pattern, value) is None:
+        raise PydanticCustomError(
+            "string_pattern_mismatch", "String should match pattern '{pattern}'", {"pattern": pattern}
+        )
+    return value
 
 
 class _Sent(BaseModel):
@@ -68,7 +80,7 @@ class ResourceWrite(_Sent):
 class ContactWrite(_Sent):
     """The prepared payload: the card file, the document, and where each wire field came from."""
 
-    cardno: str = Field(pattern=CARD_NO_PATTERN)
+    cardno: Annotated[str, Field(min_length=1), AfterValidator(_card_no)]
     data: ResourceWrite
     sources: dict[str, str] = Field(default_factory=dict)
 
