@@ -256,6 +256,7 @@ def test_text_longer_than_the_assumed_column_is_too_long() -> None:
         ("address.lines", ErrorCode.TOO_LONG, "address", "at most 255 characters"),
     }
     assert offline(max_text_length=None).prepare(contact).valid
+    assert offline(max_text_length=0).prepare(contact).valid  # TOML has no null
     assert offline().prepare(make_contact(lastName="x" * 255)).valid
 
 
@@ -946,3 +947,41 @@ async def test_login_unavailable_is_transient_and_never_sent(valomnia: Valomnia)
         await send(valomnia.connector(), make_contact(details=[]))
     assert caught.value.sent is False
     assert valomnia.calls("/api/") == []
+
+
+async def test_a_lenient_valomnia_takes_what_strict_email_would_refuse(serve: Serve) -> None:
+    """The e-mail rule is assumed, so both sides are settings: against a Valomnia that takes any address with an
+    `@`, `strict_email = false` writes `ada@example.c`; the default refuses it before sending, so nothing is sent."""
+    valomnia = await serve(strict_email=False)
+    contact = make_contact(details=[{"kind": "EMAIL", "value": "ada@example.c"}])
+    lenient = valomnia.connector(strict_email=False, reconcile_by_email=False)
+    delivered = await lenient.upsert(lenient.prepare(contact), None)
+    assert delivered.status is VendorStatus.CREATED
+    assert valomnia.records[delivered.remote_id]["email"] == "ada@example.c"
+    strict = valomnia.connector(reconcile_by_email=False).prepare(contact)
+    assert [(e.field, e.code) for e in strict.errors] == [("details[0].value", ErrorCode.INVALID_FORMAT)]
+
+
+async def test_the_photo_name_limit_is_a_setting(serve: Serve) -> None:
+    """How long a photo's file name may be is assumed (255): `max_image_name_length` moves the pre-flight check,
+    and a name past what Valomnia keeps comes back as its save_failed."""
+    long_name = "m" * 252 + ".png"  # 256 characters
+    refused = offline().prepare(photo(long_name, PNG))
+    assert [(e.field, e.code, e.message) for e in refused.errors] == [
+        ("vendorOptions.valomnia.imageFileName", ErrorCode.TOO_LONG, "at most 255 characters")
+    ]
+    assert offline(max_image_name_length=None).prepare(photo(long_name, PNG)).valid
+    assert offline(max_image_name_length=0).prepare(photo(long_name, PNG)).valid  # TOML's "no limit"
+    assert not offline(max_image_name_length=10).prepare(photo("marie-2.png", PNG)).valid
+
+    roomy = await serve(max_image_name_length=None)
+    connector = roomy.connector(max_image_name_length=300, reconcile_by_email=False)
+    delivered = await connector.upsert(connector.prepare(photo(long_name, PNG)), None)
+    assert roomy.records[delivered.remote_id]["photo"].endswith(f"_{long_name}")
+
+    strict = await serve()
+    connector = strict.connector(max_image_name_length=None, reconcile_by_email=False)
+    with pytest.raises(VendorRejected) as caught:
+        await connector.upsert(connector.prepare(photo(long_name, PNG)), None)
+    assert caught.value.vendor_code == "save_failed"
+    assert strict.records == {}

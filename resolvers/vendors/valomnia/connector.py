@@ -32,6 +32,8 @@ ASSUMED (each one a setting, or read both ways):
   Valomnia alone judges an address.
 - `max_text_length` (255): GORM's default string column; longer text is refused before sending (Valomnia would
   answer `save_failed`, naming no field).
+- `max_image_name_length` (255): the longest photo file name Valomnia keeps (its storage is not documented);
+  a longer one is refused before sending, on `vendorOptions.valomnia.imageFileName`.
 - `clear_absent_on_update`: an update sends the optional fields the contact no longer has as "" (Valomnia is
   assumed to keep a parameter that is not sent); a photo cannot be removed this way, a warning says so.
 - A 404 `not_found` naming anything but a customer on an update means the contact was deleted at Valomnia.
@@ -75,6 +77,7 @@ from resolvers.vendors.valomnia.wire import (
     EMAIL_VALIDATION_ERROR,
     EXCEEDED_FILE_SIZE,
     INVALID_PARAM_TYPE,
+    MAX_FILE_NAME_LENGTH,
     MISSING_PARAM,
     NO_CREDENTIALS,
     NOT_FOUND,
@@ -86,6 +89,11 @@ from resolvers.vendors.valomnia.wire import (
     ValomniaError,
     decode_base64,
 )
+
+
+def _no_limit(value: Any) -> Any:
+    # TOML has no null: a limit of 0 is how a config file turns a length check off.
+    return None if value == 0 and not isinstance(value, bool) else value
 
 
 def _text_id(value: Any) -> Any:
@@ -108,8 +116,11 @@ class ValomniaSettings(VendorSettings):
     use_external_id: bool = False
     #: How address lines are joined into Valomnia's one `address` field.
     address_separator: str = Field(default=DEFAULT_ADDRESS_SEPARATOR, min_length=1)
-    #: ASSUMED: the longest text Valomnia stores (GORM's default varchar); None turns the check off.
-    max_text_length: int | None = Field(default=255, ge=1)
+    #: ASSUMED: the longest text Valomnia stores (GORM's default varchar); 0 (or None) turns the check off.
+    max_text_length: Annotated[int | None, BeforeValidator(_no_limit)] = Field(default=255, ge=1)
+    #: ASSUMED: the longest photo file name Valomnia keeps (`vendorOptions.valomnia.imageFileName`); 0 (or None),
+    #: no limit.
+    max_image_name_length: Annotated[int | None, BeforeValidator(_no_limit)] = Field(default=MAX_FILE_NAME_LENGTH, ge=1)
     #: ASSUMED: Valomnia checks an e-mail as Grails' `email` constraint does (a dotted domain ending in a TLD of two or
     #: more letters), so one it would refuse is refused before sending. False sends any address the canonical model
     #: takes and lets Valomnia judge it (its email_validation_error names the detail).
@@ -188,6 +199,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
 
     def __init__(self, settings: ValomniaSettings, transport: Transport) -> None:
         super().__init__(settings, transport)
+        self.wire_context = {"max_image_name_length": settings.max_image_name_length}
         self._token: str | None = settings.token.get_secret_value() if settings.token else None
         # One login for many concurrent calls: whoever holds the lock logs in, the others reuse its token.
         self._login_lock = asyncio.Lock()

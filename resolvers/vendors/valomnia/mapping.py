@@ -101,7 +101,7 @@ def to_wire(contact: Contact, settings: ValomniaSettings, options: Mapping[str, 
         m.sources[f"address#lines[{i}]"] = f"address.lines[{i}]"
 
     _details(c.details, m)
-    _image(chosen, m)
+    _image(chosen, m, settings.max_image_name_length)
     _lengths(m, settings.max_text_length)
     if settings.strict_email:
         _email(m)
@@ -147,7 +147,7 @@ def _details(details: Sequence[ContactDetail], m: Mapped) -> None:
             m.warnings.append(f"details[{i}]: Valomnia has no field for {_NO_FIELD[d.kind]}; not sent")
 
 
-def _image(options: ValomniaOptions, m: Mapped) -> None:
+def _image(options: ValomniaOptions, m: Mapped, max_name_length: int | None) -> None:
     name, data = options.imageFileName, options.imageBase64
     if name is None and data is None:
         return
@@ -162,7 +162,7 @@ def _image(options: ValomniaOptions, m: Mapped) -> None:
             )
         )
         return
-    checked = inspect_image(name, data)
+    checked = inspect_image(name, data, max_name_length)
     if isinstance(checked, list):
         m.errors.extend(
             FieldError(

@@ -19,6 +19,9 @@ ASSUMED (constructor settings where it matters):
   "The contact with the id ... doesn't exist.".
 - `partial_updates`: an update keeps the fields it is not sent; "" clears one (and skips its format check).
 - `max_text_length` (255): longer text fails with save_failed "Failed to save instance." (GORM's varchar(255)).
+  `max_image_name_length` (255; None, no limit): so does a longer photo file name.
+- `strict_email` (default True): the e-mail check is Grails' `email` constraint (`EMAIL_PATTERN`); False is a
+  Valomnia that takes any address with one `@` between other characters, for the connector's `strict_email = false`.
 - `max_image_bytes`: 2 Mo read as 2 MiB here (the connector checks the stricter 2,000,000 bytes).
 - Query parameters count as parameters too (Grails merges them); a body that is no form yields no parameters.
 - `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued (text) ids instead
@@ -52,6 +55,7 @@ from resolvers.vendors.valomnia.wire import (
     EMAIL_VALIDATION_ERROR,
     EXCEEDED_FILE_SIZE,
     INVALID_PARAM_TYPE,
+    MAX_FILE_NAME_LENGTH,
     MAX_LONG,
     MISSING_PARAM,
     NO_CREDENTIALS,
@@ -151,6 +155,8 @@ class ValomniaSimulator(Simulator):
         partial_updates: bool = True,
         max_text_length: int = 255,
         max_image_bytes: int = 2 * 1024 * 1024,
+        max_image_name_length: int | None = MAX_FILE_NAME_LENGTH,
+        strict_email: bool = True,
     ) -> None:
         super().__init__()
         self.username = username
@@ -165,6 +171,8 @@ class ValomniaSimulator(Simulator):
         self.partial_updates = partial_updates
         self.max_text_length = max_text_length
         self.max_image_bytes = max_image_bytes
+        self.max_image_name_length = max_image_name_length
+        self.strict_email = strict_email
         self._forget()
 
     def _forget(self) -> None:
@@ -411,7 +419,7 @@ class ValomniaSimulator(Simulator):
                 "The type of parameter useExternalId you provided is not valid for this request.",
             )
         customer = self._customer(fields["customerId"], external == "true")
-        if fields.get("email") and not EMAIL_PATTERN.fullmatch(fields["email"]):
+        if fields.get("email") and not self._email_taken(fields["email"]):
             raise Rejection(400, EMAIL_VALIDATION_ERROR, f"Failed to {operation} the contact : incorrect Email format")
         if fields.get("country") and fields["country"] not in _COUNTRIES:
             raise Rejection(400, COUNTRY_ERROR, f"Failed to {operation} the contact : incorrect country code")
@@ -422,9 +430,17 @@ class ValomniaSimulator(Simulator):
             extension = image.filename.rsplit(".", 1)[-1].lower() if "." in image.filename else ""
             if extension not in _IMAGE_EXTENSIONS or sniff_image(image.content) is None:
                 raise Rejection(400, UNSUPPORTED_FILE_TYPE, "image format not supported.")
-        if any(len(fields.get(name, "")) > self.max_text_length for name in _TEXT_FIELDS):
+        name_limit = self.max_image_name_length
+        too_long = any(len(fields.get(name, "")) > self.max_text_length for name in _TEXT_FIELDS)
+        if too_long or (image is not None and name_limit is not None and len(image.filename) > name_limit):
             raise Rejection(400, SAVE_FAILED, "Failed to save instance.")
         return customer
+
+    def _email_taken(self, email: str) -> bool:
+        if self.strict_email:
+            return EMAIL_PATTERN.fullmatch(email) is not None
+        local, at, domain = email.partition("@")
+        return bool(local and at and domain and "@" not in domain)
 
     def _save(
         self,

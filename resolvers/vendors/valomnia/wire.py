@@ -43,7 +43,8 @@ _WHITESPACE = re.compile(rb"\s+")
 #: What a photo's file name must not hold: a path (`/`, `\`), a quote that would end the multipart header's quoted
 #: `filename="..."`, or a control character (CR/LF would start a new header).
 _NOT_IN_FILE_NAME = re.compile(r'[/\\"\x00-\x1f\x7f-\x9f]')
-#: ASSUMED: the longest photo file name Valomnia keeps (a file system's name limit, and GORM's varchar(255)).
+#: ASSUMED (the `max_image_name_length` setting's default): the longest photo file name Valomnia keeps (a file
+#: system's name limit, and GORM's varchar(255)).
 MAX_FILE_NAME_LENGTH = 255
 
 #: Valomnia's error codes (the `error` of its error body), seed 004.
@@ -102,15 +103,18 @@ class Image:
     content_type: str
 
 
-def inspect_image(filename: str, data: str) -> Image | list[ImageProblem]:
-    """Check a photo against Valomnia's rules before sending: every problem, or the image ready to send."""
+def inspect_image(
+    filename: str, data: str, max_name_length: int | None = MAX_FILE_NAME_LENGTH
+) -> Image | list[ImageProblem]:
+    """Check a photo against Valomnia's rules before sending: every problem, or the image ready to send.
+    `max_name_length`: the longest file name taken (the connector's `max_image_name_length`; None, no limit)."""
     problems: list[ImageProblem] = []
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     named = IMAGE_EXTENSIONS.get(extension)
     if not filename.strip() or _NOT_IN_FILE_NAME.search(filename):
         problems.append(ImageProblem("name", ErrorCode.INVALID_FORMAT, "must be a plain file name", None))
-    elif len(filename) > MAX_FILE_NAME_LENGTH:
-        message = f"at most {MAX_FILE_NAME_LENGTH} characters"
+    elif max_name_length is not None and len(filename) > max_name_length:
+        message = f"at most {max_name_length} characters"
         problems.append(ImageProblem("name", ErrorCode.TOO_LONG, message, None))
     elif named is None:
         problems.append(
@@ -179,8 +183,10 @@ class ImageFile(BaseModel):
     content: str
 
     @model_validator(mode="after")
-    def _valid_image(self) -> ImageFile:
-        checked = inspect_image(self.filename, self.content)
+    def _valid_image(self, info: ValidationInfo) -> ImageFile:
+        # The name's limit is the connector's setting, passed as validation context (`wire_context`).
+        limit = (info.context or {}).get("max_image_name_length", MAX_FILE_NAME_LENGTH)
+        checked = inspect_image(self.filename, self.content, limit)
         if isinstance(checked, list):
             raise PydanticCustomError("invalid_format", "; ".join(f"{p.part}: {p.message}" for p in checked))
         if checked.content_type != self.contentType:
