@@ -6,8 +6,9 @@ A transient failure is retried when repeating the call cannot duplicate the reco
 the call updates a known remote id (unless the record is gone there and the connector falls through to a create:
 `sending_create`), the connector looks for the record it may already have made before creating, the request
 surely never reached the vendor, or the vendor answered that it failed (5xx, 429). A create that got
-no answer at all and that nothing can find again is ambiguous: its delivery is FAILED for an operator to check,
-never repeated on its own.
+no answer at all, a success it cannot read, or one of the vendor's `ambiguous_statuses` (a proxy's 502/504) may
+have been made: a repeat looks it up first, and where nothing can find it again it is ambiguous: its delivery is
+FAILED for an operator to check, never repeated on its own.
 
 Nothing accepted is lost: the contact and one outbox delivery per vendor to call are committed in one transaction
 before any vendor is called; each vendor's answer completes its delivery in a second transaction. A vendor still
@@ -625,10 +626,10 @@ class FanOut:
                 waiting[vendor] = None  # never called: stays as it was enqueued
             elif result.status is VendorStatus.UNAVAILABLE and result.ambiguous:
                 result.warnings.append(
-                    f"not retried: {vendor.name} may have created the contact (a create's answer was lost, or its "
-                    "sender stopped before the answer), and no lookup can find it for sure (no e-mail or key to "
-                    "search by, or a listing too long to read to its end), so sending could duplicate it; check the "
-                    f"vendor, then retryDelivery({item.delivery_id}) if it is missing"
+                    f"not retried: {vendor.name} may have created the contact (a create's answer was lost or left it "
+                    "in doubt, or its sender stopped before the answer), and no lookup can find it for sure (no "
+                    "e-mail or key to search by, or a listing too long to read to its end), so sending could "
+                    f"duplicate it; check the vendor, then retryDelivery({item.delivery_id}) if it is missing"
                 )
             elif result.status is VendorStatus.UNAVAILABLE:
                 attempts = max(result.attempts, 1)
@@ -887,9 +888,10 @@ class FanOut:
                             breaker.success()  # the vendor answered: it is up
                         if not exc.transient:
                             raise
-                        if state.create_sent and exc.sent and _may_have_acted(exc):
+                        acted = exc.sent and _may_have_acted(exc, settings.ambiguous_statuses)
+                        if state.create_sent and acted:
                             result.maybe_created = True
-                        if (not safe or state.unfindable_create) and exc.sent and _may_have_acted(exc):
+                        if (not safe or state.unfindable_create) and acted:
                             # No answer (or a success it cannot read) to a create that nothing can find again: it
                             # may exist now.
                             result.ambiguous = True
@@ -947,10 +949,12 @@ def _repeat_is_safe(connector: Connector[Any], prepared: Prepared, link: CrossRe
     )
 
 
-def _may_have_acted(exc: VendorError) -> bool:
-    """A transient failure after which the vendor may hold what was sent: no answer at all, or a success status
-    whose body the connector could not read (the vendor acted; only what it said is lost)."""
-    return exc.http_status is None or 200 <= exc.http_status < 300
+def _may_have_acted(exc: VendorError, ambiguous: frozenset[int]) -> bool:
+    """A transient failure after which the vendor may hold what was sent: no answer at all, a success status whose
+    body the connector could not read (the vendor acted; only what it said is lost), or one of the vendor's
+    `ambiguous_statuses` (a proxy's 502/504, which can come after the vendor behind it committed)."""
+    status = exc.http_status
+    return status is None or 200 <= status < 300 or status in ambiguous
 
 
 def _unlinked(link: CrossReference | None) -> bool:

@@ -6,11 +6,12 @@ all under one aiohttp server, each at `/<vendor>/` (`contact-gateway simulate`, 
 Admin endpoint of each simulator (no auth; for tests and demos):
 - `POST /<vendor>/_admin/faults` with any of `latency_ms`, `jitter_ms`, `fail_next` + `fail_status`,
   `throttle_next` + `retry_after`, `drop_next`, `drop_after_next`, `drop_after_next_write`,
-  `drop_after_next_create`, `hang_next`, `hang_after_next_create`, `garble_after_next_create`: the next N calls
-  fail, throttle with 429 and Retry-After, drop the connection before acting, act and then drop it (a lost answer;
-  `_write` counts only record writes, not logins or lookups, `_create` only calls that added a record), never
-  answer (before acting, or after adding a record), or add a record and answer its success status with an HTML
-  page instead of the vendor's body. `jitter_seed` (an integer or
+  `drop_after_next_create`, `hang_next`, `hang_after_next_create`, `garble_after_next_create`,
+  `fail_after_next_create`: the next N calls fail, throttle with 429 and Retry-After, drop the connection before
+  acting, act and then drop it (a lost answer; `_write` counts only record writes, not logins or lookups, `_create`
+  only calls that added a record), never answer (before acting, or after adding a record), add a record and answer
+  its success status with an HTML page instead of the vendor's body, or add a record and answer `fail_status` with
+  a proxy's HTML page. `jitter_seed` (an integer or
   a string) restarts the jitter's draws from that seed, so two runs seeded alike see the same latencies call by call.
 - `POST /<vendor>/_admin/next-ids` with `{"ids": [...]}`: the next records the simulator creates get these ids, in
   order, instead of its own (for simulators that assign ids: Jim2, Valomnia), so tests can make a vendor issue an id
@@ -57,6 +58,9 @@ class Faults:
     #: Act on the next call that adds a record, then answer its success status with a body that is not the vendor's
     #: (a proxy's HTML page): the record exists, but the answer says nothing of it.
     garble_after_next_create: int = 0
+    #: Act on the next call that adds a record, then answer `fail_status` with a proxy's HTML page (a 504 Gateway
+    #: Timeout from a proxy whose vendor committed after the proxy gave up on it).
+    fail_after_next_create: int = 0
 
 
 @dataclass(slots=True)
@@ -201,6 +205,11 @@ class Simulator(ABC):
         if faults.garble_after_next_create > 0 and created:
             faults.garble_after_next_create -= 1
             return web.Response(status=response.status, text="<html><body>OK</body></html>", content_type="text/html")
+        if faults.fail_after_next_create > 0 and created:
+            faults.fail_after_next_create -= 1
+            call.outcome = faults.fail_status
+            page = f"<html><body><h1>{faults.fail_status}</h1>The upstream server did not answer in time.</body></html>"
+            return web.Response(status=faults.fail_status, text=page, content_type="text/html")
         lose_create = faults.drop_after_next_create > 0 and created
         lose_write = faults.drop_after_next_write > 0 and self.is_write(request)
         if faults.drop_after_next > 0 or lose_write or lose_create:

@@ -16,6 +16,7 @@ from unittest.mock import patch
 import httpx
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from graph.schema import encode_cursor
 from resolvers import idempotency as idempotency_module
@@ -25,6 +26,7 @@ from resolvers.outbox import Completion, DeliveryStatus, Operation, Outbox, utcn
 from resolvers.results import UpsertStatus, Vendor, VendorResult, VendorStatus
 from resolvers.store import Store
 from resolvers.store import deliveries as delivery_rows
+from resolvers.vendors.jim2 import Jim2Settings, demo_config
 from tests.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -1228,3 +1230,63 @@ async def test_worker_stops_when_woken_in_the_same_step_as_its_stop(tmp_path: Pa
         if worker._task is not None:  # only after the failure: end the loop that ignored its cancellation
             worker._task.cancel()
         await store.close()
+
+
+@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+async def test_a_create_answered_by_a_proxys_504_is_not_repeated_blind(
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+) -> None:
+    """A proxy in front of the vendor gives up (504) while the vendor commits the create. With no e-mail nothing
+    can find that record again, so the 504 is not read as "did not act": the result is ambiguous, FAILED for an
+    operator, and no second record is made, in the request or by the worker."""
+    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 3}}, tables=FAST_OUTBOX)
+    await simulators.faults(vendor, fail_after_next_create=1, fail_status=504)
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": [vendor.name]}))["data"]["upsertContact"]
+    result = payload["results"][0]
+    assert (result["status"], result["attempts"], result["httpStatus"]) == ("UNAVAILABLE", 1, 504), result
+    assert any(w.startswith(f"not retried: {vendor.name} may have created") for w in result["warnings"])
+    row = (await deliveries(gateway, vendor=vendor.name))["edges"][0]["node"]
+    assert (row["id"], row["status"]) == (result["deliveryId"], "FAILED")
+    await asyncio.sleep(0.3)  # several worker polls: a FAILED delivery is not redelivered on its own
+    assert len(simulators.by_vendor[vendor].state.records) == 1, "the 504'd create made one record, and no second"
+
+
+@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+async def test_a_create_answered_by_a_proxys_502_is_looked_up_before_a_repeat(
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+) -> None:
+    """With an e-mail the record a 502'd create may have made can be found: the repeat looks first and adopts it,
+    one record in the end."""
+    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 3}}, tables=FAST_OUTBOX)
+    await simulators.faults(vendor, fail_after_next_create=1, fail_status=502)
+    payload = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": [vendor.name]}))["data"]["upsertContact"]
+    result = payload["results"][0]
+    assert (result["status"], result["attempts"], result["matchedBy"]) == ("UPDATED", 2, "email"), result
+    records = simulators.by_vendor[vendor].state.records
+    assert list(records) == [result["remoteId"]]
+
+
+async def test_which_5xx_leave_a_create_in_doubt_is_a_setting(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """A vendor whose own 500 can come after a commit is configured so (`ambiguous_statuses`): its 500 to a create
+    nothing can find is then not repeated either. Outside the list a 5xx means "did not act" and is retried."""
+    gateway: Gateway = await make_gateway(
+        {"jim2": {"max_attempts": 3, "ambiguous_statuses": [500, 502, 504]}}, tables=FAST_OUTBOX
+    )
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    await simulators.faults(Vendor.JIM2, fail_after_next_create=1, fail_status=500)
+    payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert (payload["results"][0]["status"], payload["results"][0]["attempts"]) == ("UNAVAILABLE", 1)
+
+    await simulators.faults(Vendor.JIM2, fail_next=1, fail_status=503)  # refused before acting
+    other = contact(id="c-503", details=[{"kind": "PHONE", "value": "02079460001"}])
+    payload = (await gateway.graphql(UPSERT, {"input": other, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert (payload["results"][0]["status"], payload["results"][0]["attempts"]) == ("CREATED", 2)
+    assert len(simulators.by_vendor[Vendor.JIM2].state.records) == 2
+
+
+def test_only_server_errors_can_be_ambiguous_statuses() -> None:
+    with pytest.raises(ValidationError, match=r"only 5xx statuses can leave a create in doubt, not \[404\]"):
+        Jim2Settings.model_validate({**demo_config("http://127.0.0.1:9/jim2/"), "ambiguous_statuses": [404, 504]})

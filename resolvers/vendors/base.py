@@ -63,6 +63,11 @@ class VendorSettings(BaseModel):
     breaker_threshold: int = Field(default=5, ge=0, le=1000)
     #: How long an open breaker waits before letting one probe call through.
     breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+    #: 5xx statuses after which a create may have been made: by default a proxy's 502 Bad Gateway and 504 Gateway
+    #: Timeout, which can come after the vendor behind it committed. A create answered so is treated as one whose
+    #: answer was lost (looked up before a repeat, or not repeated when nothing could find it); any other 5xx is
+    #: taken to mean the vendor did not act, and is retried.
+    ambiguous_statuses: frozenset[int] = frozenset({502, 504})
 
     @field_validator("base_url")
     @classmethod
@@ -70,6 +75,15 @@ class VendorSettings(BaseModel):
         # Endpoints are joined as f"{base_url}path": the base must end with a slash.
         if not str(value).endswith("/"):
             return HttpUrl(str(value) + "/")
+        return value
+
+    @field_validator("ambiguous_statuses")
+    @classmethod
+    def _server_errors(cls, value: frozenset[int]) -> frozenset[int]:
+        # A 4xx is the vendor's own refusal (it did not act), and a 2xx it could not read is ambiguous already.
+        outside = sorted(status for status in value if not 500 <= status <= 599)
+        if outside:
+            raise ValueError(f"only 5xx statuses can leave a create in doubt, not {outside}")
         return value
 
     @property
