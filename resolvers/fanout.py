@@ -646,11 +646,11 @@ class FanOut:
 
         def op(conn: Connection) -> Readback | None:
             updates = [
-                _link_update(item.result, item.hash, item.payload)
+                _link_update(item.result, item.hash, item.payload, item.delivery_id)
                 for item in sent.values()
                 if item.result.status is not VendorStatus.QUEUED or item.result.attempts
             ] + [
-                LinkUpdate(vendor=v, status=VendorStatus.QUEUED, error=None)
+                LinkUpdate(vendor=v, status=VendorStatus.QUEUED, error=None, delivery_id=item.delivery_id)
                 for v, item in sent.items()
                 if item.result.status is VendorStatus.QUEUED and not item.result.attempts
             ]
@@ -1060,7 +1060,12 @@ def _unchanged(link: CrossReference | None, new_hash: str) -> bool:
     return link is not None and _holds(link) and link.hash == new_hash
 
 
-def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, Any] | None = None) -> LinkUpdate:
+def _link_update(
+    result: VendorResult,
+    new_hash: str | None,
+    payload: dict[str, Any] | None = None,
+    delivery_id: int | None = None,
+) -> LinkUpdate:
     """The cross-reference update for one result. A failure keeps what the vendor last accepted, except after a
     create whose answer was lost (`maybe_created`): the record it may have made is findable only by what was sent,
     so the link keeps that payload (not its hash: nothing is known accepted) for the next lookup or delete."""
@@ -1074,4 +1079,5 @@ def _link_update(result: VendorResult, new_hash: str | None, payload: dict[str, 
         payload=payload if ok or result.maybe_created else None,
         error=error,
         deleted=True if result.status is VendorStatus.DELETED else (False if ok else None),
+        delivery_id=delivery_id,
     )

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from resolvers import migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact, payload_hash
-from resolvers.results import Vendor, VendorStatus
+from resolvers.results import SUCCESS_STATUSES, Vendor, VendorStatus
 from resolvers.sql import BySize, Direct, by_ids, of_ids
 from resolvers.vendors.base import CrossReference
 
@@ -86,6 +86,9 @@ vendor_links = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("synced_at", sa.DateTime(timezone=True)),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    #: The delivery whose success the link last recorded (what the vendor holds): an outcome of an older delivery
+    #: (a sender that stalled past its lease while a newer write was sent) never overwrites it.
+    sa.Column("delivery_id", sa.BigInteger().with_variant(sa.Integer, "sqlite")),
     sa.Index("ix_vendor_links_remote", "vendor", "remote_id"),
 )
 
@@ -161,6 +164,9 @@ class LinkUpdate:
     deleted: bool | None = None
     #: The wire payload the vendor accepted (kept for partial updates).
     payload: dict[str, Any] | None = None
+    #: The delivery whose outcome this is; None for what no delivery sent (pre-flight marks, early claims). A link
+    #: that recorded a newer delivery's success is left as it is; a success records its delivery on the link.
+    delivery_id: int | None = None
 
 
 #: Accepted spellings of a PostgreSQL store URL (all served by asyncpg).
@@ -591,7 +597,10 @@ class Store:
         """Within a write: record what each vendor did with the contact (its cross-reference).
 
         One statement for all vendors (executemany): a value left None keeps what is stored (a failure keeps the
-        remote id and hash the vendor last accepted), except `deleted`, set only by updates that say.
+        remote id and hash the vendor last accepted), except `deleted`, set only by updates that say. An update
+        of a delivery older than the one whose success the link last recorded changes nothing: what the vendor
+        holds since that newer write is already there (a failure of a newer delivery does not count: it changed
+        nothing at the vendor, so an older delivery's late success still says what the vendor holds).
         """
         now = datetime.now(UTC)
         rows = [
@@ -605,6 +614,8 @@ class Store:
                 "last_error": update.error,
                 "synced_at": now,
                 "deleted": bool(update.deleted),
+                "delivery_id": update.delivery_id if update.status in SUCCESS_STATUSES else None,
+                "b_guard": update.delivery_id,
             }
             for update in updates
         ]
@@ -634,11 +645,18 @@ class Store:
             "remote_id": sa.func.coalesce(excluded.remote_id, vendor_links.c.remote_id),
             "hash": sa.func.coalesce(excluded.hash, vendor_links.c.hash),
             "payload": sa.func.coalesce(excluded.payload, vendor_links.c.payload),
+            "delivery_id": sa.func.coalesce(excluded.delivery_id, vendor_links.c.delivery_id),
         }
         if set_deleted:
             set_["deleted"] = excluded.deleted
-        built = stmt.on_conflict_do_update(index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=set_)
-        direct = self._statements[("link_upsert", set_deleted)] = Direct(built, [c.name for c in vendor_links.columns])
+        guard = sa.bindparam("b_guard", type_=vendor_links.c.delivery_id.type)
+        not_older = sa.or_(guard.is_(None), vendor_links.c.delivery_id.is_(None), guard >= vendor_links.c.delivery_id)
+        built = stmt.on_conflict_do_update(
+            index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=set_, where=not_older
+        )
+        direct = self._statements[("link_upsert", set_deleted)] = Direct(
+            built, [c.name for c in vendor_links.columns] + ["b_guard"]
+        )
         return direct
 
     # -- reads ----------------------------------------------------------------------------------------------------
@@ -717,15 +735,15 @@ def _columns(table: sa.Table) -> list[Any]:
     ]
 
 
+#: A link's columns as reads take them (`_link`): the delivery it recorded only guards its updates.
+_LINK_COLUMNS = [column for column in _columns(vendor_links) if column.name != "delivery_id"]
 #: One contact's links with their payloads: what a write reads first.
-_LINKS_OF_ONE = Direct(
-    sa.select(*_columns(vendor_links)).where(vendor_links.c.contact_id == sa.bindparam("id")), ["id"]
-)
+_LINKS_OF_ONE = Direct(sa.select(*_LINK_COLUMNS).where(vendor_links.c.contact_id == sa.bindparam("id")), ["id"])
 #: The same rows without the accepted wire payload (NULL in its place): what contacts read for GraphQL carry. No
 #: field shows a payload, it can be kilobytes per vendor, and parsing five of them per contact cost a page of 100
 #: more than the rest of its read. Writes and redeliveries, which send changes against it, read `read_links`.
 _LINK_SUMMARIES = sa.select(
-    *(sa.null().label("payload") if column.name == "payload" else column for column in _columns(vendor_links))
+    *(sa.null().label("payload") if column.name == "payload" else column for column in _LINK_COLUMNS)
 )
 _CONTACTS = sa.select(*_columns(contacts))
 _LINK_SUMMARIES_OF = of_ids(_LINK_SUMMARIES, vendor_links.c.contact_id)

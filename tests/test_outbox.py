@@ -1290,3 +1290,40 @@ async def test_which_5xx_leave_a_create_in_doubt_is_a_setting(
 def test_only_server_errors_can_be_ambiguous_statuses() -> None:
     with pytest.raises(ValidationError, match=r"only 5xx statuses can leave a create in doubt, not \[404\]"):
         Jim2Settings.model_validate({**demo_config("http://127.0.0.1:9/jim2/"), "ambiguous_statuses": [404, 504]})
+
+
+async def test_a_completion_recorded_late_leaves_a_newer_writes_link_alone(
+    make_gateway: Callable[..., Any], simulators: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request's process stalls between Oneserve's answer and recording it, past the delivery's lease (a blocked
+    loop, a lock waited on). A newer write of the contact meanwhile supersedes that delivery, is sent and
+    recorded. When the stalled completion finally runs, the link keeps the newer write's payload: had it taken the
+    older one, a later write equal to that older version would answer UNCHANGED while Oneserve holds the newer."""
+    tables = {"outbox": {"lease_grace_s": 0, "poll_interval_s": 60}}
+    gateway: Gateway = await make_gateway({"oneserve": {"timeout_s": 0.5}}, tables=tables)
+    stalled, release = asyncio.Event(), asyncio.Event()
+    complete = FanOut._complete
+
+    async def stalling(self: FanOut, contact_id: str, sent: Any, **kwargs: Any) -> Any:
+        if not stalled.is_set():  # the first write's completion only
+            stalled.set()
+            await release.wait()
+        return await complete(self, contact_id, sent, **kwargs)
+
+    monkeypatch.setattr(FanOut, "_complete", stalling)
+    first = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(firstName="Ada"), "vendors": ["ONESERVE"]}))
+    try:
+        await asyncio.wait_for(stalled.wait(), 10)
+        await asyncio.sleep(0.8)  # past the first delivery's lease (timeout_s 0.5 + lease_grace_s 0)
+        newer = await gateway.graphql(UPSERT, {"input": contact(firstName="Augusta"), "vendors": ["ONESERVE"]})
+        # No link was recorded yet (the first write's completion is the one stalled): Oneserve's upsert says CREATED.
+        assert newer["data"]["upsertContact"]["results"][0]["status"] == "CREATED", newer
+    finally:
+        release.set()
+    assert (await first)["data"]["upsertContact"]["results"][0]["status"] == "CREATED"
+
+    again = await gateway.graphql(UPSERT, {"input": contact(firstName="Ada"), "vendors": ["ONESERVE"]})
+    (result,) = again["data"]["upsertContact"]["results"]
+    assert result["status"] == "UPDATED", "Oneserve holds Augusta: Ada must be sent again, not taken as UNCHANGED"
+    (record,) = simulators.by_vendor[Vendor.ONESERVE].state.records.values()
+    assert record["forename"] == "Ada"

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import types
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,41 @@ async def test_reopening_keeps_everything(store_url: str) -> None:
         assert (await second.links("keep"))[Vendor.EROS].remote_id == "r"
     finally:
         await second.close()
+
+
+async def test_a_link_keeps_a_newer_deliverys_outcome(store_url: str) -> None:
+    """Link updates carry the delivery whose outcome they record: one of a delivery older than the one whose
+    success the link last recorded (a completion that ran late) changes nothing; one of no delivery (a pre-flight
+    mark) and one of the same or a newer delivery apply; a failure does not raise the bar."""
+    store = Store(store_url)
+    await store.open()
+    try:
+
+        def apply(*updates: LinkUpdate) -> Any:
+            return store.write(lambda conn: store.apply_links(conn, "c-1", list(updates)))
+
+        await store.record(Contact(id="c-1"), [], "c-1")
+        newer = LinkUpdate(Vendor.ONESERVE, VendorStatus.UPDATED, remote_id="r", hash="new", payload={"v": 2})
+        await apply(replace(newer, delivery_id=7))
+        late = LinkUpdate(Vendor.ONESERVE, VendorStatus.CREATED, remote_id="r", hash="old", payload={"v": 1})
+        await apply(replace(late, delivery_id=6))
+        link = (await store.links("c-1"))[Vendor.ONESERVE]
+        assert (link.hash, link.payload, link.last_status) == ("new", {"v": 2}, VendorStatus.UPDATED)
+
+        await apply(LinkUpdate(Vendor.ONESERVE, VendorStatus.INVALID, error="TOO_LONG"))
+        assert (await store.links("c-1"))[Vendor.ONESERVE].last_status is VendorStatus.INVALID
+        await apply(replace(late, delivery_id=7), LinkUpdate(Vendor.EROS, VendorStatus.CREATED, delivery_id=3))
+        links = await store.links("c-1")
+        assert (links[Vendor.ONESERVE].hash, links[Vendor.EROS].last_status) == ("old", VendorStatus.CREATED)
+        await apply(replace(newer, delivery_id=9))
+        assert (await store.links("c-1"))[Vendor.ONESERVE].hash == "new"
+        # A newer delivery that failed changed nothing at the vendor: an older one's late success still applies.
+        await apply(LinkUpdate(Vendor.ONESERVE, VendorStatus.QUEUED, error="VENDOR_ERROR", delivery_id=11))
+        await apply(replace(late, delivery_id=10))
+        link = (await store.links("c-1"))[Vendor.ONESERVE]
+        assert (link.hash, link.last_status) == ("old", VendorStatus.CREATED)
+    finally:
+        await store.close()
 
 
 async def test_wal_mode(tmp_path: Path) -> None:
