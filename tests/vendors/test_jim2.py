@@ -460,6 +460,20 @@ async def test_token_refused_right_after_issue_is_auth_failed(serve: Serve) -> N
     assert jim2.records == {}
 
 
+async def test_the_token_type_jim2_answers_is_read(serve: Serve) -> None:
+    """VENDORS.md assumes standard OAuth fields, then `Authorization: Bearer`. RFC 6749 (7.1) has a client
+    understand the `token_type` it is given: "Bearer" in any case (or none given) is sent as a bearer token; any
+    other type cannot be, and is AUTH_FAILED naming it, before any contact call."""
+    capitalised = await serve(token_type="Bearer")
+    assert (await send(capitalised.connector(), make_contact())).status is VendorStatus.CREATED
+    assert capitalised.calls("POST")[-1].headers["Authorization"].startswith("Bearer ")
+    mac = await serve(token_type="mac")
+    refused = "Jim2 issued a token of type 'mac'; the gateway can only send a token of type bearer"
+    with pytest.raises(AuthFailed, match=refused):
+        await send(mac.connector(), make_contact())
+    assert mac.calls(contains="/api/v1/") == []
+
+
 @pytest.mark.parametrize(("client_auth", "status"), [("basic", 401), ("form", 400)])
 async def test_wrong_secret_is_auth_failed(jim2: Jim2, client_auth: str, status: int) -> None:
     connector = jim2.connector(client_auth=client_auth, **PLUGIN.bad_credentials)

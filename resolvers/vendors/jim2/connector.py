@@ -14,9 +14,11 @@ KNOWN (seed 002, VENDORS.md, Jim2's token page):
 ASSUMED (each one a setting, or tolerated both ways):
 - `client_auth`: `basic` (RFC 6749's preferred way; the example in Jim2's docs) or `form`.
 - `scope`: None asks for Jim2's default scope (a licence); `view` cannot write (refused in the config).
-- The token answer has the standard `access_token` and `expires_in` (missing: the documented 20 minutes); calls
-  send `Authorization: Bearer`. A 401 means the token ended: one new token, one repeat. Concurrent calls share one
-  token request. `token_refresh_margin_s`: a token is renewed this long before it runs out.
+- The token answer has the standard `access_token` and `expires_in` (missing: the documented 20 minutes); its
+  `token_type` is read (RFC 6749 7.1): "bearer" in any case, or none, is sent as `Authorization: Bearer`; any
+  other type cannot be, and is AUTH_FAILED naming it. A 401 means the token ended: one new token, one repeat.
+  Concurrent calls share one token request. `token_refresh_margin_s`: a token is renewed this long before it runs
+  out.
 - `logoff_path` / `logoff_method`: the logoff endpoint Jim2's docs mention without naming (`POST logoff`); called by
   `aclose()` so the licence is released at shutdown ("" disables it).
 - `media_type`: `application/vnd.api+json` for Content-Type and Accept (Jim2 may take `application/json` too).
@@ -491,6 +493,12 @@ class Jim2Connector(Connector[Jim2Settings]):
                 f"Jim2's token endpoint answered an unexpected shape: {response.excerpt()}",
                 http_status=response.status,
             ) from exc
+        if answer.token_type.lower() != "bearer":
+            raise AuthFailed(
+                f"Jim2 issued a token of type {answer.token_type!r}; "
+                "the gateway can only send a token of type bearer (RFC 6750)",
+                http_status=response.status,
+            )
         lifetime = DOCUMENTED_TOKEN_LIFETIME_S if answer.expires_in is None else answer.expires_in
         margin = min(self.settings.token_refresh_margin_s, lifetime / 2)
         return _Token(value=answer.access_token, renew_at=time.monotonic() + lifetime - margin)

@@ -28,6 +28,7 @@ ASSUMED (constructor settings where it matters):
 - `filter[email]` on the card's listing ignores case unless `filter_case_sensitive`.
 - `page_size`: listings in pages of that many contacts, each naming the next in JSON:API `links.next` (`page[number]`);
   None (the default) answers a listing whole, as VENDORS.md assumes.
+- `token_type` ("bearer"): the token answer's `token_type`, for a Jim2 that spells it otherwise or issues another.
 - `POST _admin/next-ids` (the shared admin endpoint) gives the next created contacts the queued ids instead of
   `{cardno}-{contno}`; such an id should start with `{cardno}-` so its card is found.
 """
@@ -111,6 +112,7 @@ class Jim2Simulator(Simulator):
         details_patch: str = "replace",
         filter_case_sensitive: bool = False,
         page_size: int | None = None,
+        token_type: str = "bearer",
     ) -> None:
         super().__init__()
         #: Client id -> secret (the secret is the user card file's password in Jim2).
@@ -126,6 +128,7 @@ class Jim2Simulator(Simulator):
         #: None: a listing is one answer (VENDORS.md assumes no paging); n: n contacts a page, JSON:API `links.next`
         #: (`page[number]`) naming the following one.
         self.page_size = page_size
+        self.token_type = token_type
         self.dob_format = dob_format
         self.name_required = name_required
         self.details_patch = details_patch
@@ -232,7 +235,7 @@ class Jim2Simulator(Simulator):
         return web.json_response(
             {
                 "access_token": token,
-                "token_type": "bearer",
+                "token_type": self.token_type,
                 "expires_in": int(self.token_lifetime_s),
                 "refresh_token": secrets.token_urlsafe(24),
                 "scope": " ".join(sorted(scopes)),
