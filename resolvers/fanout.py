@@ -401,6 +401,7 @@ class FanOut:
                             v,
                             replace(candidates[v], force=True) if force else candidates[v],
                             links.get(v),
+                            queued[v][0],
                         )
                         for v in queued
                     },
@@ -548,7 +549,7 @@ class FanOut:
                     sent.result = await self._held(vendor, earlier)
                 else:
                     forced = replace(prepared, force=True) if delivery.force else prepared
-                    sent.result = await self._upsert_one(vendor, forced, link)
+                    sent.result = await self._upsert_one(vendor, forced, link, delivery.id)
         await self._complete(delivery.contact_id, {vendor: sent})
         return sent.result
 
@@ -762,7 +763,9 @@ class FanOut:
             errors=[FieldError(field="", code=ErrorCode.VENDOR_ERROR, message=message)],
         )
 
-    async def _upsert_one(self, vendor: Vendor, prepared: Prepared, link: CrossReference | None) -> VendorResult:
+    async def _upsert_one(
+        self, vendor: Vendor, prepared: Prepared, link: CrossReference | None, delivery_id: int
+    ) -> VendorResult:
         connector = self.connectors[vendor]
         safe = _repeat_is_safe(connector, prepared, link)
         live_link = link if link is not None and not link.deleted else None
@@ -781,15 +784,16 @@ class FanOut:
             and connector.capabilities.shared_lookup
             and connector.reconciles(prepared)
         ):
-            await self._claim(prepared, result)
+            await self._claim(prepared, result, delivery_id)
         return result
 
-    async def _claim(self, prepared: Prepared, result: VendorResult) -> None:
+    async def _claim(self, prepared: Prepared, result: VendorResult, delivery_id: int) -> None:
         """Record at once the link to a record this write made or adopted at a vendor that finds records by content
         (Jim2, Valomnia: by e-mail), before the write's other vendors answer. Until the completion recorded it,
         another contact with the same e-mail, written meanwhile by any process, found that record unowned and
-        adopted it: two contacts on one record. The completion records the same link again."""
-        update = _link_update(result, payload_hash(prepared.payload), prepared.payload)
+        adopted it: two contacts on one record. The completion records the same link again. It is the delivery's
+        outcome like the completion's: a link that recorded a newer delivery's success keeps it (`apply_links`)."""
+        update = _link_update(result, payload_hash(prepared.payload), prepared.payload, delivery_id)
         try:
             await self.store.write(lambda conn: self.store.apply_links(conn, prepared.contact_id, [update]))
         except Exception:  # the completion records it anyway; only the early claim is lost

@@ -58,8 +58,8 @@ class Faults:
     #: Act on the next call that adds a record, then answer its success status with a body that is not the vendor's
     #: (a proxy's HTML page): the record exists, but the answer says nothing of it.
     garble_after_next_create: int = 0
-    #: Act on the next call that adds a record, then answer `fail_status` with a proxy's HTML page (a 504 Gateway
-    #: Timeout from a proxy whose vendor committed after the proxy gave up on it).
+    #: Act on the next call that adds a record, then answer `fail_status` with a proxy's HTML page (set it to 504 for
+    #: a Gateway Timeout from a proxy whose vendor committed after the proxy gave up on it; its default is 503).
     fail_after_next_create: int = 0
 
 

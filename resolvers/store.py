@@ -164,7 +164,7 @@ class LinkUpdate:
     deleted: bool | None = None
     #: The wire payload the vendor accepted (kept for partial updates).
     payload: dict[str, Any] | None = None
-    #: The delivery whose outcome this is; None for what no delivery sent (pre-flight marks, early claims). A link
+    #: The delivery whose outcome this is; None for what no delivery sent (pre-flight marks). A link
     #: that recorded a newer delivery's success is left as it is; a success records its delivery on the link.
     delivery_id: int | None = None
 
@@ -600,7 +600,10 @@ class Store:
         remote id and hash the vendor last accepted), except `deleted`, set only by updates that say. An update
         of a delivery older than the one whose success the link last recorded changes nothing: what the vendor
         holds since that newer write is already there (a failure of a newer delivery does not count: it changed
-        nothing at the vendor, so an older delivery's late success still says what the vendor holds).
+        nothing at the vendor, so an older delivery's late success still says what the vendor holds). The vendor
+        acted on the older delivery first: its answer came within its `timeout_s`, inside its lease, and the newer
+        delivery was sent only once that lease had run out. A recorded delivery that no longer exists (purged by
+        an operator) holds nothing back.
         """
         now = datetime.now(UTC)
         rows = [
@@ -650,7 +653,23 @@ class Store:
         if set_deleted:
             set_["deleted"] = excluded.deleted
         guard = sa.bindparam("b_guard", type_=vendor_links.c.delivery_id.type)
-        not_older = sa.or_(guard.is_(None), vendor_links.c.delivery_id.is_(None), guard >= vendor_links.c.delivery_id)
+        # The recorded delivery must still be this pair's: one an operator purged no longer holds links back (SQLite
+        # reuses the ids of the highest rows once they are deleted).
+        recorded = (
+            sa.select(deliveries.c.id)
+            .where(
+                deliveries.c.id == vendor_links.c.delivery_id,
+                deliveries.c.contact_id == vendor_links.c.contact_id,
+                deliveries.c.vendor == vendor_links.c.vendor,
+            )
+            .exists()
+        )
+        not_older = sa.or_(
+            guard.is_(None),
+            vendor_links.c.delivery_id.is_(None),
+            guard >= vendor_links.c.delivery_id,
+            ~recorded,
+        )
         built = stmt.on_conflict_do_update(
             index_elements=[vendor_links.c.contact_id, vendor_links.c.vendor], set_=set_, where=not_older
         )

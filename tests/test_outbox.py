@@ -957,15 +957,21 @@ async def test_a_queued_write_behind_an_unfindable_create_cut_off_is_held(
 
 
 @pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
+@pytest.mark.parametrize(
+    "fault",
+    [{"drop_after_next_create": 1}, {"fail_after_next_create": 1, "fail_status": 502}],
+    ids=["lost", "proxy-502"],
+)
 async def test_a_lost_create_is_found_by_what_it_sent_after_the_email_changed(
-    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
+    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor, fault: dict[str, int]
 ) -> None:
-    """A create with an e-mail whose answer is lost waits to be retried (a repeat finds the record by that e-mail).
-    The contact is written again with another e-mail first: that write looked the record up by the new address,
-    found nothing and created a second one. The link keeps what the lost create sent, and the lookup tries it."""
+    """A create with an e-mail whose answer is lost (or is a proxy's 502, `ambiguous_statuses`) waits to be retried
+    (a repeat finds the record by that e-mail). The contact is written again with another e-mail first: that write
+    looked the record up by the new address, found nothing and created a second one. The link keeps what the lost
+    create sent, and the lookup tries it."""
     tables = {"outbox": {"backoff_base_s": 30, "backoff_cap_s": 30, "poll_interval_s": 0.05}}
     gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 1}}, tables=tables)
-    await simulators.faults(vendor, drop_after_next_create=1)
+    await simulators.faults(vendor, **fault)
     first = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": [vendor.name]}))["data"]["upsertContact"]
     assert first["results"][0]["status"] == "QUEUED", first
     records = simulators.by_vendor[vendor].state.records
@@ -1252,21 +1258,6 @@ async def test_a_create_answered_by_a_proxys_504_is_not_repeated_blind(
     assert len(simulators.by_vendor[vendor].state.records) == 1, "the 504'd create made one record, and no second"
 
 
-@pytest.mark.parametrize("vendor", [Vendor.JIM2, Vendor.VALOMNIA])
-async def test_a_create_answered_by_a_proxys_502_is_looked_up_before_a_repeat(
-    make_gateway: Callable[..., Any], simulators: Simulators, vendor: Vendor
-) -> None:
-    """With an e-mail the record a 502'd create may have made can be found: the repeat looks first and adopts it,
-    one record in the end."""
-    gateway: Gateway = await make_gateway({vendor.value: {"max_attempts": 3}}, tables=FAST_OUTBOX)
-    await simulators.faults(vendor, fail_after_next_create=1, fail_status=502)
-    payload = (await gateway.graphql(UPSERT, {"input": contact(), "vendors": [vendor.name]}))["data"]["upsertContact"]
-    result = payload["results"][0]
-    assert (result["status"], result["attempts"], result["matchedBy"]) == ("UPDATED", 2, "email"), result
-    records = simulators.by_vendor[vendor].state.records
-    assert list(records) == [result["remoteId"]]
-
-
 async def test_which_5xx_leave_a_create_in_doubt_is_a_setting(
     make_gateway: Callable[..., Any], simulators: Simulators
 ) -> None:
@@ -1327,3 +1318,58 @@ async def test_a_completion_recorded_late_leaves_a_newer_writes_link_alone(
     assert result["status"] == "UPDATED", "Oneserve holds Augusta: Ada must be sent again, not taken as UNCHANGED"
     (record,) = simulators.by_vendor[Vendor.ONESERVE].state.records.values()
     assert record["forename"] == "Ada"
+
+
+async def test_a_proxys_502_at_jim2s_token_endpoint_leaves_no_create_in_doubt(
+    make_gateway: Callable[..., Any], simulators: Simulators
+) -> None:
+    """A contact without an e-mail: Jim2's create cannot be found again, so a 502 answering it leaves it in doubt.
+    A 502 answering the token request before it sent nothing: the write is retried and made once."""
+    gateway: Gateway = await make_gateway({"jim2": {"max_attempts": 3}}, tables=FAST_OUTBOX)
+    await simulators.faults(Vendor.JIM2, fail_next=1, fail_status=502)  # the first call: the token request
+    no_email = contact(details=[{"kind": "PHONE", "value": "02079460000"}])
+    payload = (await gateway.graphql(UPSERT, {"input": no_email, "vendors": ["JIM2"]}))["data"]["upsertContact"]
+    assert (payload["results"][0]["status"], payload["results"][0]["attempts"]) == ("CREATED", 2), payload
+    calls = await simulators.calls(Vendor.JIM2)
+    assert [(c["method"], c["path"].split("?")[0].rsplit("/", 1)[-1], c["outcome"]) for c in calls][:3] == [
+        ("POST", "token", 502),
+        ("POST", "token", 200),
+        ("POST", "contacts", 201),
+    ]
+    assert len(simulators.by_vendor[Vendor.JIM2].state.records) == 1
+
+
+async def test_an_early_claim_recorded_late_leaves_a_newer_writes_link_alone(
+    make_gateway: Callable[..., Any], simulators: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jim2 records the link to a record it made as soon as it answers (the early claim). When that claim runs late,
+    past the delivery's lease, after a newer write adopted the record and recorded its own payload, the late claim
+    is the older delivery's outcome and leaves the newer one in place, as the late completion does."""
+    tables = {"outbox": {"lease_grace_s": 0, "poll_interval_s": 60}}
+    gateway: Gateway = await make_gateway({"jim2": {"timeout_s": 0.5}}, tables=tables)
+    stalled, release = asyncio.Event(), asyncio.Event()
+    claim = FanOut._claim
+
+    async def stalling(self: FanOut, *args: Any) -> None:
+        if not stalled.is_set():  # the first write's claim only
+            stalled.set()
+            await release.wait()
+        await claim(self, *args)
+
+    monkeypatch.setattr(FanOut, "_claim", stalling)
+    first = asyncio.create_task(gateway.graphql(UPSERT, {"input": contact(firstName="Ada"), "vendors": ["JIM2"]}))
+    try:
+        await asyncio.wait_for(stalled.wait(), 10)
+        await asyncio.sleep(0.8)  # past the first delivery's lease (timeout_s 0.5 + lease_grace_s 0)
+        newer = await gateway.graphql(UPSERT, {"input": contact(firstName="Augusta"), "vendors": ["JIM2"]})
+        (result,) = newer["data"]["upsertContact"]["results"]
+        assert (result["status"], result["matchedBy"]) == ("UPDATED", "email"), result
+    finally:
+        release.set()
+    assert (await first)["data"]["upsertContact"]["results"][0]["status"] == "CREATED"
+
+    again = await gateway.graphql(UPSERT, {"input": contact(firstName="Ada"), "vendors": ["JIM2"]})
+    (result,) = again["data"]["upsertContact"]["results"]
+    assert result["status"] == "UPDATED", "Jim2 holds Augusta: Ada must be sent again, not taken as UNCHANGED"
+    (record,) = simulators.by_vendor[Vendor.JIM2].state.records.values()
+    assert record["attributes"]["firstName"] == "Ada"

@@ -27,9 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from resolvers import migrations
 from resolvers.errors import ConfigError
+from resolvers.migrations.__main__ import main as migrate
 from resolvers.model import Contact
+from resolvers.outbox import Operation, Outbox
 from resolvers.results import Vendor, VendorStatus
-from resolvers.store import LinkUpdate, Store, contacts, engine_url, metadata, stored_form
+from resolvers.store import LinkUpdate, Store, contacts, deliveries, engine_url, metadata, stored_form
 from tests.databases import fresh_postgresql_database
 
 
@@ -219,34 +221,56 @@ async def test_reopening_keeps_everything(store_url: str) -> None:
 async def test_a_link_keeps_a_newer_deliverys_outcome(store_url: str) -> None:
     """Link updates carry the delivery whose outcome they record: one of a delivery older than the one whose
     success the link last recorded (a completion that ran late) changes nothing; one of no delivery (a pre-flight
-    mark) and one of the same or a newer delivery apply; a failure does not raise the bar."""
+    mark) and one of the same or a newer delivery apply; a failure does not raise the bar; and a recorded delivery
+    an operator purged holds nothing back."""
     store = Store(store_url)
     await store.open()
+    outbox = Outbox(store, owner="test", expire_after_s=3600)
     try:
+
+        def enqueue_op(conn: sa.Connection) -> int:
+            queued = outbox.enqueue(
+                conn,
+                contact_id="c-1",
+                vendors=[Vendor.ONESERVE],
+                operation=Operation.UPSERT,
+                version=1,
+                force=False,
+                lease_s={Vendor.ONESERVE: 60.0},
+            )
+            return queued[Vendor.ONESERVE][0]
 
         def apply(*updates: LinkUpdate) -> Any:
             return store.write(lambda conn: store.apply_links(conn, "c-1", list(updates)))
 
         await store.record(Contact(id="c-1"), [], "c-1")
+        d1, d2, d3, d4, d5 = [await store.write(enqueue_op) for _ in range(5)]
         newer = LinkUpdate(Vendor.ONESERVE, VendorStatus.UPDATED, remote_id="r", hash="new", payload={"v": 2})
-        await apply(replace(newer, delivery_id=7))
         late = LinkUpdate(Vendor.ONESERVE, VendorStatus.CREATED, remote_id="r", hash="old", payload={"v": 1})
-        await apply(replace(late, delivery_id=6))
+        await apply(replace(newer, delivery_id=d2))
+        await apply(replace(late, delivery_id=d1))
         link = (await store.links("c-1"))[Vendor.ONESERVE]
         assert (link.hash, link.payload, link.last_status) == ("new", {"v": 2}, VendorStatus.UPDATED)
 
         await apply(LinkUpdate(Vendor.ONESERVE, VendorStatus.INVALID, error="TOO_LONG"))
         assert (await store.links("c-1"))[Vendor.ONESERVE].last_status is VendorStatus.INVALID
-        await apply(replace(late, delivery_id=7), LinkUpdate(Vendor.EROS, VendorStatus.CREATED, delivery_id=3))
+        await apply(replace(late, delivery_id=d2), LinkUpdate(Vendor.EROS, VendorStatus.CREATED, delivery_id=d1))
         links = await store.links("c-1")
         assert (links[Vendor.ONESERVE].hash, links[Vendor.EROS].last_status) == ("old", VendorStatus.CREATED)
-        await apply(replace(newer, delivery_id=9))
+        await apply(replace(newer, delivery_id=d3))
         assert (await store.links("c-1"))[Vendor.ONESERVE].hash == "new"
         # A newer delivery that failed changed nothing at the vendor: an older one's late success still applies.
-        await apply(LinkUpdate(Vendor.ONESERVE, VendorStatus.QUEUED, error="VENDOR_ERROR", delivery_id=11))
-        await apply(replace(late, delivery_id=10))
+        await apply(LinkUpdate(Vendor.ONESERVE, VendorStatus.QUEUED, error="VENDOR_ERROR", delivery_id=d5))
+        await apply(replace(late, delivery_id=d4))
         link = (await store.links("c-1"))[Vendor.ONESERVE]
         assert (link.hash, link.last_status) == ("old", VendorStatus.CREATED)
+
+        # The outbox purged (an operator reclaiming space): SQLite may hand out the same ids again, lower than the
+        # one the link recorded; the link is not held back by a delivery that no longer exists.
+        await apply(replace(newer, delivery_id=d5))
+        await store.write(lambda conn: conn.execute(sa.delete(deliveries)))
+        await apply(replace(late, delivery_id=d1))
+        assert (await store.links("c-1"))[Vendor.ONESERVE].hash == "old"
     finally:
         await store.close()
 
@@ -947,3 +971,20 @@ async def test_an_attempts_outcome_keeps_a_cancel_or_supersede_that_came_meanwhi
     newer = await outbox.get(newer_id)
     assert newer is not None and newer.status is DeliveryStatus.PENDING and newer.attempts == 0
     assert await outbox.get(10**9) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "delivery_id_type"),
+    [("sqlite:////tmp/never-opened.db", "INTEGER"), ("postgresql://u:p@127.0.0.1:9/none", "BIGINT")],
+    ids=["sqlite", "postgresql"],
+)
+def test_the_migrations_print_their_sql_without_a_database(
+    url: str, delivery_id_type: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`upgrade head --sql` (the SQL for a DBA) connects to nothing: every revision writes its statements, the
+    ones that look at an existing database first (0004, 0005) included."""
+    migrate(["--url", url, "upgrade", "head", "--sql"])
+    script = capsys.readouterr().out
+    assert "ALTER TABLE deliveries ADD COLUMN uncertain BOOLEAN" in script
+    assert f"ALTER TABLE vendor_links ADD COLUMN delivery_id {delivery_id_type};" in script
+    assert f"UPDATE alembic_version SET version_num='{migrations.head()[-1]}'" in script

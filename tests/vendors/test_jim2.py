@@ -877,6 +877,17 @@ async def test_card_numbers_of_another_shape_are_a_setting(serve: Serve) -> None
     ]
 
 
+def test_the_card_pattern_is_checked_on_the_card_number_as_sent() -> None:
+    """A configured "0010" goes to Jim2 as card 10 (`card_number`): the pattern judges that, in the config and before
+    sending alike, so a config that loads never makes every contact INVALID."""
+    with pytest.raises(ValidationError, match="card_no '0010' does not match card_no_pattern"):
+        settings(card_no="0010", card_no_pattern=r"^[0-9]{4}$")
+    connector = offline(card_no="0010", card_no_pattern=r"^[0-9]{2}$")
+    prepared = connector.prepare(make_contact())
+    assert prepared.valid, prepared.errors
+    assert prepared.payload["cardno"] == "10"
+
+
 def test_the_card_pattern_is_checked_in_the_config() -> None:
     with pytest.raises(ValidationError, match="card_no '10' does not match card_no_pattern"):
         settings(card_no_pattern=r"^C-[0-9]+$")

@@ -25,9 +25,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # A database made by `metadata.create_all` (adopted by 0001, see the package docstring) has the column already.
-    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("deliveries")}
-    if "uncertain" not in columns:
+    # A database made by `metadata.create_all` (adopted by 0001, see the package docstring) has the column already;
+    # offline (`--sql`) there is no database to look at, and the script adds it.
+    offline = op.get_context().as_sql
+    if offline or "uncertain" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("deliveries")}:
         op.add_column("deliveries", sa.Column("uncertain", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 

@@ -4,7 +4,8 @@ A request whose sender stalled past its deliveries' lease (the event loop blocke
 vendors' answers late: by then a newer write of the contact had been sent and recorded, and the late completion
 wrote the older payload over it, so a later write equal to that older payload answered UNCHANGED while the vendor
 held the newer one. Delivery ids grow with each accepted write, so a link update carrying an older delivery than
-the one the link recorded now changes nothing.
+the one whose success the link recorded now changes nothing (early claims included); a recorded delivery that no
+longer exists (an operator purged the outbox, and SQLite may reuse the ids) holds nothing back.
 
 Revision ID: 0005
 Revises: 0004
@@ -25,9 +26,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # A database made by `metadata.create_all` (adopted by 0001, see the package docstring) has the column already.
-    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("vendor_links")}
-    if "delivery_id" not in columns:
+    # A database made by `metadata.create_all` (adopted by 0001, see the package docstring) has the column already;
+    # offline (`--sql`) there is no database to look at, and the script adds it.
+    offline = op.get_context().as_sql
+    if offline or "delivery_id" not in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("vendor_links")}:
         op.add_column("vendor_links", sa.Column("delivery_id", sa.BigInteger().with_variant(sa.Integer, "sqlite")))
 
 

@@ -238,11 +238,12 @@ class ErosSimulator(Simulator):
         self.sessions.clear()
 
     def expire_tokens(self) -> int:
-        """End every issued bearer token and session now (the next call gets 401); returns how many logins."""
+        """End every issued bearer token and session now (the next call gets 401); returns how many logins (each
+        login issues one session, and a token with the JWT provider)."""
         for issued in (self.tokens, self.sessions):
             for key in issued:
                 issued[key] = 0.0
-        return len(self.tokens)
+        return len(self.sessions)
 
     def _status(self, status: int, code: str, message: str, errors: Iterable[dict[str, str]] = ()) -> web.Response:
         answer = {"ErrorCode": code, "Message": message, "Errors": list(errors)}

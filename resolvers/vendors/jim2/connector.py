@@ -90,6 +90,7 @@ from resolvers.vendors.jim2.mapping import (
     CARD_NO,
     DEFAULT_DETAIL_TYPES,
     DEFAULT_DOB_FORMAT,
+    card_number,
     to_wire,
 )
 from resolvers.vendors.jim2.wire import (
@@ -182,7 +183,8 @@ class Jim2Settings(VendorSettings):
 
     @model_validator(mode="after")
     def _card_matches(self) -> Jim2Settings:
-        if self.card_no is not None and re.fullmatch(self.card_no_pattern, self.card_no) is None:
+        # Checked as it is sent: "010" goes as card 10 (`card_number`).
+        if self.card_no is not None and re.fullmatch(self.card_no_pattern, card_number(self.card_no)) is None:
             raise ValueError(f"card_no {self.card_no!r} does not match card_no_pattern {self.card_no_pattern!r}")
         return self
 
@@ -467,7 +469,12 @@ class Jim2Connector(Connector[Jim2Settings]):
         async with self._token_lock:
             token = self._token
             if token is None or token.value == stale or time.monotonic() >= token.renew_at:
-                token = self._token = await self._fetch_token()
+                try:
+                    token = self._token = await self._fetch_token()
+                except VendorError as exc:
+                    # No contact call was sent: a proxy's 502/504 at the token endpoint leaves no create in doubt.
+                    exc.sent = False
+                    raise
             return token.value
 
     async def _fetch_token(self) -> _Token:

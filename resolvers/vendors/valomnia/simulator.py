@@ -18,7 +18,8 @@ ASSUMED (constructor settings where it matters):
 - `useExternalId=true`: customerId is the customer's reference. An unknown contact id answers 404 not_found
   "The contact with the id ... doesn't exist.".
 - `partial_updates`: an update keeps the fields it is not sent; "" clears one (and skips its format check).
-- `max_text_length` (255): longer text fails with save_failed "Failed to save instance." (GORM's varchar(255)).
+- `max_text_length` (255; None, no limit): longer text fails with save_failed "Failed to save instance." (GORM's
+  varchar(255)).
   `max_image_name_length` (255; None, no limit): so does a longer photo file name.
 - `strict_email` (default True): the e-mail check is Grails' `email` constraint (`EMAIL_PATTERN`); False is a
   Valomnia that takes any address with one `@` between other characters, for the connector's `strict_email = false`.
@@ -153,7 +154,7 @@ class ValomniaSimulator(Simulator):
         list_envelope: bool = True,
         max_page_size: int = 100,
         partial_updates: bool = True,
-        max_text_length: int = 255,
+        max_text_length: int | None = 255,
         max_image_bytes: int = 2 * 1024 * 1024,
         max_image_name_length: int | None = MAX_FILE_NAME_LENGTH,
         strict_email: bool = True,
@@ -431,7 +432,8 @@ class ValomniaSimulator(Simulator):
             if extension not in _IMAGE_EXTENSIONS or sniff_image(image.content) is None:
                 raise Rejection(400, UNSUPPORTED_FILE_TYPE, "image format not supported.")
         name_limit = self.max_image_name_length
-        too_long = any(len(fields.get(name, "")) > self.max_text_length for name in _TEXT_FIELDS)
+        text_limit = self.max_text_length
+        too_long = text_limit is not None and any(len(fields.get(name, "")) > text_limit for name in _TEXT_FIELDS)
         if too_long or (image is not None and name_limit is not None and len(image.filename) > name_limit):
             raise Rejection(400, SAVE_FAILED, "Failed to save instance.")
         return customer
