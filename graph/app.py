@@ -53,6 +53,7 @@ from graph.negotiation import (
 )
 from graph.observability import (
     RequestIdMiddleware,
+    clock_family,
     configure_logging,
     configure_tracing,
     outbox_families,
@@ -712,7 +713,7 @@ def create_app(config: GatewayConfig) -> Starlette:
             families = store_up_family(True) + outbox_families(
                 {vendor.value: stats.get(vendor, (0, None)) for vendor in runtime.connectors}
             )
-        body, media_type = render_metrics(families)
+        body, media_type = render_metrics(families + clock_family())
         return Response(body, media_type=media_type)
 
     middleware = [Middleware(RequestIdMiddleware)]

@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from resolvers import observe
+from resolvers import clock, observe
 from resolvers.config import LoggingConfig, TelemetryConfig
 from resolvers.observe import child
 
@@ -389,6 +389,17 @@ def store_up_family(up: bool) -> list[Any]:
     gauges are then left out of the scrape; the rest answers as usual)."""
     family = GaugeMetricFamily("contact_gateway_store_up", "Whether this scrape could read the store (1) or not (0).")
     family.add_metric([], 1.0 if up else 0.0)
+    return [family]
+
+
+def clock_family() -> list[Any]:
+    """`contact_gateway_clock_offset_seconds`: the store's clock minus this process's, as last measured (PostgreSQL;
+    0 on SQLite). Leases follow the store's clock; a large value says this host's clock is off."""
+    family = GaugeMetricFamily(
+        "contact_gateway_clock_offset_seconds",
+        "The store's clock minus this process's, as last measured (leases follow the store's clock).",
+    )
+    family.add_metric([], clock.offset().total_seconds())
     return [family]
 
 

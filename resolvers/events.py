@@ -31,7 +31,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 
-from resolvers.outbox import Delivery, DeliveryStatus, utcnow
+from resolvers.clock import utcnow
+from resolvers.outbox import Delivery, DeliveryStatus
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorStatus
 from resolvers.vendors.base import CrossReference
 

@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 
 from resolvers import observe
 from resolvers.breaker import BreakerState, CircuitBreaker
+from resolvers.clock import utcnow
 from resolvers.errors import BeyondAllowList, RateLimited, VendorError, VendorTimeout, VendorUnavailable
 from resolvers.events import DeliveryEvent, DeliveryEvents
 from resolvers.model import Contact, payload_hash
@@ -46,7 +47,6 @@ from resolvers.outbox import (
     describe_errors,
     lock_contact,
     read_open,
-    utcnow,
 )
 from resolvers.results import (
     SUCCESS_STATUSES,

@@ -23,8 +23,8 @@ import orjson
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 
+from resolvers.clock import utcnow
 from resolvers.fanout import Outcome
-from resolvers.outbox import utcnow
 from resolvers.store import Store, StoredContact, idempotency_keys
 
 #: The longest key accepted.

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
+from resolvers.clock import utcnow
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorResult, VendorStatus
 from resolvers.sql import BySize, Direct, by_ids, of_ids
 from resolvers.store import Store, deliveries, vendor_links
@@ -70,11 +71,6 @@ class Delivery:
     #: Set by `claim`: the row still had a lease, run out or given up, so the process sending it stopped before it
     #: recorded an outcome (killed, or cut short at shutdown): its call may have reached the vendor.
     interrupted: bool = False
-
-
-def utcnow() -> datetime:
-    """Now, in UTC."""
-    return datetime.now(UTC)
 
 
 def _aware(value: datetime | None) -> datetime | None:

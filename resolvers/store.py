@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from resolvers import migrations, observe
+from resolvers import clock, migrations, observe
 from resolvers.errors import ConfigError
 from resolvers.model import Contact, payload_hash
 from resolvers.results import SUCCESS_STATUSES, Vendor, VendorStatus
@@ -55,6 +55,11 @@ from resolvers.sql import BySize, Direct, by_ids, of_ids
 from resolvers.vendors.base import CrossReference
 
 log = logging.getLogger(__name__)
+
+#: The database's own time, read for `resolvers.clock` (PostgreSQL's wall clock, not the transaction's start).
+_CLOCK_TIMESTAMP = sa.text("SELECT clock_timestamp()")
+#: An offset from the database's clock this large is logged: it is a sizeable part of a lease's grace.
+CLOCK_WARN_S = 1.0
 T = TypeVar("T")
 
 #: A write operation: runs inside the writer's transaction, on its connection (never awaits).
@@ -298,6 +303,8 @@ class Store:
         self._inline_commits = 0
         self._batch_mean = 1.0
         self._checkpoint: asyncio.Future[tuple[int, int, int]] | None = None
+        #: PostgreSQL: measures the database's clock against this process's now and then (`resolvers.clock`).
+        self._clock_sync: asyncio.Task[None] | None = None
         #: Batches committed on the loop's thread, and those of them that found the database locked and went to the
         #: writer thread (tests read them).
         self.inline_batches = 0
@@ -309,6 +316,10 @@ class Store:
         if self._sync is not None and self._sync.url.database not in (None, "", ":memory:"):
             await asyncio.to_thread(_use_wal, self._sync.url.database)
         await migrations.migrate(self.engine)
+        if self._sync is None:
+            # Several hosts may share this database: stamp and compare leases on its clock, not each host's.
+            await self.sync_clock()
+            self._clock_sync = asyncio.create_task(self._clock_loop(), name="store-clock")
         if self._sync is not None:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
             self._read_threads = ThreadPoolExecutor(self.sqlite_readers, thread_name_prefix="store-reader")
@@ -318,6 +329,10 @@ class Store:
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer and release connections."""
+        if self._clock_sync is not None:
+            self._clock_sync.cancel()
+            await asyncio.gather(self._clock_sync, return_exceptions=True)
+            self._clock_sync = None
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -336,6 +351,36 @@ class Store:
         if self._sync is not None:
             self._sync.dispose()
         await self.engine.dispose()
+
+    async def sync_clock(self) -> timedelta:
+        """PostgreSQL: measure the database's clock against this process's and have `clock.utcnow()` follow it;
+        the offset measured. Logged when it is large enough to matter to leases."""
+        async with self.engine.connect() as conn:
+
+            async def database_now() -> datetime:
+                value: datetime = (await conn.execute(_CLOCK_TIMESTAMP)).scalar_one()
+                return value
+
+            measured, rtt = await clock.measure(database_now)
+        previous = clock.offset()
+        clock.set_offset(measured)
+        if abs(measured.total_seconds()) >= CLOCK_WARN_S and abs((measured - previous).total_seconds()) >= 0.1:
+            log.warning(
+                "this host's clock is %.3f s %s the database's (measured with a %.1f ms round trip); leases follow "
+                "the database's clock",
+                abs(measured.total_seconds()),
+                "behind" if measured > timedelta(0) else "ahead of",
+                rtt * 1000,
+            )
+        return measured
+
+    async def _clock_loop(self) -> None:
+        while True:
+            await asyncio.sleep(clock.SYNC_INTERVAL_S)
+            try:
+                await self.sync_clock()
+            except Exception:  # the last offset stays in use; the next round tries again
+                log.warning("measuring the database's clock failed", exc_info=True)
 
     async def migrated(self) -> bool:
         """True when the database is at the head schema revision (for readiness checks)."""
@@ -557,7 +602,7 @@ class Store:
 
         `stored`: the contact's JSON and content hash (`stored_form`), when the caller has them already.
         """
-        now = datetime.now(UTC)
+        now = clock.utcnow()
         data, content_hash = stored if stored is not None else stored_form(contact)
         params = {
             "id": contact.id,
@@ -605,7 +650,7 @@ class Store:
         delivery was sent only once that lease had run out. A recorded delivery that no longer exists (purged by
         an operator) holds nothing back.
         """
-        now = datetime.now(UTC)
+        now = clock.utcnow()
         rows = [
             {
                 "contact_id": contact_id,
@@ -810,8 +855,8 @@ def assemble(rows: Sequence[Any], link_rows: Sequence[Any]) -> dict[str, StoredC
         out[contact_id] = StoredContact(
             contact=Contact.model_validate_json(data),
             links=tuple(sorted(links.get(contact_id, ()), key=_vendor_order)),
-            created_at=_utc(created_at) or datetime.now(UTC),
-            updated_at=_utc(updated_at) or datetime.now(UTC),
+            created_at=_utc(created_at) or clock.utcnow(),
+            updated_at=_utc(updated_at) or clock.utcnow(),
             version=int(version),
         )
     return out

@@ -165,6 +165,9 @@ async def test_metrics_answer_while_the_store_is_down(make_gateway: Callable[...
     gateway: Gateway = await make_gateway(store_url=postgresql_url)
     up = await gateway.client.get(f"{gateway.url}/metrics")
     assert "contact_gateway_store_up 1.0" in up.text and "contact_gateway_outbox_depth" in up.text
+    # The store's clock minus this host's: this machine's PostgreSQL, so well under a second.
+    assert "\ncontact_gateway_clock_offset_seconds " in up.text
+    assert abs(metric(up.text, "contact_gateway_clock_offset_seconds")) < 1
     name = postgresql_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(admin_url())
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,12 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from graph.schema import encode_cursor
+from resolvers import clock
 from resolvers import idempotency as idempotency_module
+from resolvers.clock import utcnow
 from resolvers.fanout import FanOut, OutboxSettings, OutboxWorker, Outcome
 from resolvers.idempotency import Answer, Begun, Claim, Idempotency
-from resolvers.outbox import Completion, DeliveryStatus, Operation, Outbox, utcnow
+from resolvers.outbox import Completion, DeliveryStatus, Operation, Outbox
 from resolvers.results import UpsertStatus, Vendor, VendorResult, VendorStatus
 from resolvers.store import Store
 from resolvers.store import deliveries as delivery_rows
@@ -1373,3 +1375,46 @@ async def test_an_early_claim_recorded_late_leaves_a_newer_writes_link_alone(
     assert result["status"] == "UPDATED", "Jim2 holds Augusta: Ada must be sent again, not taken as UNCHANGED"
     (record,) = simulators.by_vendor[Vendor.JIM2].state.records.values()
     assert record["attributes"]["firstName"] == "Ada"
+
+
+@pytest.mark.postgresql
+async def test_leases_follow_the_databases_clock_not_the_hosts(
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host A leases a delivery for 30 s. Host B's clock runs 60 s ahead: on its own clock the lease ran out long
+    ago, and it would take over a delivery A is still sending. B's store measures the database's clock and B
+    stamps and compares on it: nothing is claimed, and what B stamps is the database's time."""
+    monkeypatch.setattr(clock, "_offset", clock.offset())  # restored after the test
+    store = Store(postgresql_url)
+    await store.open()
+    try:
+        assert abs(clock.offset().total_seconds()) < 1, "this machine's clock and its PostgreSQL's agree"
+        a, b = Outbox(store, owner="A", expire_after_s=3600), Outbox(store, owner="B", expire_after_s=3600)
+        (leased, sendable) = (await store.write(enqueue(a)))[Vendor.JIM2]
+        (control, _) = (await store.write(enqueue(a, contact_id="C-2", vendor=Vendor.EROS)))[Vendor.EROS]
+        assert sendable
+
+        ahead = clock.local_now() + timedelta(seconds=60)
+        monkeypatch.setattr(clock, "local_now", lambda: datetime.now(UTC) + timedelta(seconds=60))
+        clock.set_offset(timedelta(0))  # B on its own clock, as before leases followed the database's
+        taken = await b.claim(10, {Vendor.EROS: 30.0}, [Vendor.EROS])
+        assert [d.id for d in taken] == [control], "on its own clock B takes over what A is still sending"
+        measured = await store.sync_clock()
+        assert abs(measured.total_seconds() + 60) < 1, measured
+        assert abs((clock.utcnow() - ahead).total_seconds() + 60) < 1, "B's stamps are the database's time"
+        assert await b.claim(10, {Vendor.JIM2: 30.0}, [Vendor.JIM2]) == [], "A's lease has not run out"
+
+        monkeypatch.setattr(clock, "local_now", lambda: datetime.now(UTC) + timedelta(seconds=90))
+        await store.sync_clock()  # a clock stepped again: measured again, still on the database's time
+        assert await b.claim(10, {Vendor.JIM2: 30.0}, [Vendor.JIM2]) == []
+        row = await b.get(leased)
+        assert row is not None and row.lease_owner == "A"
+    finally:
+        await store.close()
+
+
+def test_without_a_measurement_the_hosts_clock_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite (one machine's file) never measures: the offset is zero, stamps are the host's clock."""
+    monkeypatch.setattr(clock, "_offset", timedelta(0))
+    monkeypatch.setattr(clock, "local_now", lambda: datetime(2030, 1, 1, tzinfo=UTC))
+    assert clock.utcnow() == datetime(2030, 1, 1, tzinfo=UTC)
