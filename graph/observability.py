@@ -393,11 +393,11 @@ def store_up_family(up: bool) -> list[Any]:
 
 
 def clock_family() -> list[Any]:
-    """`contact_gateway_clock_offset_seconds`: the store's clock minus this process's, as last measured (PostgreSQL;
-    0 on SQLite). Leases follow the store's clock; a large value says this host's clock is off."""
+    """`contact_gateway_clock_offset_seconds`: the store's clock minus this host's wall clock (PostgreSQL; 0 on
+    SQLite). Leases follow the store's clock; a large value says this host's clock is off."""
     family = GaugeMetricFamily(
         "contact_gateway_clock_offset_seconds",
-        "The store's clock minus this process's, as last measured (leases follow the store's clock).",
+        "The store's clock minus this host's wall clock (leases follow the store's clock).",
     )
     family.add_metric([], clock.offset().total_seconds())
     return [family]

@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 _CLOCK_TIMESTAMP = sa.text("SELECT clock_timestamp()")
 #: An offset from the database's clock this large is logged: it is a sizeable part of a lease's grace.
 CLOCK_WARN_S = 1.0
+#: How long one reading of the database's clock may take, and how many tries opening the store makes.
+CLOCK_READ_TIMEOUT_S = 10.0
+CLOCK_OPEN_ATTEMPTS = 3
 T = TypeVar("T")
 
 #: A write operation: runs inside the writer's transaction, on its connection (never awaits).
@@ -317,8 +320,18 @@ class Store:
             await asyncio.to_thread(_use_wal, self._sync.url.database)
         await migrations.migrate(self.engine)
         if self._sync is None:
-            # Several hosts may share this database: stamp and compare leases on its clock, not each host's.
-            await self.sync_clock()
+            # Several hosts may share this database: stamp and compare leases on its clock, not each host's. A
+            # store that cannot read it does not open (leasing on the host's clock is what this prevents).
+            for attempt in range(CLOCK_OPEN_ATTEMPTS):
+                try:
+                    await self.sync_clock()
+                    break
+                except Exception:
+                    if attempt + 1 == CLOCK_OPEN_ATTEMPTS:
+                        raise
+                    log.warning("reading the database's clock failed; trying again", exc_info=True)
+                    await asyncio.sleep(0.5)
+            clock.reader_opened()
             self._clock_sync = asyncio.create_task(self._clock_loop(), name="store-clock")
         if self._sync is not None:
             self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
@@ -333,6 +346,7 @@ class Store:
             self._clock_sync.cancel()
             await asyncio.gather(self._clock_sync, return_exceptions=True)
             self._clock_sync = None
+            clock.reader_closed()
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()
@@ -353,20 +367,27 @@ class Store:
         await self.engine.dispose()
 
     async def sync_clock(self) -> timedelta:
-        """PostgreSQL: measure the database's clock against this process's and have `clock.utcnow()` follow it;
-        the offset measured. Logged when it is large enough to matter to leases."""
-        async with self.engine.connect() as conn:
+        """PostgreSQL: read the database's clock and have `clock.utcnow()` follow it; the store's clock minus this
+        host's wall clock afterwards (SQLite: nothing to read, zero). A reading with a round trip over
+        `clock.MAX_ROUND_TRIP_S` does not replace one in use. Logged when the host's clock is a second or more off."""
+        if self._sync is not None:
+            return timedelta(0)
+        async with asyncio.timeout(CLOCK_READ_TIMEOUT_S), self.engine.connect() as conn:
 
             async def database_now() -> datetime:
                 value: datetime = (await conn.execute(_CLOCK_TIMESTAMP)).scalar_one()
                 return value
 
-            measured, rtt = await clock.measure(database_now)
+            database, monotonic, rtt = await clock.measure(database_now)
         previous = clock.offset()
-        clock.set_offset(measured)
+        if rtt > clock.MAX_ROUND_TRIP_S and self._clock_sync is not None:  # a reading is in use already
+            log.warning("the database's clock answered in %.0f ms: reading kept from before", rtt * 1000)
+            return previous
+        clock.anchor(database, monotonic)
+        measured = clock.offset()
         if abs(measured.total_seconds()) >= CLOCK_WARN_S and abs((measured - previous).total_seconds()) >= 0.1:
             log.warning(
-                "this host's clock is %.3f s %s the database's (measured with a %.1f ms round trip); leases follow "
+                "this host's clock is %.3f s %s the database's (read with a %.1f ms round trip); leases follow "
                 "the database's clock",
                 abs(measured.total_seconds()),
                 "behind" if measured > timedelta(0) else "ahead of",

@@ -1382,9 +1382,11 @@ async def test_leases_follow_the_databases_clock_not_the_hosts(
     postgresql_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Host A leases a delivery for 30 s. Host B's clock runs 60 s ahead: on its own clock the lease ran out long
-    ago, and it would take over a delivery A is still sending. B's store measures the database's clock and B
-    stamps and compares on it: nothing is claimed, and what B stamps is the database's time."""
-    monkeypatch.setattr(clock, "_offset", clock.offset())  # restored after the test
+    ago, and it would take over a delivery A is still sending. B's store reads the database's clock and B stamps
+    and compares on it: nothing is claimed, and what B stamps is the database's time, also after B's wall clock
+    is stepped again before the next reading."""
+    monkeypatch.setattr(clock, "_anchor", clock._anchor)  # restored after the test
+    monkeypatch.setattr(clock, "_readers", clock._readers)
     store = Store(postgresql_url)
     await store.open()
     try:
@@ -1394,27 +1396,31 @@ async def test_leases_follow_the_databases_clock_not_the_hosts(
         (control, _) = (await store.write(enqueue(a, contact_id="C-2", vendor=Vendor.EROS)))[Vendor.EROS]
         assert sendable
 
-        ahead = clock.local_now() + timedelta(seconds=60)
         monkeypatch.setattr(clock, "local_now", lambda: datetime.now(UTC) + timedelta(seconds=60))
-        clock.set_offset(timedelta(0))  # B on its own clock, as before leases followed the database's
+        clock.forget()  # B on its own clock, as before leases followed the database's
         taken = await b.claim(10, {Vendor.EROS: 30.0}, [Vendor.EROS])
         assert [d.id for d in taken] == [control], "on its own clock B takes over what A is still sending"
         measured = await store.sync_clock()
         assert abs(measured.total_seconds() + 60) < 1, measured
-        assert abs((clock.utcnow() - ahead).total_seconds() + 60) < 1, "B's stamps are the database's time"
+        assert abs((clock.utcnow() - datetime.now(UTC)).total_seconds()) < 1, "B's stamps are the database's time"
         assert await b.claim(10, {Vendor.JIM2: 30.0}, [Vendor.JIM2]) == [], "A's lease has not run out"
 
+        # NTP steps B's wall clock another 30 s before the next reading: the stamps do not move.
         monkeypatch.setattr(clock, "local_now", lambda: datetime.now(UTC) + timedelta(seconds=90))
-        await store.sync_clock()  # a clock stepped again: measured again, still on the database's time
+        assert abs((clock.utcnow() - datetime.now(UTC)).total_seconds()) < 1
+        assert abs(clock.offset().total_seconds() + 90) < 1
         assert await b.claim(10, {Vendor.JIM2: 30.0}, [Vendor.JIM2]) == []
         row = await b.get(leased)
         assert row is not None and row.lease_owner == "A"
     finally:
         await store.close()
+    assert clock._anchor is None, "the last store reading the database's clock forgot it when it closed"
+    assert clock.offset() == timedelta(0)
 
 
-def test_without_a_measurement_the_hosts_clock_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite (one machine's file) never measures: the offset is zero, stamps are the host's clock."""
-    monkeypatch.setattr(clock, "_offset", timedelta(0))
+def test_without_a_reading_the_hosts_clock_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite (one machine's file) never reads a database clock: stamps are the host's wall clock."""
+    monkeypatch.setattr(clock, "_anchor", None)
     monkeypatch.setattr(clock, "local_now", lambda: datetime(2030, 1, 1, tzinfo=UTC))
     assert clock.utcnow() == datetime(2030, 1, 1, tzinfo=UTC)
+    assert clock.offset() == timedelta(0)
