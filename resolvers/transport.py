@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 from multidict import CIMultiDict
+from pydantic import BaseModel, ValidationError
 from yarl import URL
 
 from resolvers import observe
@@ -38,6 +39,8 @@ from resolvers.errors import (
 
 #: The most of a vendor body kept in an error message.
 BODY_EXCERPT = 300
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: A URL already in its encoded form: only RFC 3986's unreserved and reserved characters and `%XX` escapes.
 _ENCODED_URL = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
@@ -95,6 +98,15 @@ class VendorResponse:
                 f"vendor answered HTTP {self.status} with a body that is not JSON: {self.excerpt()}",
                 http_status=self.status,
             ) from exc
+
+    def parse(self, model: type[ModelT], unexpected: str, *, keys: Callable[[Any], Any] | None = None) -> ModelT:
+        """The JSON body as `model`. A body that is not JSON, or not that shape, is a protocol error: for the
+        latter "<unexpected>: <excerpt of the body>". `keys` rewrites the decoded body first (Eros' PascalCase)."""
+        data = self.json()
+        try:
+            return model.model_validate(keys(data) if keys is not None else data)
+        except ValidationError as exc:
+            raise VendorProtocolError(f"{unexpected}: {self.excerpt()}", http_status=self.status) from exc
 
     def json_or_none(self) -> Any:
         """The body as JSON, or None when it is empty or not JSON."""

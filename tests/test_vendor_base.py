@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from multidict import CIMultiDict
 from pydantic import BaseModel, ConfigDict, Field
 
+from resolvers.errors import VendorProtocolError
 from resolvers.model import Contact
 from resolvers.results import ErrorCode, Vendor
+from resolvers.transport import VendorResponse
 from resolvers.vendors.base import (
     Capabilities,
     Connector,
@@ -141,3 +145,27 @@ def test_blank_removed_clears_text_and_lists_and_names_what_it_cannot() -> None:
     assert stuck == ["Count", "Contact.BirthDate", "Gone.Flag"]
     assert payload == {"Kept": "new", "Contact": {"Name": "B"}}, "the prepared payload is left as it was"
     assert blank_removed(None, payload) == (payload, [])
+
+
+class _Reply(BaseModel):
+    id: int
+
+
+def _answer(body: bytes, status: int = 200) -> VendorResponse:
+    return VendorResponse(status=status, headers=CIMultiDict(), body=body)
+
+
+def test_a_vendor_answer_is_parsed_or_named_a_protocol_error() -> None:
+    """`VendorResponse.parse`: the body as the model; a body of another shape is a protocol error carrying the
+    caller's words, the status and an excerpt of the body; a body that is not JSON says so; `keys` rewrites the
+    decoded body first."""
+    assert _answer(b'{"id": 7}').parse(_Reply, "no id").id == 7
+    assert _answer(b'{"Id": 7}').parse(_Reply, "no id", keys=lambda d: {k.lower(): v for k, v in d.items()}).id == 7
+    with pytest.raises(VendorProtocolError) as shape:
+        _answer(b'{"name": "x"}', status=201).parse(_Reply, "Jim2 answered HTTP 201 without an id")
+    assert (shape.value.message, shape.value.http_status) == (
+        'Jim2 answered HTTP 201 without an id: {"name": "x"}',
+        201,
+    )
+    with pytest.raises(VendorProtocolError, match="with a body that is not JSON: <html>"):
+        _answer(b"<html>").parse(_Reply, "no id")

@@ -362,12 +362,7 @@ class ErosConnector(Connector[ErosSettings]):
             raise self._auth_failed(response, "Eros refused the configured username or password")
         if not 200 <= response.status < 300:
             raise status_error(response, f"Eros login failed with HTTP {response.status}: {response.excerpt()}")
-        try:
-            answer = AuthenticateResponse.model_validate(pascal_keys(response.json()))
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Eros login answered an unexpected shape: {response.excerpt()}", http_status=response.status
-            ) from exc
+        answer = response.parse(AuthenticateResponse, "Eros login answered an unexpected shape", keys=pascal_keys)
         if self.settings.auth_carrier == "session":
             if not answer.SessionId:
                 raise AuthFailed("Eros login answered without a SessionId", http_status=response.status)

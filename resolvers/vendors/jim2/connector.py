@@ -71,7 +71,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from resolvers.errors import AuthFailed, VendorError, VendorNotFound, VendorProtocolError, VendorUnavailable
+from resolvers.errors import AuthFailed, VendorError, VendorNotFound, VendorUnavailable
 from resolvers.model import DetailKind
 from resolvers.results import FieldError, Vendor, VendorStatus
 from resolvers.transport import Transport, VendorResponse, path_segment, status_error
@@ -427,13 +427,9 @@ class Jim2Connector(Connector[Jim2Settings]):
             response = await self._call("GET", url)
             if not 200 <= response.status < 300:
                 raise self._error(response, payload, collection=True)
-            try:
-                document = CollectionDocument.model_validate(response.json())
-            except ValidationError as exc:
-                raise VendorProtocolError(
-                    f"Jim2 listed card {card_no}'s contacts in an unexpected shape: {response.excerpt()}",
-                    http_status=response.status,
-                ) from exc
+            document = response.parse(
+                CollectionDocument, f"Jim2 listed card {card_no}'s contacts in an unexpected shape"
+            )
             found += document.data
             following = document.links.next if document.links is not None else None
             if not following:
@@ -493,13 +489,7 @@ class Jim2Connector(Connector[Jim2Settings]):
         response = await self.transport.request("POST", self.token_url, form=form, headers=headers)
         if not 200 <= response.status < 300:
             raise self._token_error(response)
-        try:
-            answer = TokenResponse.model_validate(response.json())
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Jim2's token endpoint answered an unexpected shape: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
+        answer = response.parse(TokenResponse, "Jim2's token endpoint answered an unexpected shape")
         if answer.token_type.lower() != "bearer":
             raise AuthFailed(
                 f"Jim2 issued a token of type {answer.token_type!r}; "
@@ -645,13 +635,7 @@ def _contact_emails(contact: ResourceRead, email_type: str) -> set[str]:
 
 
 def _resource(response: VendorResponse) -> ResourceRead:
-    try:
-        return ResourceDocument.model_validate(response.json()).data
-    except ValidationError as exc:
-        raise VendorProtocolError(
-            f"Jim2 answered HTTP {response.status} without a CardFileContact: {response.excerpt()}",
-            http_status=response.status,
-        ) from exc
+    return response.parse(ResourceDocument, f"Jim2 answered HTTP {response.status} without a CardFileContact").data
 
 
 def _error_objects(response: VendorResponse) -> list[ErrorObject]:

@@ -308,14 +308,8 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
         response = await self._request("GET", self.lookup_url, params=params)
         if not 200 <= response.status < 300:
             raise self._error(response)
-        try:
-            answer = ODataSlimResponse.model_validate(response.json())
-            rows = answer.value
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"SuperOffice's contact search answered an unexpected shape: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
+        answer = response.parse(ODataSlimResponse, "SuperOffice's contact search answered an unexpected shape")
+        rows = answer.value
         if any(column not in row for row in rows):
             # Without the column the exact-case check below cannot be made, and the search ignores case: adopting
             # a hit could update another contact's record.
@@ -416,13 +410,7 @@ class SuperOfficeConnector(Connector[SuperOfficeSettings]):
 
     @staticmethod
     def _entity(response: VendorResponse) -> ContactEntityReply:
-        try:
-            reply = ContactEntityReply.model_validate(response.json())
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"SuperOffice answered HTTP {response.status} without a ContactId: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
+        reply = response.parse(ContactEntityReply, f"SuperOffice answered HTTP {response.status} without a ContactId")
         if reply.ContactId <= 0:
             raise VendorProtocolError(f"SuperOffice answered ContactId {reply.ContactId}", http_status=response.status)
         return reply

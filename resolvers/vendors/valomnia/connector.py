@@ -436,12 +436,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
             raise _auth_failed(answer, "Valomnia did not accept the login session")
         if answer.status != 200:
             raise status_error(answer, f"Valomnia's token answer was HTTP {answer.status}: {answer.excerpt()}")
-        try:
-            reply = LoginReply.model_validate(answer.json())
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Valomnia's token answer has an unexpected shape: {answer.excerpt()}", http_status=answer.status
-            ) from exc
+        reply = answer.parse(LoginReply, "Valomnia's token answer has an unexpected shape")
         if not reply.token:
             # Logged in, but no token: the user has no API access, a setup problem no retry fixes.
             raise AuthFailed("Valomnia's login answered without a token", http_status=answer.status)
@@ -453,13 +448,7 @@ class ValomniaConnector(Connector[ValomniaSettings]):
         """The contact Valomnia answers on success; every other answer becomes a `VendorError`."""
         if not 200 <= response.status < 300:
             raise self._error(response, sources)
-        try:
-            return ContactReply.model_validate(response.json())
-        except ValidationError as exc:
-            raise VendorProtocolError(
-                f"Valomnia answered HTTP {response.status} without a contact: {response.excerpt()}",
-                http_status=response.status,
-            ) from exc
+        return response.parse(ContactReply, f"Valomnia answered HTTP {response.status} without a contact")
 
     def _error(self, response: VendorResponse, sources: dict[str, str]) -> VendorError:
         """Valomnia's error body, by the status table, with a field error where the body names a field."""
@@ -562,15 +551,12 @@ def _contact_gone(response: VendorResponse) -> bool:
 
 
 def _contact_list(response: VendorResponse) -> list[ContactReply]:
-    data = response.json()
-    try:
-        if isinstance(data, list):
-            return ContactPage.model_validate({"data": data}).data
-        return ContactPage.model_validate(data).data
-    except ValidationError as exc:
-        raise VendorProtocolError(
-            f"Valomnia's contact listing has an unexpected shape: {response.excerpt()}", http_status=response.status
-        ) from exc
+    # A bare array or `{"data": [...]}` (the envelope is assumed).
+    return response.parse(
+        ContactPage,
+        "Valomnia's contact listing has an unexpected shape",
+        keys=lambda data: {"data": data} if isinstance(data, list) else data,
+    ).data
 
 
 def _auth_failed(response: VendorResponse, fallback: str) -> AuthFailed:
