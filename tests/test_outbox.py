@@ -1309,8 +1309,9 @@ async def test_a_completion_recorded_late_leaves_a_newer_writes_link_alone(
         await asyncio.wait_for(stalled.wait(), 10)
         await asyncio.sleep(0.8)  # past the first delivery's lease (timeout_s 0.5 + lease_grace_s 0)
         newer = await gateway.graphql(UPSERT, {"input": contact(firstName="Augusta"), "vendors": ["ONESERVE"]})
-        # No link was recorded yet (the first write's completion is the one stalled): Oneserve's upsert says CREATED.
-        assert newer["data"]["upsertContact"]["results"][0]["status"] == "CREATED", newer
+        # CREATED if no link was recorded yet, UPDATED if this process's worker took the first delivery over once its
+        # lease ran out and recorded it: either way the newer write reached Oneserve.
+        assert newer["data"]["upsertContact"]["results"][0]["status"] in {"CREATED", "UPDATED"}, newer
     finally:
         release.set()
     assert (await first)["data"]["upsertContact"]["results"][0]["status"] == "CREATED"
@@ -1365,7 +1366,9 @@ async def test_an_early_claim_recorded_late_leaves_a_newer_writes_link_alone(
         await asyncio.sleep(0.8)  # past the first delivery's lease (timeout_s 0.5 + lease_grace_s 0)
         newer = await gateway.graphql(UPSERT, {"input": contact(firstName="Augusta"), "vendors": ["JIM2"]})
         (result,) = newer["data"]["upsertContact"]["results"]
-        assert (result["status"], result["matchedBy"]) == ("UPDATED", "email"), result
+        # Adopted by e-mail, or updated by the remote id this process's worker recorded when it took the first
+        # delivery over (its lease ran out) and found the record: either way Jim2's one record, updated.
+        assert result["status"] == "UPDATED", result
     finally:
         release.set()
     assert (await first)["data"]["upsertContact"]["results"][0]["status"] == "CREATED"
